@@ -1,0 +1,130 @@
+"""The built dataset's manifest (machine-readable) and build report (for people)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+import qanchor
+from qanchor.data.loader import Dataset
+from qanchor.io import sha256_file
+
+SCHEMA_VERSION = 1
+
+
+def write_manifest(
+    out: Path,
+    ds: Dataset,
+    tables: dict[str, pd.DataFrame],
+    cutoff: pd.Timestamp,
+    config: dict[str, Any],
+    quarantined: dict[str, int],
+    seconds: float,
+) -> dict[str, Any]:
+    """Write ``manifest.json``: schema version, counts, hashes, config. Returns the dict.
+
+    ``content_hash`` covers the output files' bytes, so two builds of the same input with the
+    same config and library version have the same hash; later stages record it to say exactly
+    which data a model was trained on.
+    """
+    files = {
+        p.relative_to(out).as_posix(): sha256_file(p) for p in sorted(out.rglob("*")) if p.is_file()
+    }
+    content = hashlib.sha256("".join(f"{k}:{v}\n" for k, v in files.items()).encode()).hexdigest()
+    users = tables["users.parquet"]
+    manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "qanchor_version": qanchor.__version__,
+        "input": str(Path(ds.root)),
+        "built_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "build_seconds": round(seconds, 2),
+        "cutoff": cutoff.isoformat(),
+        "sources": ds.sources,
+        "scenarios": [s.name for s in ds.scenarios],
+        "has_profiles": ds.profiles is not None,
+        "rows": {name: int(len(df)) for name, df in tables.items()},
+        "users_per_split": {
+            k: int(v) for k, v in users["split"].value_counts().sort_index().items()
+        },
+        "quarantined": quarantined,
+        "config": config,
+        "files": files,
+        "content_hash": content,
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+    return manifest
+
+
+def _md_table(df: pd.DataFrame) -> str:
+    cols = [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def write_report(
+    out: Path, ds: Dataset, tables: dict[str, pd.DataFrame], manifest: dict[str, Any]
+) -> Path:
+    """Write ``report.md``: counts per source and split, quarantine, label rates per scenario."""
+    users, labels = tables["users.parquet"], tables["labels.parquet"]
+    hist, fut = tables["history.parquet"], tables["future.parquet"]
+    per_source = (
+        pd.DataFrame(
+            {
+                "history events": hist.groupby("source").size(),
+                "future events": fut.groupby("source").size(),
+                "users with history": hist.groupby("source")["user_id"].nunique(),
+            }
+        )
+        .fillna(0)
+        .astype(int)
+        .rename_axis("source")
+        .reset_index()
+    )
+    per_split = (
+        users.groupby("split")
+        .agg(
+            users=("user_id", "size"),
+            history_events=("n_history", "sum"),
+            future_events=("n_future", "sum"),
+        )
+        .reset_index()
+    )
+    rates = labels.pivot_table(index="scenario", columns="split", values="label", aggfunc="mean")
+    rates["all"] = labels.groupby("scenario")["label"].mean()
+    rates = rates.round(3).reset_index()
+    group = {s.name: s.group for s in ds.scenarios}
+    rates.insert(1, "group", rates["scenario"].map(group).fillna(""))
+    q = [(f, r, n) for f, reasons in ds.quarantine_counts().items() for r, n in reasons.items()]
+    qtab = pd.DataFrame(q, columns=["file", "reason", "rows"]) if q else None
+    pairs = tables["pairs.parquet"].groupby(["kind"]).size().rename("pairs").reset_index()
+    text = "\n\n".join(
+        [
+            f"# Dataset build report\n\nInput `{manifest['input']}`; cutoff {manifest['cutoff']}; "
+            f"built in {manifest['build_seconds']} s; content hash `{manifest['content_hash'][:16]}`.",
+            f"## Events per source\n\n{_md_table(per_source)}",
+            f"## Users per split\n\n{_md_table(per_split)}",
+            f"## Label rates per scenario\n\n{_md_table(rates)}",
+            "## Quarantined rows\n\n"
+            + (
+                _md_table(qtab) + "\n\nThe rows are in `quarantine/`."
+                if qtab is not None
+                else "None."
+            ),
+            f"## UserU pretraining pairs\n\n{_md_table(pairs)}",
+            "## Example pairs\n\n" + _examples(tables["pairs.parquet"]),
+        ]
+    )
+    path = out / "report.md"
+    path.write_text(text + "\n")
+    return path
+
+
+def _examples(pairs: pd.DataFrame, n: int = 3) -> str:
+    sample = pairs.drop_duplicates("topic").head(n + 2)
+    return "\n".join(f"- **{r.query}** ({r.user_id})\n  {r.answer}" for r in sample.itertuples())

@@ -1,0 +1,156 @@
+"""Vectorised per-user statistics of an event log, shared by snapshots and UserU pairs.
+
+Everything here is a pandas groupby over the whole log; per-user Python work happens only on the
+small aggregated tables, so a build of tens of thousands of users stays in seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+# Time-of-day buckets by UTC hour; named so answers read naturally.
+TOD_BUCKETS = (("night", 0, 6), ("morning", 6, 12), ("afternoon", 12, 18), ("evening", 18, 24))
+
+
+def action_keys(text: pd.Series, words: int) -> pd.Series:
+    """Normalise event texts to short "action" keys: lowercase, no digits/punctuation, N words.
+
+    Amounts, dates and ids make most raw texts unique; dropping them groups events that are the
+    same kind of action ("paid at freshmart groceries") so we can count and rank them.
+    Computed on unique texts only, since logs repeat texts heavily.
+    """
+    uniq = pd.Series(text.unique())
+    norm = uniq.str.lower().str.replace(r"[\d\W_]+", " ", regex=True).str.split()
+    keys = norm.map(lambda ws: " ".join(ws[:words]))
+    mapping = dict(zip(uniq, keys, strict=True))
+    return text.map(mapping).astype(object)
+
+
+def action_table(events: pd.DataFrame) -> pd.DataFrame:
+    """Counts, value sums and last time per (user, source, action), most frequent first."""
+    key = events["action"].where(events["action"] != "", events["source"])
+    grouped = events.assign(action=key).groupby(["user_id", "source", "action"], sort=False)
+    table = grouped.agg(n=("ts", "size"), value_sum=("value", "sum"), last_ts=("ts", "max"))
+    table = table.reset_index()
+    return table.sort_values(
+        ["user_id", "n", "last_ts", "action"], ascending=[True, False, False, True], kind="stable"
+    ).reset_index(drop=True)
+
+
+def source_counts(events: pd.DataFrame) -> pd.DataFrame:
+    """Wide table user_id x source of event counts (0 where none)."""
+    return events.groupby(["user_id", "source"]).size().unstack(fill_value=0)
+
+
+def count_bins(counts: pd.DataFrame) -> dict[str, tuple[float, float]]:
+    """Per-source tercile edges of non-zero counts: the population's light/moderate/heavy cut."""
+    edges = {}
+    for src in counts.columns:
+        nz = counts[src][counts[src] > 0]
+        if len(nz) == 0:
+            continue
+        lo, hi = np.quantile(nz, [1 / 3, 2 / 3])
+        edges[src] = (float(lo), float(hi))
+    return edges
+
+
+def bin_label(n: int, edges: tuple[float, float] | None) -> str:
+    """'light', 'moderate' or 'heavy' relative to the population's terciles."""
+    if edges is None:
+        return "some"
+    lo, hi = edges
+    return "light" if n <= lo else ("moderate" if n <= hi else "heavy")
+
+
+def iter_groups(df: pd.DataFrame, key: str = "user_id") -> Iterator[tuple[str, list[tuple]]]:
+    """Yield (key, rows as tuples) for a frame sorted by ``key``, in one linear pass."""
+    if df.empty:
+        return
+    keys = df[key].to_numpy()
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    ends = np.r_[starts[1:], len(keys)]
+    rows = list(df.itertuples(index=False, name=None))
+    for s, e in zip(starts, ends, strict=True):
+        yield keys[s], rows[s:e]
+
+
+@dataclass
+class UserStats:
+    """What the pair generators may say about one user: derived only from that user's log."""
+
+    user_id: str
+    counts: dict[str, int] = field(default_factory=dict)
+    actions: dict[str, list[tuple[str, int, float]]] = field(default_factory=dict)
+    active_days: int = 0
+    days_since_last: float | None = None
+    tod_share: dict[str, float] = field(default_factory=dict)
+    weekend_share: float = 0.0
+    trend: tuple[int, int] = (0, 0)
+    recent: list[tuple[str, str, int]] = field(default_factory=list)
+    profile: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+def user_stats(
+    events: pd.DataFrame, cutoff: pd.Timestamp, recent_days: int, top_k: int
+) -> dict[str, UserStats]:
+    """Compute :class:`UserStats` for every user in ``events`` (needs an ``action`` column)."""
+    stats: dict[str, UserStats] = {}
+    for uid, rows in iter_groups(action_table(events)):
+        st = stats.setdefault(uid, UserStats(uid))
+        for _, src, action, n, vsum, _last in rows:
+            st.counts[src] = st.counts.get(src, 0) + int(n)
+            lst = st.actions.setdefault(src, [])
+            if len(lst) < top_k:
+                lst.append((action, int(n), float(vsum)))
+    _add_time_stats(events, cutoff, stats)
+    _add_recent(events, cutoff, recent_days, top_k, stats)
+    return stats
+
+
+def _add_time_stats(
+    events: pd.DataFrame, cutoff: pd.Timestamp, stats: dict[str, UserStats]
+) -> None:
+    ts = events["ts"]
+    hour, day = ts.dt.hour, ts.dt.floor("D")
+    bucket = pd.cut(
+        hour, [b[1] for b in TOD_BUCKETS] + [24], right=False, labels=[b[0] for b in TOD_BUCKETS]
+    )
+    tod = pd.crosstab(events["user_id"], bucket, normalize="index")
+    weekend = (ts.dt.day_of_week >= 5).groupby(events["user_id"]).mean()
+    active = day.groupby(events["user_id"]).nunique()
+    last = ts.groupby(events["user_id"]).max()
+    # Activity trend: first third of the history window against the last third.
+    start = ts.min()
+    frac = (ts - start) / max(cutoff - start, pd.Timedelta(seconds=1))
+    early = (frac < 1 / 3).groupby(events["user_id"]).sum()
+    late = (frac >= 2 / 3).groupby(events["user_id"]).sum()
+    for uid, st in stats.items():
+        st.tod_share = (
+            {str(k): float(v) for k, v in tod.loc[uid].items()} if uid in tod.index else {}
+        )
+        st.weekend_share = float(weekend.get(uid, 0.0))
+        st.active_days = int(active.get(uid, 0))
+        st.days_since_last = (
+            float((cutoff - last[uid]) / pd.Timedelta(days=1)) if uid in last.index else None
+        )
+        st.trend = (int(early.get(uid, 0)), int(late.get(uid, 0)))
+
+
+def _add_recent(
+    events: pd.DataFrame,
+    cutoff: pd.Timestamp,
+    recent_days: int,
+    top_k: int,
+    stats: dict[str, UserStats],
+) -> None:
+    recent = events[events["ts"] >= cutoff - pd.Timedelta(days=recent_days)]
+    for uid, rows in iter_groups(action_table(recent)):
+        stats[uid].recent = [(src, action, int(n)) for _, src, action, n, _, _ in rows[:top_k]]

@@ -1,0 +1,59 @@
+"""Shared fixtures: small datasets written in the input contract."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+
+def write_toy_dataset(
+    root: Path, users: int = 30, seed: int = 0, sources=("shop", "web", "call")
+) -> Path:
+    """A tiny dataset with made-up sources (not the synthetic generator's) in the contract.
+
+    Each user has a latent 'buyer' flag; buyers shop more and their labels follow it.
+    """
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    start = pd.Timestamp("2026-03-01", tz="UTC")
+    rows, labels = [], []
+    for u in range(users):
+        uid = f"user{u:03d}"
+        buyer = u % 2
+        for src in sources:
+            n = int(rng.integers(1, 6)) + (4 if (buyer and src == "shop") else 0)
+            for _ in range(n):
+                ts = start + pd.Timedelta(hours=int(rng.integers(0, 60 * 24)))
+                item = rng.choice(["shoes", "books", "phone"] if buyer else ["news", "weather"])
+                rows.append(
+                    (
+                        uid,
+                        ts,
+                        src,
+                        f"{src} event about {item} #{int(rng.integers(100))}",
+                        float(rng.random() * 50),
+                    )
+                )
+        labels += [(uid, "buys", buyer), (uid, "reads", 1 - buyer)]
+    pd.DataFrame(rows, columns=["user_id", "ts", "source", "text", "value"]).to_parquet(
+        root / "events.parquet"
+    )
+    pd.DataFrame(labels, columns=["user_id", "scenario", "label"]).to_parquet(
+        root / "labels.parquet"
+    )
+    prof = pd.DataFrame({"user_id": [f"user{u:03d}" for u in range(users)], "age": rng.integers(18, 70, users),
+                         "tier": rng.choice(["a", "b"], users)})  # fmt: skip
+    prof.to_parquet(root / "profiles.parquet")
+    scen = [{"name": "buys", "query": "Will this user buy something?"},
+            {"name": "reads", "query": "Does this user mostly read?"}]  # fmt: skip
+    (root / "scenarios.yaml").write_text(yaml.safe_dump(scen))
+    return root
+
+
+@pytest.fixture
+def toy_dataset(tmp_path: Path) -> Path:
+    return write_toy_dataset(tmp_path / "toy")

@@ -1,0 +1,167 @@
+"""The dataset builder on small datasets with sources the synthetic generator does not use."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from qanchor.config import resolve
+from qanchor.data.build import OUTPUT_FILES, BuildConfig, build_dataset, resolve_cutoff
+from qanchor.data.loader import load_dataset
+
+CFG = BuildConfig(future_days=10, max_events_per_source=3)
+
+
+@pytest.fixture
+def built(toy_dataset: Path, tmp_path: Path) -> Path:
+    return build_dataset(toy_dataset, tmp_path / "built", CFG)
+
+
+def read(built: Path, name: str) -> pd.DataFrame:
+    return pd.read_parquet(built / name)
+
+
+def test_writes_every_output_and_a_consistent_manifest(built: Path) -> None:
+    for name in OUTPUT_FILES:
+        assert (built / name).is_file(), name
+    manifest = json.loads((built / "manifest.json").read_text())
+    for name in OUTPUT_FILES:
+        assert manifest["rows"][name] == len(read(built, name))
+        assert name in manifest["files"]
+    assert manifest["sources"] == ["call", "shop", "web"]
+    assert manifest["schema_version"] == 1
+    assert manifest["config"]["max_events_per_source"] == 3
+    report = (built / "report.md").read_text()
+    for heading in (
+        "Events per source",
+        "Users per split",
+        "Label rates per scenario",
+        "Quarantined rows",
+    ):
+        assert heading in report
+
+
+def test_history_and_future_are_cut_at_the_cutoff(built: Path) -> None:
+    cutoff = read(built, "users.parquet")["cutoff"].iloc[0]
+    hist, fut = read(built, "history.parquet"), read(built, "future.parquet")
+    assert hist["ts"].max() < cutoff <= fut["ts"].min()
+    assert fut["ts"].max() < cutoff + pd.Timedelta(days=CFG.future_days)
+    snaps = read(built, "snapshots.parquet")
+    assert all(ts < cutoff.tz_localize(None) for lst in snaps["event_ts"] for ts in lst)
+
+
+def test_explicit_cutoff_is_honoured(toy_dataset: Path) -> None:
+    ds = load_dataset(toy_dataset)
+    cfg = BuildConfig(cutoff="2026-03-20")
+    assert resolve_cutoff(ds.events, cfg) == pd.Timestamp("2026-03-20", tz="UTC")
+
+
+def test_snapshots_keep_the_most_recent_events_per_source_in_order(built: Path) -> None:
+    hist, snaps = read(built, "history.parquet"), read(built, "snapshots.parquet")
+    for row in snaps.itertuples():
+        srcs = list(row.event_source)
+        assert srcs == sorted(srcs)
+        for src in set(srcs):
+            ts = [t for s, t in zip(srcs, row.event_ts, strict=True) if s == src]
+            assert ts == sorted(ts) and len(ts) <= CFG.max_events_per_source
+            mine = hist[(hist.user_id == row.user_id) & (hist.source == src)]
+            expected = mine["ts"].sort_values().tail(CFG.max_events_per_source).dt.tz_localize(None)
+            assert [pd.Timestamp(t) for t in ts] == list(expected)
+
+
+def test_aggregates_count_history_events(built: Path) -> None:
+    hist, agg = (
+        read(built, "history.parquet"),
+        read(built, "aggregates.parquet").set_index("user_id"),
+    )
+    counts = hist.groupby(["user_id", "source"]).size()
+    for (uid, src), n in counts.items():
+        assert agg.loc[uid, f"{src}__count"] == n
+    assert (
+        agg["total__count"] == hist.groupby("user_id").size().reindex(agg.index).fillna(0)
+    ).all()
+
+
+def test_splits_are_deterministic_and_partition_users(toy_dataset: Path, tmp_path: Path) -> None:
+    a = build_dataset(toy_dataset, tmp_path / "a", CFG)
+    b = build_dataset(toy_dataset, tmp_path / "b", CFG)
+    ua, ub = read(a, "users.parquet"), read(b, "users.parquet")
+    pd.testing.assert_frame_equal(ua, ub)
+    assert set(ua["split"]) <= {"train", "val", "test"} and ua["user_id"].is_unique
+    labels = read(a, "labels.parquet").merge(ua, on="user_id", suffixes=("", "_u"))
+    assert (labels["split"] == labels["split_u"]).all()
+    hashes = [json.loads((d / "manifest.json").read_text())["content_hash"] for d in (a, b)]
+    assert hashes[0] == hashes[1]
+
+
+def test_a_given_split_column_is_honoured(toy_dataset: Path, tmp_path: Path) -> None:
+    labels = pd.read_parquet(toy_dataset / "labels.parquet")
+    labels["split"] = labels["user_id"].map(lambda u: "test" if u.endswith(("1", "2")) else "train")
+    labels.to_parquet(toy_dataset / "labels.parquet")
+    users = read(build_dataset(toy_dataset, tmp_path / "b", CFG), "users.parquet")
+    expected = users["user_id"].map(lambda u: "test" if u.endswith(("1", "2")) else "train")
+    assert (users["split"] == expected).all()
+
+
+def test_pairs_are_grounded_in_the_users_own_data(built: Path) -> None:
+    pairs, fut = read(built, "pairs.parquet"), read(built, "future.parquet")
+    users = read(built, "users.parquet")
+    future = pairs[pairs["kind"] == "future"]
+    assert set(future["user_id"]) == set(users["user_id"])
+    assert (future["query"] == "What is this user most likely to do next period?").all()
+    for row in future.itertuples():
+        active = set(fut.loc[fut.user_id == row.user_id, "source"])
+        mentioned = {s for s in ("shop", "web", "call") if f"{s}:" in row.answer}
+        assert mentioned == active, row.answer
+    uqa = pairs[pairs["kind"] == "uqa"]
+    assert (uqa.groupby("user_id").size() <= 4).all() and uqa["topic"].nunique() >= 4
+    assert (pairs["answer"].str.len() > 0).all()
+
+
+def test_qa_pairs_and_quarantine_flow_into_the_build(toy_dataset: Path, tmp_path: Path) -> None:
+    qa = pd.DataFrame(
+        {"user_id": ["user001", "user002"], "query": ["Hobby?", "Job?"], "answer": ["Chess.", ""]}
+    )
+    qa.to_parquet(toy_dataset / "qa.parquet")
+    ev = pd.read_parquet(toy_dataset / "events.parquet")
+    ev = pd.concat([ev, ev.head(2)], ignore_index=True)  # two exact duplicates
+    ev.loc[len(ev)] = ["ghost", pd.Timestamp("2026-03-02", tz="UTC"), "web", "no label", 1.0]
+    ev.to_parquet(toy_dataset / "events.parquet")
+    out = build_dataset(toy_dataset, tmp_path / "q", CFG)
+    pairs = read(out, "pairs.parquet")
+    assert pairs[pairs.kind == "qa"][["user_id", "answer"]].values.tolist() == [
+        ["user001", "Chess."]
+    ]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["quarantined"]["events.parquet"] == 3
+    assert manifest["quarantined"]["qa.parquet"] == 1
+    q = pd.read_parquet(out / "quarantine" / "events.parquet")
+    assert sorted(q["reason"]) == ["duplicate event", "duplicate event", "user has no label"]
+    assert "duplicate event" in (out / "report.md").read_text()
+
+
+def test_works_without_profiles(toy_dataset: Path, tmp_path: Path) -> None:
+    (toy_dataset / "profiles.parquet").unlink()
+    out = build_dataset(toy_dataset, tmp_path / "np", CFG)
+    assert not (out / "profiles.parquet").exists()
+    assert not (read(out, "pairs.parquet")["topic"] == "profile").any()
+
+
+def test_failed_build_keeps_the_last_good_output(toy_dataset: Path, tmp_path: Path) -> None:
+    out = build_dataset(toy_dataset, tmp_path / "keep", CFG)
+    before = (out / "manifest.json").read_text()
+    (toy_dataset / "scenarios.yaml").write_text(yaml.safe_dump([{"name": "buys"}]))
+    with pytest.raises(Exception, match="query"):
+        build_dataset(toy_dataset, out, CFG)
+    assert (out / "manifest.json").read_text() == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".keep")] == []
+
+
+def test_presets_and_overrides() -> None:
+    assert resolve(BuildConfig, "tiny").max_events_per_source == 8
+    paper = resolve(BuildConfig, "paper", overrides={"seed": "3"})
+    assert paper.source_caps["app"] == 10 and paper.seed == 3
