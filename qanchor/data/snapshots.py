@@ -30,22 +30,36 @@ def cap_events(history: pd.DataFrame, caps: dict[str, int], default_cap: int) ->
 
 
 def snapshot_lists(capped: pd.DataFrame, users: pd.Index, cutoff: pd.Timestamp) -> pd.DataFrame:
-    """One row per user with list columns event_source/event_ts/event_text/event_value."""
-    g = capped.groupby("user_id", sort=True)
-    out = pd.DataFrame(
-        {
-            "event_source": g["source"].agg(list),
-            "event_ts": g["ts"].agg(list),
-            "event_text": g["text"].agg(list),
-            "event_value": g["value"].agg(list),
-        }
-    ).reindex(users)
-    # Users without history keep empty lists, not nulls: "no events" is a fact, not missing data.
-    for col in out.columns:
-        out[col] = out[col].map(lambda v: v if isinstance(v, list) else [])
-    out.index.name = "user_id"
-    out.insert(0, "snapshot_ts", cutoff)
-    return out.reset_index()
+    """One row per user with list columns event_source/event_ts/event_text/event_value.
+
+    ``capped`` must be sorted by user_id (as :func:`cap_events` returns it). Lists are cut from
+    the flat columns by offsets (Arrow list arrays), not by a Python groupby-agg per user.
+    Users without history get empty lists, not nulls: "no events" is a fact, not missing data.
+    """
+    import pyarrow as pa
+
+    uids = capped["user_id"].to_numpy()
+    pos = users.get_indexer(uids)
+    if (pos < 0).any():
+        raise ValueError("capped events contain users outside `users`")
+    counts = np.bincount(pos, minlength=len(users))
+    # Reorder events to follow `users` order; stable keeps (source, ts) order within a user.
+    order = np.argsort(pos, kind="stable")
+    offsets = pa.array(np.r_[0, np.cumsum(counts)].astype(np.int32))
+    out = {"user_id": users.to_numpy(), "snapshot_ts": cutoff}
+    for col, src in (
+        ("event_source", "source"),
+        ("event_ts", "ts"),
+        ("event_text", "text"),
+        ("event_value", "value"),
+    ):
+        values = (
+            pa.array(capped[src].to_numpy()[order])
+            if src != "ts"
+            else pa.array(capped[src].iloc[order])
+        )
+        out[col] = pa.ListArray.from_arrays(offsets, values).to_pandas()
+    return pd.DataFrame(out)
 
 
 def aggregates(

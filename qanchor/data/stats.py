@@ -103,9 +103,10 @@ def user_stats(
 ) -> dict[str, UserStats]:
     """Compute :class:`UserStats` for every user in ``events`` (needs an ``action`` column)."""
     stats: dict[str, UserStats] = {}
-    for uid, rows in iter_groups(action_table(events)):
+    cols = ["user_id", "source", "action", "n", "value_sum"]  # no timestamps: slow to iterate
+    for uid, rows in iter_groups(action_table(events)[cols]):
         st = stats.setdefault(uid, UserStats(uid))
-        for _, src, action, n, vsum, _last in rows:
+        for _, src, action, n, vsum in rows:
             st.counts[src] = st.counts.get(src, 0) + int(n)
             lst = st.actions.setdefault(src, [])
             if len(lst) < top_k:
@@ -123,7 +124,8 @@ def _add_time_stats(
     bucket = pd.cut(
         hour, [b[1] for b in TOD_BUCKETS] + [24], right=False, labels=[b[0] for b in TOD_BUCKETS]
     )
-    tod = pd.crosstab(events["user_id"], bucket, normalize="index")
+    tod = events.groupby(["user_id", bucket], observed=False).size().unstack(fill_value=0)
+    tod = tod.div(tod.sum(axis=1).clip(lower=1), axis=0)
     weekend = (ts.dt.day_of_week >= 5).groupby(events["user_id"]).mean()
     active = day.groupby(events["user_id"]).nunique()
     last = ts.groupby(events["user_id"]).max()
@@ -132,16 +134,19 @@ def _add_time_stats(
     frac = (ts - start) / max(cutoff - start, pd.Timedelta(seconds=1))
     early = (frac < 1 / 3).groupby(events["user_id"]).sum()
     late = (frac >= 2 / 3).groupby(events["user_id"]).sum()
+    # Plain dicts: per-user .loc lookups on 20k users would dominate the build time.
+    tod_d = {
+        uid: {str(k): float(v) for k, v in row.items()} for uid, row in tod.to_dict("index").items()
+    }
+    weekend_d, active_d = weekend.to_dict(), active.to_dict()
+    since_d = ((cutoff - last) / pd.Timedelta(days=1)).to_dict()
+    early_d, late_d = early.to_dict(), late.to_dict()
     for uid, st in stats.items():
-        st.tod_share = (
-            {str(k): float(v) for k, v in tod.loc[uid].items()} if uid in tod.index else {}
-        )
-        st.weekend_share = float(weekend.get(uid, 0.0))
-        st.active_days = int(active.get(uid, 0))
-        st.days_since_last = (
-            float((cutoff - last[uid]) / pd.Timedelta(days=1)) if uid in last.index else None
-        )
-        st.trend = (int(early.get(uid, 0)), int(late.get(uid, 0)))
+        st.tod_share = tod_d.get(uid, {})
+        st.weekend_share = float(weekend_d.get(uid, 0.0))
+        st.active_days = int(active_d.get(uid, 0))
+        st.days_since_last = float(since_d[uid]) if uid in since_d else None
+        st.trend = (int(early_d.get(uid, 0)), int(late_d.get(uid, 0)))
 
 
 def _add_recent(
@@ -152,5 +157,5 @@ def _add_recent(
     stats: dict[str, UserStats],
 ) -> None:
     recent = events[events["ts"] >= cutoff - pd.Timedelta(days=recent_days)]
-    for uid, rows in iter_groups(action_table(recent)):
-        stats[uid].recent = [(src, action, int(n)) for _, src, action, n, _, _ in rows[:top_k]]
+    for uid, rows in iter_groups(action_table(recent)[["user_id", "source", "action", "n"]]):
+        stats[uid].recent = [(src, action, int(n)) for _, src, action, n in rows[:top_k]]
