@@ -72,7 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
         dest="data_command", required=True
     )
 
-    p = _add_stage(data, "synth", "write a synthetic dataset in the input contract", _cmd_synth, SynthConfig)
+    p = _add_stage(
+        data, "synth", "write a synthetic dataset in the input contract", _cmd_synth, SynthConfig
+    )
     p.add_argument("--out", required=True, help="output dataset directory")
     add_config_args(p, SynthConfig)
 
