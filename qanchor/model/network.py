@@ -1,0 +1,156 @@
+"""The Q-Anchor network: user encoder + LoRA backbone (shared by both towers) + projection head.
+
+Anchor tower: prefix (user/modal/event tokens) + query suffix -> hidden state at <USER_EMB> ->
+head -> L2-normalised u. Semantic tower: answer text -> last-token hidden state -> same head -> v.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from qanchor.model import layout as L
+from qanchor.model.config import ModelConfig
+from qanchor.model.encoder import UserEncoder
+
+
+class Head(nn.Module):
+    """Projection head shared by both towers (paper: 896 -> 512 -> 128)."""
+
+    def __init__(self, d_in: int, hidden: int, d_out: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(d_in, hidden), nn.ReLU(), nn.Linear(hidden, d_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.net(x).float(), dim=-1)
+
+
+def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions that skip padding, so left- and right-padded rows see the same positions."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+class QAnchorModel(nn.Module):
+    """Both towers over one backbone. ``backbone`` is a (peft-wrapped) causal LM."""
+
+    def __init__(
+        self, cfg: ModelConfig, backbone: nn.Module, tokenizer, text_encoder: nn.Module
+    ) -> None:
+        super().__init__()
+        self.cfg, self.tokenizer = cfg, tokenizer
+        self.backbone, self.text_encoder = backbone, text_encoder
+        lm = self.causal_lm
+        d_llm = lm.config.hidden_size
+        token_rms = float(lm.get_input_embeddings().weight.detach().float().pow(2).mean().sqrt())
+        self.encoder = UserEncoder(
+            len(cfg.sources), text_encoder.dim, d_llm, cfg.profile_dim, token_rms
+        )
+        self.emb_token = nn.Parameter(torch.randn(d_llm) * token_rms)
+        self.head = Head(d_llm, cfg.head_hidden, cfg.emb_dim)
+        self.layout = L.Layout(
+            tokenizer,
+            cfg.sources,
+            cfg.profile_dim > 0,
+            cfg.user_tokens,
+            cfg.max_query_tokens,
+            cfg.max_answer_tokens,
+        )
+
+    @property
+    def causal_lm(self) -> nn.Module:
+        """The underlying causal LM (LoRA layers, if any, are injected into it in place)."""
+        get = getattr(self.backbone, "get_base_model", None)
+        return get() if get is not None else self.backbone
+
+    # --- embeddings -----------------------------------------------------------------------
+    def input_embeds(
+        self, batch: L.Batch, ev_vecs: torch.Tensor, prompts: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Token embeddings with encoder outputs, soft prompts and <USER_EMB> written in.
+
+        Args:
+            batch: the padded batch.
+            ev_vecs: [T, d_enc] text vectors of ``batch.ev_text``.
+            prompts: [n_prompts, P, d_llm] soft prompts, indexed by ``batch.prompt_index``.
+        """
+        emb = self.causal_lm.get_input_embeddings()(batch.input_ids)
+        kinds, n_users = batch.kinds, batch.input_ids.shape[0]
+        needs_prefix = bool((kinds == L.EVENT).any() or (kinds == L.USER).any())
+        if needs_prefix:
+            ev_tok, modal, user, tab = self.encoder(
+                ev_vecs, batch.ev_source, batch.ev_example, n_users, batch.profile
+            )
+            if self.cfg.user_tokens:
+                emb = self._put(emb, kinds == L.USER, user)
+                emb = self._put(emb, kinds == L.MODAL, modal.reshape(-1, modal.shape[-1]))
+            emb = self._put(
+                emb, kinds == L.EVENT, self._event_slots(ev_tok, tab, batch.ev_example, n_users)
+            )
+        if prompts is not None and (kinds == L.PROMPT).any():
+            emb = self._put(
+                emb, kinds == L.PROMPT, prompts[batch.prompt_index].reshape(-1, prompts.shape[-1])
+            )
+        return self._put(
+            emb, kinds == L.USER_EMB, self.emb_token.expand(int((kinds == L.USER_EMB).sum()), -1)
+        )
+
+    @staticmethod
+    def _put(emb: torch.Tensor, mask: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        if values.shape[0] != int(mask.sum()):
+            raise ValueError(f"layout mismatch: {int(mask.sum())} slots, {values.shape[0]} values")
+        return emb.masked_scatter(mask.unsqueeze(-1), values.to(emb.dtype))
+
+    @staticmethod
+    def _event_slots(
+        ev_tok: torch.Tensor, tab: torch.Tensor | None, ev_example: torch.Tensor, n_users: int
+    ) -> torch.Tensor:
+        """Event tokens in row-major slot order: each row's events, then its profile token."""
+        if tab is None:
+            return ev_tok
+        counts = torch.bincount(ev_example, minlength=n_users)
+        row_start = torch.cumsum(counts + 1, 0) - (counts + 1)
+        rank_in_row = (
+            torch.arange(len(ev_example), device=ev_tok.device)
+            - (torch.cumsum(counts, 0) - counts)[ev_example]
+        )
+        out = ev_tok.new_zeros(len(ev_example) + n_users, ev_tok.shape[-1])
+        out = out.index_copy(0, row_start[ev_example] + rank_in_row, ev_tok)
+        return out.index_copy(0, row_start + counts, tab.to(out.dtype))
+
+    def hidden(self, embeds: torch.Tensor, attention_mask: torch.Tensor, **kw) -> torch.Tensor:
+        """Last-layer hidden states of the backbone for given input embeddings."""
+        out = self.causal_lm.model(
+            inputs_embeds=embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids(attention_mask),
+            **kw,
+        )
+        return out.last_hidden_state
+
+    # --- towers ---------------------------------------------------------------------------
+    def anchor(
+        self, batch: L.Batch, ev_vecs: torch.Tensor, prompts: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """u (normalised) at <USER_EMB>, and the next-token loss if the batch has labels."""
+        from qanchor.model.losses import next_token_loss
+
+        h = self.hidden(self.input_embeds(batch, ev_vecs, prompts), batch.attention_mask)
+        u = self.head(h[batch.kinds == L.USER_EMB])
+        lm_loss = None
+        if batch.labels is not None:
+            lm_loss = next_token_loss(h, batch.labels, self.causal_lm.get_output_embeddings())
+        return u, lm_loss
+
+    def semantic(self, answer_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """v (normalised): the answer's last real token through the backbone and the head."""
+        emb = self.causal_lm.get_input_embeddings()(answer_ids)
+        h = self.hidden(emb, attention_mask)
+        last = attention_mask.long().sum(1) - 1
+        return self.head(h[torch.arange(h.shape[0], device=h.device), last])
+
+    def event_vectors(self, texts: list[str]) -> torch.Tensor:
+        """Encode event texts with the (possibly LoRA-tuned) text encoder, with gradients."""
+        toks = self.text_encoder.tokenize(texts, self.cfg.encoder_max_length)
+        dev = self.emb_token.device
+        return self.text_encoder(toks["input_ids"].to(dev), toks["attention_mask"].to(dev))

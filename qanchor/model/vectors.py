@@ -1,0 +1,72 @@
+"""A disk cache of frozen event-encoder vectors, keyed by encoder fingerprint and text.
+
+With a frozen event encoder (the CPU presets), every event text is encoded once, ever: training,
+evaluation, serving and incremental refreshes all look vectors up here and encode only texts they
+have not seen. Layout: ``<root>/<fingerprint>/{keys.npy, vectors.npy}``, rewritten atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+
+def text_key(text: str) -> bytes:
+    """16-byte key of a text (collisions are negligible at any realistic vocabulary)."""
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
+
+
+class VectorCache:
+    """Vectors of texts under one encoder fingerprint."""
+
+    def __init__(self, root: str | Path, fingerprint: str) -> None:
+        self.dir = Path(root) / fingerprint
+        self._keys: dict[bytes, int] = {}
+        self._vecs: np.ndarray | None = None
+        self.hits = self.misses = 0
+        if (self.dir / "keys.npy").is_file():
+            keys = np.load(self.dir / "keys.npy")
+            self._vecs = np.load(self.dir / "vectors.npy")
+            self._keys = {k.tobytes(): i for i, k in enumerate(keys)}
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def get(
+        self, texts: list[str], encode: Callable[[list[str]], np.ndarray], save: bool = True
+    ) -> np.ndarray:
+        """[len(texts), d] float32 vectors; texts not cached yet are encoded and added."""
+        keys = [text_key(t) for t in texts]
+        missing = sorted(
+            {k: t for k, t in zip(keys, texts, strict=True) if k not in self._keys}.items()
+        )
+        self.misses += len(missing)
+        self.hits += len(texts) - len(missing)
+        if missing:
+            new = np.asarray(encode([t for _, t in missing]), dtype=np.float32)
+            base = 0 if self._vecs is None else len(self._vecs)
+            self._vecs = new if self._vecs is None else np.concatenate([self._vecs, new])
+            self._keys.update({k: base + i for i, (k, _) in enumerate(missing)})
+            if save:
+                self.save()
+        idx = np.fromiter((self._keys[k] for k in keys), dtype=np.int64, count=len(keys))
+        assert self._vecs is not None or not texts
+        return self._vecs[idx] if len(idx) else np.zeros((0, 0), np.float32)
+
+    def save(self) -> None:
+        """Write keys and vectors atomically (temp files, then rename)."""
+        if self._vecs is None:
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        keys = np.frombuffer(b"".join(sorted(self._keys, key=self._keys.get)), dtype=np.uint8)
+        tag = uuid.uuid4().hex[:8]
+        for name, arr in (("vectors.npy", self._vecs), ("keys.npy", keys.reshape(-1, 16))):
+            tmp = self.dir / f".{name}.{tag}"
+            with open(tmp, "wb") as f:
+                np.save(f, arr)
+            os.replace(tmp, self.dir / name)

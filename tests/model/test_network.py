@@ -1,0 +1,129 @@
+"""The network on a tiny random backbone: layout, placement of encoder outputs, towers, saving."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from qanchor.config import resolve
+from qanchor.model import layout as L
+from qanchor.model.artifact import build_model, load_model, save_model
+from qanchor.model.config import PretrainConfig
+from qanchor.model.profile import ProfileFeaturizer
+
+SOURCES = ["app", "bill", "search"]
+
+
+@pytest.fixture(scope="module")
+def model():
+    cfg = resolve(PretrainConfig, "tiny").model_config(SOURCES, profile_dim=3)
+    return build_model(cfg).eval()
+
+
+def users() -> list[L.UserInput]:
+    return [
+        L.UserInput([(0, [0, 1]), (2, [2])], np.array([1.0, 0.0, 2.0], np.float32)),
+        L.UserInput([(1, [3, 4, 5])], np.array([0.0, 1.0, 0.0], np.float32)),
+    ]
+
+
+def make_batch(model, queries=("Will this user pay?", "Churn?"), answers=None):
+    lay = model.layout
+    rows = [[lay.prefix(u), lay.suffix(q)] for u, q in zip(users(), queries, strict=True)]
+    for row, a in zip(rows, answers or [], strict=False):
+        row.append(lay.answer(a))
+    return L.collate(rows, [u.profile for u in users()], lay.pad)
+
+
+def test_prefix_layout_has_user_modal_event_slots(model) -> None:
+    seg = model.layout.prefix(users()[0])
+    kinds = seg.kinds
+    assert kinds.count(L.USER) == 1
+    assert kinds.count(L.MODAL) == len(SOURCES) + 1  # + profile
+    assert kinds.count(L.EVENT) == 3 + 1  # 3 events + the profile token
+    assert seg.ev_text == [0, 1, 2] and seg.ev_source == [0, 0, 2]
+    suffix = model.layout.suffix("q?", n_prompt=6)
+    assert suffix.kinds[-7:] == [L.PROMPT] * 6 + [L.USER_EMB]
+
+
+def test_user_tokens_switch_removes_user_and_modal_slots() -> None:
+    cfg = resolve(PretrainConfig, "tiny", overrides={"user_tokens": False}).model_config(SOURCES, 0)
+    m = build_model(cfg)
+    kinds = m.layout.prefix(L.UserInput([(0, [0])])).kinds
+    assert L.USER not in kinds and L.MODAL not in kinds and kinds.count(L.EVENT) == 1
+
+
+def test_collate_pads_right_or_left_and_masks(model) -> None:
+    b = make_batch(model)
+    lens = b.attention_mask.sum(1)
+    assert b.input_ids.shape == b.kinds.shape == b.attention_mask.shape
+    assert (b.attention_mask[0, : lens[0]] == 1).all() and (
+        b.attention_mask[1, lens[1] :] == 0
+    ).all()
+    assert b.ev_example.tolist() == [0, 0, 0, 1, 1, 1]
+    lay = model.layout
+    left = L.collate(
+        [[lay.prefix(u)] for u in users()], [u.profile for u in users()], lay.pad, left=True
+    )
+    assert (
+        left.attention_mask[:, -1] == 1
+    ).all()  # left padding: every prefix ends at the last column
+
+
+def test_encoder_outputs_land_in_their_slots(model) -> None:
+    b = make_batch(model)
+    ev = torch.randn(len(b.ev_text), model.text_encoder.dim)
+    emb = model.input_embeds(b, ev)
+    ev_tok, modal, user, tab = model.encoder(ev, b.ev_source, b.ev_example, 2, b.profile)
+    slots = emb[b.kinds == L.EVENT]
+    # row 0: its 3 events then its profile token; row 1: 3 events then profile
+    torch.testing.assert_close(slots[:3], ev_tok[:3])
+    torch.testing.assert_close(slots[3], tab[0])
+    torch.testing.assert_close(slots[4:7], ev_tok[3:])
+    torch.testing.assert_close(slots[7], tab[1])
+    torch.testing.assert_close(emb[b.kinds == L.USER], user)
+    torch.testing.assert_close(emb[b.kinds == L.MODAL].view(2, -1, emb.shape[-1]), modal)
+    torch.testing.assert_close(emb[b.kinds == L.USER_EMB], model.emb_token.expand(2, -1))
+
+
+def test_towers_give_normalised_embeddings_of_the_configured_size(model) -> None:
+    b = make_batch(model, answers=["pays bills on time", "stops using the app"])
+    ev = torch.randn(len(b.ev_text), model.text_encoder.dim)
+    u, lm = model.anchor(b, ev)
+    assert u.shape == (2, model.cfg.emb_dim) and lm is not None and lm.item() > 0
+    torch.testing.assert_close(u.norm(dim=-1), torch.ones(2))
+    ids = L.pad(
+        [model.layout.semantic("a b"), model.layout.semantic("a much longer answer")],
+        model.layout.pad,
+    )
+    mask = (ids != -1).long()
+    mask[0, len(model.layout.semantic("a b")) :] = 0
+    v = model.semantic(ids, mask)
+    alone = model.semantic(ids[:1, : int(mask[0].sum())], mask[:1, : int(mask[0].sum())])
+    torch.testing.assert_close(v[0], alone[0], atol=1e-5, rtol=1e-5)  # padding does not leak
+
+
+def test_the_embedding_does_not_see_the_answer(model) -> None:
+    with_a = make_batch(model, answers=["first answer", "second"])
+    other = make_batch(model, answers=["something else entirely", "x"])
+    ev = torch.randn(len(with_a.ev_text), model.text_encoder.dim)
+    u1, _ = model.anchor(with_a, ev)
+    u2, _ = model.anchor(other, ev)
+    torch.testing.assert_close(u1, u2)  # causal attention: <USER_EMB> precedes the answer
+
+
+def test_save_and_load_round_trip(model, tmp_path: Path) -> None:
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(0.01)  # make the trainable state differ from a fresh build
+    fz = ProfileFeaturizer(numeric={"a": (0.0, 1.0)}, categorical={})
+    save_model(model, tmp_path / "m", fz, {"content_hash": "abc"}, {"note": 1})
+    loaded, fz2, config = load_model(tmp_path / "m")
+    b = make_batch(model)
+    ev = torch.randn(len(b.ev_text), model.text_encoder.dim)
+    torch.testing.assert_close(loaded.anchor(b, ev)[0], model.anchor(b, ev)[0])
+    assert fz2 == fz and config["data_content_hash"] == "abc" and config["note"] == 1
