@@ -16,14 +16,35 @@ from qanchor.model.encoder import UserEncoder
 
 
 class Head(nn.Module):
-    """Projection head shared by both towers (paper: 896 -> 512 -> 128)."""
+    """Projection head shared by both towers (paper: 896 -> 512 -> 128), L2-normalised output.
+
+    Each tower's input is first standardised with fixed per-dimension statistics measured once
+    on training data (:meth:`calibrate`). LLM hidden states are highly anisotropic (different
+    users' states have cosine ~0.99 in SmolLM2), and without this the in-batch contrastive loss
+    collapses every embedding onto one point in a short CPU run before it learns to separate.
+    The statistics are buffers: saved with the model and identical in training and serving.
+    """
+
+    TOWERS = ("anchor", "semantic")
 
     def __init__(self, d_in: int, hidden: int, d_out: int) -> None:
         super().__init__()
         self.net = nn.Sequential(nn.Linear(d_in, hidden), nn.ReLU(), nn.Linear(hidden, d_out))
+        for tower in self.TOWERS:
+            self.register_buffer(f"{tower}_shift", torch.zeros(d_in))
+            self.register_buffer(f"{tower}_scale", torch.ones(d_in))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.net(x).float(), dim=-1)
+    @torch.no_grad()
+    def calibrate(self, tower: str, x: torch.Tensor) -> None:
+        """Set a tower's shift/scale from a sample of its hidden states [N, d_in]."""
+        x = x.float()
+        std = x.std(0)
+        getattr(self, f"{tower}_shift").copy_(x.mean(0))
+        getattr(self, f"{tower}_scale").copy_(std.clamp(min=1e-2 * float(std.mean()) + 1e-6))
+
+    def forward(self, x: torch.Tensor, tower: str) -> torch.Tensor:
+        x = (x - getattr(self, f"{tower}_shift")) / getattr(self, f"{tower}_scale")
+        return F.normalize(self.net(x.to(self.net[0].weight.dtype)).float(), dim=-1)
 
 
 def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -129,6 +150,13 @@ class QAnchorModel(nn.Module):
         return out.last_hidden_state
 
     # --- towers ---------------------------------------------------------------------------
+    def anchor_hidden(
+        self, batch: L.Batch, ev_vecs: torch.Tensor, prompts: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Backbone hidden state at <USER_EMB>, before the head [B, d_llm]."""
+        h = self.hidden(self.input_embeds(batch, ev_vecs, prompts), batch.attention_mask)
+        return h[batch.kinds == L.USER_EMB]
+
     def anchor(
         self, batch: L.Batch, ev_vecs: torch.Tensor, prompts: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -136,18 +164,24 @@ class QAnchorModel(nn.Module):
         from qanchor.model.losses import next_token_loss
 
         h = self.hidden(self.input_embeds(batch, ev_vecs, prompts), batch.attention_mask)
-        u = self.head(h[batch.kinds == L.USER_EMB])
+        u = self.head(h[batch.kinds == L.USER_EMB], "anchor")
         lm_loss = None
         if batch.labels is not None:
             lm_loss = next_token_loss(h, batch.labels, self.causal_lm.get_output_embeddings())
         return u, lm_loss
 
-    def semantic(self, answer_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """v (normalised): the answer's last real token through the backbone and the head."""
+    def semantic(
+        self, answer_ids: torch.Tensor, attention_mask: torch.Tensor, raw: bool = False
+    ) -> torch.Tensor:
+        """v (normalised): the answer's last real token through the backbone and the head.
+
+        With ``raw`` the pooled hidden state is returned instead (for head calibration).
+        """
         emb = self.causal_lm.get_input_embeddings()(answer_ids)
         h = self.hidden(emb, attention_mask)
         last = attention_mask.long().sum(1) - 1
-        return self.head(h[torch.arange(h.shape[0], device=h.device), last])
+        pooled = h[torch.arange(h.shape[0], device=h.device), last]
+        return pooled if raw else self.head(pooled, "semantic")
 
     def event_vectors(self, texts: list[str]) -> torch.Tensor:
         """Encode event texts with the (possibly LoRA-tuned) text encoder, with gradients."""

@@ -57,7 +57,35 @@ def prepare(built_dir: str | Path, cfg: PretrainConfig, rt: T.Runtime) -> Setup:
         data.snapshots, mcfg.sources, mcfg.events_per_source, mcfg.source_caps, prof, featurizer
     )
     vectors = frozen_vectors(model, table.texts, rt) if mcfg.encoder_lora_r == 0 else None
-    return Setup(cfg, rt, data, model, featurizer, table, vectors)
+    s = Setup(cfg, rt, data, model, featurizer, table, vectors)
+    calibrate_head(s)
+    return s
+
+
+@torch.no_grad()
+def calibrate_head(s: Setup, n: int = 256) -> None:
+    """Measure each tower's hidden-state statistics on fixed training pairs (see ``Head``)."""
+    train = s.data.pairs[s.data.pairs["split"] == "train"]
+    sampler = PairSampler(train, s.table.index(), s.cfg.seed, s.cfg.future_pair_prob)
+    items = sampler.sample(0, min(n, len(sampler.users)))
+    lay, model = s.model.layout, s.model
+    was_training = model.training
+    model.eval()
+    anchors, answers = [], []
+    for k in range(0, len(items), 32):
+        chunk = items[k : k + 32]
+        batch = L.collate([[lay.prefix(s.table.inputs[r]), lay.suffix(q)] for r, q, _ in chunk],
+                          [s.table.inputs[r].profile for r, _, _ in chunk], lay.pad).to(s.rt.device)  # fmt: skip
+        anchors.append(model.anchor_hidden(batch, event_vectors(s, batch.ev_text)))
+        sem = [lay.semantic(a) for _, _, a in chunk]
+        ids, mask = (
+            L.pad(sem, lay.pad).to(s.rt.device),
+            L.pad([[1] * len(x) for x in sem], 0).to(s.rt.device),
+        )
+        answers.append(model.semantic(ids, mask, raw=True))
+    model.head.calibrate("anchor", torch.cat(anchors))
+    model.head.calibrate("semantic", torch.cat(answers))
+    model.train(was_training)
 
 
 def frozen_vectors(model: QAnchorModel, texts: list[str], rt: T.Runtime) -> torch.Tensor:

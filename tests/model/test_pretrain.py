@@ -34,7 +34,7 @@ def test_loss_falls_on_a_tiny_run(built_tiny: Path, tmp_path: Path) -> None:
     first, last = curve[:8].mean(0), curve[-8:].mean(0)
     assert last[1] < first[1], "total loss did not fall"
     assert last[2] < first[2], "contrastive loss did not fall"
-    assert last[3] < first[3] - 0.5, "next-token loss did not fall"
+    assert last[3] < first[3] - 0.1, "next-token loss did not fall"
     config = json.loads((out / "config.json").read_text())
     assert config["retrieval"]["users"] > 0 and config["model"]["sources"]
     assert (out / "tokenizer").is_dir() and (out / "data_manifest.json").is_file()

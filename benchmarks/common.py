@@ -1,0 +1,47 @@
+"""Shared helpers: a benchmark dataset built once, and result writing."""
+
+from __future__ import annotations
+
+import json
+import platform
+import resource
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent
+RESULTS = ROOT / "results"
+DATA = ROOT.parent / "data" / "bench"
+
+
+def bench_dataset(users: int = 2000, seed: int = 0) -> Path:
+    """The synthetic dataset the benchmarks use, built once with the small build preset."""
+    from qanchor.config import resolve
+    from qanchor.data.build import BuildConfig, build_dataset
+    from qanchor.data.synth import SynthConfig, synth
+
+    built = DATA / f"built-{users}-{seed}"
+    if not (built / "manifest.json").is_file():
+        raw = synth(SynthConfig(users=users, seed=seed), DATA / f"raw-{users}-{seed}")
+        build_dataset(raw, built, resolve(BuildConfig, "small"))
+    return built
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def machine() -> dict:
+    return {"python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "cpu": platform.processor() or platform.machine()}  # fmt: skip
+
+
+def write(name: str, result: dict, table: str) -> None:
+    """Write results/<name>.json and results/<name>.md, and print the table."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(
+        json.dumps({"machine": machine(), **result}, indent=2) + "\n"
+    )
+    (RESULTS / f"{name}.md").write_text(table + "\n")
+    print(table)
