@@ -53,6 +53,23 @@ def _cmd_pretrain(args: argparse.Namespace) -> None:
     print(f"pretraining wrote {out} in {time.perf_counter() - t0:.1f}s")
 
 
+def _cmd_tune(args: argparse.Namespace) -> None:
+    from qanchor.tune.config import TuneConfig
+    from qanchor.tune.prompt import tune_model
+
+    cfg = resolve(TuneConfig, args.preset, args.config, overrides_from_args(args, TuneConfig))
+    names = args.scenarios.split(",") if args.scenarios else None
+    t0 = time.perf_counter()
+    adapters = tune_model(args.model, args.data, cfg, names)
+    for a in adapters:
+        print(
+            f"{a.name}: {a.meta.get('bytes', 0)} bytes, loss {a.meta['final_loss']:.3f}, shared with {a.meta['shared_with']}"
+        )
+    print(
+        f"tuned {len(adapters)} scenarios into {args.model}/scenarios in {time.perf_counter() - t0:.1f}s"
+    )
+
+
 def _add_stage(
     sub: argparse._SubParsersAction,
     name: str,
@@ -75,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     from qanchor.data.build import BuildConfig
     from qanchor.data.synth import SynthConfig
     from qanchor.model.config import PretrainConfig
+    from qanchor.tune.config import TuneConfig
 
     parser = argparse.ArgumentParser(
         prog="qanchor", description="Scenario-adaptive user embeddings."
@@ -115,6 +133,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--stop-after", type=int, default=None, help="stop with a checkpoint after N steps"
     )
     add_config_args(p, PretrainConfig)
+
+    p = _add_stage(
+        top, "tune", "soft-prompt tuning of scenarios on a pretrained model", _cmd_tune, TuneConfig
+    )
+    p.add_argument("--model", required=True, help="pretrained model directory")
+    p.add_argument("--data", required=True, help="built dataset directory with labels")
+    p.add_argument(
+        "--scenarios", default=None, help="comma-separated scenario names (default: all)"
+    )
+    add_config_args(p, TuneConfig)
     return parser
 
 

@@ -9,6 +9,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from qanchor.config import resolve
+from qanchor.data.build import BuildConfig, build_dataset
+from qanchor.data.synth import SynthConfig, synth
+
 
 def write_toy_dataset(
     root: Path, users: int = 30, seed: int = 0, sources=("shop", "web", "call")
@@ -57,3 +61,31 @@ def write_toy_dataset(
 @pytest.fixture
 def toy_dataset(tmp_path: Path) -> Path:
     return write_toy_dataset(tmp_path / "toy")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Event-vector and backbone caches go to a temp dir, never the user's cache."""
+    path = tmp_path_factory.mktemp("qanchor-cache")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("QANCHOR_CACHE", str(path))
+    yield path
+    mp.undo()
+
+
+@pytest.fixture(scope="session")
+def built_tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """80 synthetic users, built with the tiny preset (a few seconds)."""
+    root = tmp_path_factory.mktemp("tinydata")
+    raw = synth(SynthConfig(users=80, seed=1), root / "raw")
+    return build_dataset(raw, root / "built", resolve(BuildConfig, "tiny"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model(built_tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random model pretrained for a few steps on ``built_tiny``."""
+    from qanchor.model.config import PretrainConfig
+    from qanchor.model.pretrain import pretrain
+
+    out = tmp_path_factory.mktemp("tinymodel") / "model"
+    return pretrain(built_tiny, out, resolve(PretrainConfig, "tiny", overrides={"steps": 4}))

@@ -1,0 +1,291 @@
+"""KV-cached, query-conditioned embedding of users (the paper's inference acceleration).
+
+A user's prefix (user, modal and event tokens) does not depend on the query, so its key/value
+states are computed once and reused for every scenario: each extra scenario costs only its
+suffix ("Query: ..." + soft prompt + <USER_EMB>). Suffixes of many (user, scenario) pairs run in
+one batch over a left-padded stack of the users' cached prefixes.
+
+Example::
+
+    emb = Embedder.from_dir("runs/model")
+    emb.load_users(snapshots, profiles)
+    vecs = emb.embed(["u1", "u2"], ["cash_loan_default", "Will this user travel soon?"])  # [2, 2, d]
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from qanchor.errors import QAnchorError
+from qanchor.infer.prefix_cache import PrefixCache, PrefixEntry
+from qanchor.model import layout as L
+from qanchor.model.data import UserTable
+from qanchor.model.network import QAnchorModel
+from qanchor.model.profile import ProfileFeaturizer
+
+
+@dataclass
+class Suffix:
+    """A query suffix: the query text and an optional soft prompt [P, d_llm]."""
+
+    query: str
+    prompt: torch.Tensor | None = None
+
+
+class Embedder:
+    """Embeds (user, scenario-or-query) pairs with a byte-bounded prefix KV cache."""
+
+    def __init__(
+        self, model: QAnchorModel, featurizer: ProfileFeaturizer, cache_bytes: int = 256 << 20,
+        max_batch: int = 64, model_version: str = "",
+    ) -> None:  # fmt: skip
+        self.model, self.featurizer = model.eval(), featurizer
+        self.cache = PrefixCache(cache_bytes)
+        self.max_batch, self.model_version = max_batch, model_version
+        self.device = model.emb_token.device
+        self.adapters: dict[str, Suffix] = {}
+        self.table: UserTable | None = None
+        self._rows: dict[str, int] = {}
+        self._versions: list[str] = []
+        self._vectors: torch.Tensor | None = None
+
+    @classmethod
+    def from_dir(cls, model_dir: str | Path, **kwargs) -> Embedder:
+        """Load a model directory and any scenario adapters stored beside it."""
+        from qanchor.model.artifact import load_model
+        from qanchor.tune.adapters import load_adapters
+
+        model, featurizer, config = load_model(model_dir)
+        emb = cls(
+            model, featurizer, model_version=str(config.get("data_content_hash", ""))[:12], **kwargs
+        )
+        emb.adapters = {a.name: Suffix(a.query, a.prompt) for a in load_adapters(model_dir)}
+        return emb
+
+    # --- users ----------------------------------------------------------------------------
+    def load_users(self, snapshots: pd.DataFrame, profiles: pd.DataFrame | None = None) -> None:
+        """Set the users this embedder can serve (snapshot rows as built by ``data build``)."""
+        cfg = self.model.cfg
+        self.table = UserTable.from_snapshots(
+            snapshots,
+            cfg.sources,
+            cfg.events_per_source,
+            cfg.source_caps,
+            profiles,
+            self.featurizer,
+        )
+        self._rows = self.table.index()
+        self._versions = [_input_version(self.table, i) for i in range(len(self.table.user_ids))]
+        self._vectors = self._text_vectors(self.table.texts)
+
+    def _text_vectors(self, texts: list[str]) -> torch.Tensor | None:
+        if self.model.cfg.encoder_lora_r:
+            return None  # a tuned encoder encodes on the fly
+        from qanchor.model.artifact import encoder_fingerprint
+        from qanchor.model.backbones import cache_root
+        from qanchor.model.vectors import VectorCache
+
+        cache = VectorCache(cache_root() / "event_vectors", encoder_fingerprint(self.model.cfg))
+        enc = self.model.text_encoder
+        vecs = cache.get(
+            texts, lambda t: enc.encode(t, max_length=self.model.cfg.encoder_max_length).numpy()
+        )
+        return torch.from_numpy(vecs).to(self.device)
+
+    def rows(self, user_ids: list[str]) -> list[int]:
+        missing = [u for u in user_ids if u not in self._rows]
+        if missing:
+            raise KeyError(f"unknown users: {missing[:5]}")
+        return [self._rows[u] for u in user_ids]
+
+    def cache_key(self, row: int) -> tuple[str, str, str]:
+        """(user, feature version, model version): changed features or model miss the cache."""
+        return (self.table.user_ids[row], self._versions[row], self.model_version)
+
+    # --- suffixes -------------------------------------------------------------------------
+    def suffix(self, scenario_or_query: str, tuned: bool = True) -> Suffix:
+        """A scenario's suffix (its query and, if ``tuned``, its soft prompt), or free text."""
+        s = self.adapters.get(scenario_or_query)
+        if s is None:
+            return Suffix(scenario_or_query)
+        return s if tuned else Suffix(s.query)
+
+    def _suffix_embeds(self, sfx: Suffix) -> tuple[torch.Tensor, int]:
+        """[Ls, d_llm] input embeddings of a suffix and the index of its <USER_EMB>."""
+        n_prompt = 0 if sfx.prompt is None else sfx.prompt.shape[0]
+        seg = self.model.layout.suffix(sfx.query, n_prompt)
+        ids = torch.tensor(seg.ids, device=self.device)
+        kinds = torch.tensor(seg.kinds, device=self.device)
+        emb = self.model.causal_lm.get_input_embeddings()(ids)
+        if n_prompt:
+            emb = emb.masked_scatter((kinds == L.PROMPT).unsqueeze(-1), sfx.prompt.to(emb))
+        emb = torch.where((kinds == L.USER_EMB).unsqueeze(-1), self.model.emb_token.to(emb), emb)
+        return emb, len(seg.ids) - 1
+
+    # --- prefixes -------------------------------------------------------------------------
+    @torch.no_grad()
+    def prefixes(self, rows: list[int], use_cache: bool = True) -> list[PrefixEntry]:
+        """Prefix KV states of ``rows``: from the cache, computing the missing ones in batches."""
+        out: dict[int, PrefixEntry] = {}
+        todo = []
+        for r in dict.fromkeys(rows):
+            hit = self.cache.get(self.cache_key(r)) if use_cache else None
+            if hit is None:
+                todo.append(r)
+            else:
+                out[r] = hit
+        for k in range(0, len(todo), self.max_batch):
+            for r, entry in zip(
+                todo[k : k + self.max_batch],
+                self._compute_prefixes(todo[k : k + self.max_batch]),
+                strict=True,
+            ):
+                out[r] = entry
+                if use_cache:
+                    self.cache.put(self.cache_key(r), entry)
+        return [out[r] for r in rows]
+
+    def prefix_batch(self, rows: list[int], left: bool = True) -> L.Batch:
+        lay = self.model.layout
+        return L.collate(
+            [[lay.prefix(self.table.inputs[r])] for r in rows],
+            [self.table.inputs[r].profile for r in rows],
+            lay.pad,
+            left=left,
+        ).to(self.device)
+
+    def event_vectors(self, ev_text: torch.Tensor) -> torch.Tensor:
+        if self._vectors is not None:
+            return self._vectors[ev_text]
+        uniq, inv = torch.unique(ev_text, return_inverse=True)
+        return self.model.event_vectors([self.table.texts[i] for i in uniq.tolist()])[inv]
+
+    def _compute_prefixes(self, rows: list[int]) -> list[PrefixEntry]:
+        from transformers import DynamicCache
+
+        batch = self.prefix_batch(rows, left=True)
+        emb = self.model.input_embeds(batch, self.event_vectors(batch.ev_text))
+        cache = DynamicCache()
+        self.model.hidden(emb, batch.attention_mask, past_key_values=cache, use_cache=True)
+        lengths = batch.attention_mask.sum(1).tolist()
+        # Left padding: each user's real tokens are the last `length` positions.
+        return [
+            PrefixEntry(
+                [
+                    (lay.keys[b, :, -n:].clone(), lay.values[b, :, -n:].clone())
+                    for lay in cache.layers
+                ],
+                n,
+            )
+            for b, n in enumerate(lengths)
+        ]
+
+    # --- embedding ------------------------------------------------------------------------
+    @torch.no_grad()
+    def embed_rows(
+        self, rows: list[int], suffixes: list[Suffix], use_cache: bool = True
+    ) -> torch.Tensor:
+        """[len(rows), len(suffixes), d] embeddings: each prefix once, suffixes batched."""
+        entries = self.prefixes(rows, use_cache)
+        parts = [self._suffix_embeds(s) for s in suffixes]
+        pairs = [(i, j) for i in range(len(rows)) for j in range(len(suffixes))]
+        out = torch.empty(len(rows), len(suffixes), self.model.cfg.emb_dim)
+        for k in range(0, len(pairs), self.max_batch):
+            chunk = pairs[k : k + self.max_batch]
+            u = self.suffix_forward([entries[i] for i, _ in chunk], [parts[j] for _, j in chunk])
+            for (i, j), vec in zip(chunk, u, strict=True):
+                out[i, j] = vec.float().cpu()
+        return out
+
+    def suffix_forward(
+        self, entries: list[PrefixEntry], parts: list[tuple[torch.Tensor, int]]
+    ) -> torch.Tensor:
+        """u for each (prefix entry, suffix embeddings) pair; gradients flow into the suffix."""
+        from transformers import DynamicCache
+
+        n = max(e.length for e in entries)
+        kv = []
+        for layer in range(len(entries[0].kv)):
+            ks = [_left_pad(e.kv[layer][0], n) for e in entries]
+            vs = [_left_pad(e.kv[layer][1], n) for e in entries]
+            kv.append((torch.stack(ks), torch.stack(vs)))
+        pmask = torch.tensor(
+            [[0] * (n - e.length) + [1] * e.length for e in entries], device=self.device
+        )
+        ls = max(p[0].shape[0] for p in parts)
+        emb = torch.stack(
+            [torch.cat([p[0], p[0].new_zeros(ls - p[0].shape[0], p[0].shape[1])]) for p in parts]
+        )
+        smask = torch.tensor(
+            [[1] * p[0].shape[0] + [0] * (ls - p[0].shape[0]) for p in parts], device=self.device
+        )
+        mask = torch.cat([pmask, smask], dim=1)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, n:]
+        out = self.model.causal_lm.model(
+            inputs_embeds=emb,
+            attention_mask=mask,
+            position_ids=pos,
+            past_key_values=DynamicCache(kv),
+            use_cache=True,
+        )
+        at = torch.tensor([p[1] for p in parts], device=self.device)
+        h = out.last_hidden_state[torch.arange(len(parts), device=self.device), at]
+        return self.model.head(h, "anchor")
+
+    @torch.no_grad()
+    def embed_rows_uncached(self, rows: list[int], suffixes: list[Suffix]) -> torch.Tensor:
+        """Reference path: one full forward over prefix + suffix per pair, no KV reuse."""
+        batch = self.prefix_batch(rows, left=False)
+        pre = self.model.input_embeds(batch, self.event_vectors(batch.ev_text))
+        lengths = batch.attention_mask.sum(1).tolist()
+        parts = [self._suffix_embeds(s) for s in suffixes]
+        out = torch.empty(len(rows), len(suffixes), self.model.cfg.emb_dim)
+        for i, n in enumerate(lengths):
+            seqs = [torch.cat([pre[i, :n], p[0]]) for p in parts]
+            m = max(len(x) for x in seqs)
+            emb = torch.stack([torch.cat([x, x.new_zeros(m - len(x), x.shape[1])]) for x in seqs])
+            mask = torch.tensor(
+                [[1] * len(x) + [0] * (m - len(x)) for x in seqs], device=self.device
+            )
+            h = self.model.hidden(emb, mask)
+            at = torch.tensor([n + p[1] for p in parts], device=self.device)
+            out[i] = self.model.head(h[torch.arange(len(parts)), at], "anchor").float().cpu()
+        return out
+
+    def embed(
+        self, user_ids: list[str], scenarios: list[str], tuned: bool = True, use_cache: bool = True
+    ) -> np.ndarray:
+        """[users, scenarios, d] float32 embeddings; a scenario may also be free query text."""
+        sfx = [self.suffix(s, tuned) for s in scenarios]
+        return self.embed_rows(self.rows(user_ids), sfx, use_cache).numpy()
+
+
+def _left_pad(x: torch.Tensor, n: int) -> torch.Tensor:
+    """[kvh, L, hd] -> [kvh, n, hd] with zeros in front (masked out by the attention mask)."""
+    return (
+        x
+        if x.shape[1] == n
+        else torch.cat([x.new_zeros(x.shape[0], n - x.shape[1], x.shape[2]), x], dim=1)
+    )
+
+
+def _input_version(table: UserTable, row: int) -> str:
+    """A hash of everything the prefix depends on: event texts per source and the profile."""
+    u = table.inputs[row]
+    h = hashlib.blake2b(digest_size=8)
+    for s, ids in u.events:
+        h.update(f"{s}:".encode() + "\x1f".join(table.texts[i] for i in ids).encode())
+    if u.profile is not None:
+        h.update(np.ascontiguousarray(u.profile).tobytes())
+    return h.hexdigest()
+
+
+def require_users(emb: Embedder) -> None:
+    if emb.table is None:
+        raise QAnchorError("no users loaded: call load_users(snapshots, profiles) first")

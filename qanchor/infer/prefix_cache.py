@@ -1,0 +1,77 @@
+"""A byte-bounded LRU cache of user prefix KV states.
+
+An entry is one user's prefix keys/values for every layer, unpadded ([kv_heads, L, head_dim] per
+layer). Keys are whatever identifies a prefix (user id, feature version, model version): when a
+user's features change, the caller asks with a new key and the stale entry ages out.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Hashable
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class PrefixEntry:
+    """One user's prefix state: per-layer (keys, values) and the prefix length."""
+
+    kv: list[tuple[torch.Tensor, torch.Tensor]]
+    length: int
+
+    @property
+    def nbytes(self) -> int:
+        return sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in self.kv)
+
+
+class PrefixCache:
+    """LRU over :class:`PrefixEntry` with a byte budget and hit/miss/eviction counters."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._data: OrderedDict[Hashable, PrefixEntry] = OrderedDict()
+        self.bytes = self.hits = self.misses = self.evictions = 0
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._data
+
+    def get(self, key: Hashable) -> PrefixEntry | None:
+        entry = self._data.get(key)
+        if entry is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        self._data.move_to_end(key)
+        return entry
+
+    def put(self, key: Hashable, entry: PrefixEntry) -> None:
+        """Insert (or replace) and evict least-recently-used entries beyond the budget.
+
+        An entry larger than the whole budget is not stored (it would evict everything).
+        """
+        if key in self._data:
+            self.bytes -= self._data.pop(key).nbytes
+        if entry.nbytes > self.max_bytes:
+            return
+        self._data[key] = entry
+        self.bytes += entry.nbytes
+        while self.bytes > self.max_bytes:
+            _, old = self._data.popitem(last=False)
+            self.bytes -= old.nbytes
+            self.evictions += 1
+
+    def invalidate(self, match) -> int:
+        """Drop every entry whose key satisfies ``match(key)``; returns how many."""
+        stale = [k for k in self._data if match(k)]
+        for k in stale:
+            self.bytes -= self._data.pop(k).nbytes
+        return len(stale)
+
+    def stats(self) -> dict[str, int]:
+        return {"entries": len(self), "bytes": self.bytes, "max_bytes": self.max_bytes,
+                "hits": self.hits, "misses": self.misses, "evictions": self.evictions}  # fmt: skip

@@ -1,0 +1,32 @@
+"""Config of scenario soft-prompt tuning (kept free of heavy imports for the CLI)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from qanchor.config import option
+
+
+@dataclass
+class TuneConfig:
+    """Settings of ``qanchor tune``."""
+
+    n_prompt: int = option(6, "soft prompt tokens per scenario (paper: 6 best)")
+    steps: int = option(500, "optimiser steps per scenario (or per cluster)")
+    batch_size: int = option(32, "labelled users per step (class-balanced)")
+    lr: float = option(1e-2, "Adam learning rate of prompts and prototypes")
+    temperature: float = option(0.1, "softmax temperature over prototype similarities")
+    share: str = option("auto", "'none': a prompt per scenario; 'cluster': one per query cluster; "
+                        "'auto': clusters only for scenarios with fewer than min_positives")  # fmt: skip
+    n_clusters: int = option(3, "query clusters for shared prompts")
+    min_positives: int = option(
+        50, "in 'auto', scenarios with fewer training positives share a prompt"
+    )
+    cache_mb: int = option(1024, "prefix KV cache budget while tuning (MB)")
+    seed: int = option(0, "sampling and initialisation seed")
+
+    PRESETS = {
+        "tiny": {"steps": 6, "batch_size": 8, "n_prompt": 2, "min_positives": 5, "n_clusters": 2},
+        "small": {"steps": 40, "batch_size": 32, "lr": 2e-2},
+        "paper": {"steps": 500, "batch_size": 256, "lr": 1e-2, "share": "none"},
+    }

@@ -1,0 +1,179 @@
+"""Scenario soft-prompt tuning: learn P prompt tokens in the query suffix and K class prototypes.
+
+Run it with::
+
+    qanchor tune --model runs/model --data data/built --preset small [--scenarios a,b]
+
+The backbone, encoder and head stay frozen. Prompts sit after the user prefix, so users' prefix
+KV states come from the shared cache (computed once, without gradients) and only the short
+suffix is run forward and backward: tuning a scenario costs a fraction of pretraining. Loss:
+softmax over cosine similarities of u to the K prototypes (K=2 for a binary label).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from qanchor.data.contract import Scenario
+from qanchor.infer.engine import Embedder, Suffix
+from qanchor.tune.adapters import ScenarioAdapter
+from qanchor.tune.config import TuneConfig
+
+log = logging.getLogger(__name__)
+
+
+def groups_for(
+    scenarios: list[Scenario], positives: dict[str, int], cfg: TuneConfig, encode
+) -> list[list[Scenario]]:
+    """Which scenarios share a prompt: singletons, query clusters, or clusters of the rare ones."""
+    from qanchor.tune.clusters import cluster_scenarios
+
+    if cfg.share == "none":
+        return [[s] for s in scenarios]
+    pool = (
+        scenarios
+        if cfg.share == "cluster"
+        else [s for s in scenarios if positives.get(s.name, 0) < cfg.min_positives]
+    )
+    alone = [[s] for s in scenarios if s not in pool]
+    if not pool:
+        return alone
+    ids = cluster_scenarios({s.name: s.query for s in pool}, cfg.n_clusters, encode, cfg.seed)
+    clusters: dict[int, list[Scenario]] = {}
+    for s in pool:
+        clusters.setdefault(ids[s.name], []).append(s)
+    return alone + [clusters[k] for k in sorted(clusters)]
+
+
+def tune_group(
+    emb: Embedder, group: list[Scenario], labels: pd.DataFrame, cfg: TuneConfig
+) -> list[ScenarioAdapter]:
+    """Tune one prompt shared by ``group`` (one scenario or a cluster) and K=2 prototypes each.
+
+    Args:
+        emb: an embedder with the training users loaded.
+        group: scenarios that share the prompt.
+        labels: training labels (user_id, scenario, label).
+        cfg: tuning settings.
+    """
+    rng = np.random.default_rng([cfg.seed, *[ord(c) for c in group[0].name]])
+    pools = {s.name: _class_pools(emb, labels[labels["scenario"] == s.name]) for s in group}
+    prompt = torch.nn.Parameter(_init_prompt(emb, group[0].query, cfg.n_prompt))
+    protos = {
+        s.name: torch.nn.Parameter(_init_prototypes(emb, s, prompt, pools[s.name], rng, cfg))
+        for s in group
+    }
+    opt = torch.optim.Adam([prompt, *protos.values()], lr=cfg.lr)
+    t0, losses = time.perf_counter(), []
+    for step in range(cfg.steps):
+        s = group[step % len(group)]
+        rows, y = _balanced(pools[s.name], cfg.batch_size, rng)
+        u = emb.suffix_forward(
+            emb.prefixes(rows), [emb._suffix_embeds(Suffix(s.query, prompt))] * len(rows)
+        )
+        logits = u @ F.normalize(protos[s.name], dim=-1).T / cfg.temperature
+        loss = F.cross_entropy(logits, torch.as_tensor(y, device=logits.device))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    meta = {"n_prompt": cfg.n_prompt, "steps": cfg.steps, "shared_with": [s.name for s in group],
+            "final_loss": float(np.mean(losses[-10:])) if losses else None,
+            "seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
+    return [
+        ScenarioAdapter(
+            s.name,
+            s.query,
+            prompt.detach().clone(),
+            F.normalize(protos[s.name].detach(), dim=-1),
+            meta,
+        )
+        for s in group
+    ]
+
+
+def _class_pools(emb: Embedder, labels: pd.DataFrame) -> dict[int, list[int]]:
+    known = labels[labels["user_id"].isin(emb._rows)]
+    return {c: emb.rows(known.loc[known["label"] == c, "user_id"].tolist()) for c in (0, 1)}
+
+
+def _balanced(
+    pools: dict[int, list[int]], n: int, rng: np.random.Generator
+) -> tuple[list[int], list[int]]:
+    """Half of each class (with replacement): rare positives would otherwise barely appear."""
+    rows, y = [], []
+    for c in (0, 1):
+        if pools[c]:
+            k = n // 2 if pools[1 - c] else n
+            rows += rng.choice(pools[c], size=k).tolist()
+            y += [c] * k
+    return rows, y
+
+
+def _init_prompt(emb: Embedder, query: str, n: int) -> torch.Tensor:
+    """Start from the embeddings of the query's own first tokens (a scenario-aware init)."""
+    ids = emb.model.layout._encode(" " + query)
+    ids = (ids * (n // max(len(ids), 1) + 1))[:n]
+    with torch.no_grad():
+        return (
+            emb.model.causal_lm.get_input_embeddings()(torch.tensor(ids, device=emb.device))
+            .clone()
+            .float()
+        )
+
+
+@torch.no_grad()
+def _init_prototypes(
+    emb: Embedder,
+    s: Scenario,
+    prompt: torch.Tensor,
+    pools: dict[int, list[int]],
+    rng,
+    cfg: TuneConfig,
+) -> torch.Tensor:
+    """Class means of u under the initial prompt: training starts from a sensible boundary."""
+    rows, y = _balanced(pools, max(cfg.batch_size, 16), rng)
+    u = emb.suffix_forward(
+        emb.prefixes(rows), [emb._suffix_embeds(Suffix(s.query, prompt))] * len(rows)
+    )
+    y = torch.as_tensor(y, device=u.device)
+    means = [u[y == c].mean(0) if bool((y == c).any()) else torch.randn_like(u[0]) for c in (0, 1)]
+    return F.normalize(torch.stack(means), dim=-1).clone()
+
+
+def tune_model(
+    model_dir, built_dir, cfg: TuneConfig, scenarios: list[str] | None = None
+) -> list[ScenarioAdapter]:
+    """Tune every (or the named) scenario of a built dataset; adapters are saved beside the model."""
+    from qanchor.data.contract import read_scenarios
+    from qanchor.errors import QAnchorError
+    from qanchor.model.data import BuiltData
+    from qanchor.tune.adapters import save_adapter
+
+    torch.manual_seed(cfg.seed)
+    data = BuiltData.load(built_dir)
+    defined = read_scenarios(data.root / "scenarios.yaml")
+    unknown = sorted(set(scenarios or []) - {s.name for s in defined})
+    if unknown:
+        raise QAnchorError(f"unknown scenarios {unknown}; defined: {[s.name for s in defined]}")
+    chosen = [s for s in defined if scenarios is None or s.name in scenarios]
+    labels = pd.read_parquet(data.root / "labels.parquet")
+    train = labels[labels["split"] == "train"]
+    train_users = set(train["user_id"])
+    emb = Embedder.from_dir(model_dir, cache_bytes=cfg.cache_mb << 20)
+    emb.load_users(data.snapshots[data.snapshots["user_id"].isin(train_users)], data.profiles)
+    positives = train[train["label"] == 1].groupby("scenario").size().to_dict()
+    encoder = emb.model.text_encoder
+    adapters = []
+    for group in groups_for(chosen, positives, cfg, lambda t: encoder.encode(t).numpy()):
+        log.info("tuning %s", [s.name for s in group])
+        for adapter in tune_group(emb, group, train, cfg):
+            save_adapter(model_dir, adapter)
+            adapters.append(adapter)
+    return adapters

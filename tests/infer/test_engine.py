@@ -1,0 +1,92 @@
+"""The KV-cached embedder against the uncached reference, on a tiny pretrained model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from qanchor.infer.engine import Embedder, Suffix
+from qanchor.infer.prefix_cache import PrefixCache, PrefixEntry
+
+
+@pytest.fixture(scope="module")
+def embedder(tiny_model: Path, built_tiny: Path) -> Embedder:
+    emb = Embedder.from_dir(tiny_model, max_batch=7)  # odd batch: chunks mix users and suffixes
+    prof = built_tiny / "profiles.parquet"
+    emb.load_users(
+        pd.read_parquet(built_tiny / "snapshots.parquet"),
+        pd.read_parquet(prof) if prof.exists() else None,
+    )
+    return emb
+
+
+def suffixes(emb: Embedder) -> list[Suffix]:
+    d = emb.model.causal_lm.config.hidden_size
+    g = torch.Generator().manual_seed(0)
+    return [Suffix("Will this user repay a cash loan?"), Suffix("Churn next month?", torch.randn(3, d, generator=g) * 0.2),
+            Suffix("Will they buy a travel package in the next month, given their history?", torch.randn(2, d, generator=g))]  # fmt: skip
+
+
+def test_cached_equals_uncached(embedder: Embedder) -> None:
+    rows = list(range(9))
+    sfx = suffixes(embedder)
+    cached = embedder.embed_rows(rows, sfx)
+    uncached = embedder.embed_rows_uncached(rows, sfx)
+    assert cached.shape == (9, 3, embedder.model.cfg.emb_dim)
+    torch.testing.assert_close(cached, uncached, atol=1e-4, rtol=0)
+    assert cached[:, 0].std(0).mean() > 1e-4  # users differ, so the check is not vacuous
+
+
+def test_prompts_leave_the_prefix_cache_valid(embedder: Embedder) -> None:
+    rows = [3, 4]
+    before = [e.kv[0][0].clone() for e in embedder.prefixes(rows)]
+    hits = embedder.cache.hits
+    embedder.embed_rows(rows, suffixes(embedder))  # runs prompt suffixes on the cached prefixes
+    after = embedder.prefixes(rows)
+    assert embedder.cache.hits >= hits + 4
+    for b, a in zip(before, after, strict=True):
+        assert torch.equal(b, a.kv[0][0])
+    fresh = embedder.prefixes(rows, use_cache=False)
+    for a, f in zip(after, fresh, strict=True):
+        torch.testing.assert_close(a.kv[-1][1], f.kv[-1][1], atol=1e-5, rtol=0)
+
+
+def test_embedding_depends_on_the_query_and_the_prompt(embedder: Embedder) -> None:
+    sfx = suffixes(embedder)
+    out = embedder.embed_rows([0], [sfx[0], Suffix(sfx[0].query, sfx[1].prompt), sfx[1]])
+    assert not torch.allclose(out[0, 0], out[0, 1]) and not torch.allclose(out[0, 0], out[0, 2])
+
+
+def test_free_text_query_and_unknown_user(embedder: Embedder) -> None:
+    uid = embedder.table.user_ids[0]
+    vec = embedder.embed([uid], ["any question at all?"])
+    assert vec.shape == (1, 1, embedder.model.cfg.emb_dim)
+    with pytest.raises(KeyError, match="unknown users"):
+        embedder.embed(["nobody"], ["q"])
+
+
+def test_prefix_cache_is_bounded_lru_with_counters() -> None:
+    def entry(n: int) -> PrefixEntry:
+        return PrefixEntry([(torch.zeros(1, n, 4), torch.zeros(1, n, 4))], n)  # 32n bytes
+
+    cache = PrefixCache(max_bytes=32 * 10)
+    cache.put("a", entry(4))
+    cache.put("b", entry(4))
+    assert cache.get("a") is not None  # a is now most recent
+    cache.put("c", entry(4))  # over budget: evicts b (least recently used)
+    assert "b" not in cache and "a" in cache and "c" in cache
+    assert cache.get("b") is None
+    assert cache.stats() | {} == {
+        "entries": 2,
+        "bytes": 256,
+        "max_bytes": 320,
+        "hits": 1,
+        "misses": 1,
+        "evictions": 1,
+    }
+    cache.put("huge", entry(100))  # larger than the budget: not stored, nothing evicted
+    assert "huge" not in cache and len(cache) == 2
+    assert cache.invalidate(lambda k: k == "a") == 1 and cache.bytes == 128

@@ -1,0 +1,117 @@
+"""Soft-prompt tuning on a tiny pretrained model: artifacts, reload, sharing."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from qanchor.config import resolve
+from qanchor.data.contract import Scenario
+from qanchor.infer.engine import Embedder
+from qanchor.tune.adapters import load_adapters
+from qanchor.tune.clusters import cluster_scenarios
+from qanchor.tune.config import TuneConfig
+from qanchor.tune.prompt import groups_for, tune_model
+
+
+@pytest.fixture(scope="module")
+def tuned(tiny_model: Path, built_tiny: Path, tmp_path_factory) -> Path:
+    model = tmp_path_factory.mktemp("tuned") / "model"
+    shutil.copytree(tiny_model, model)
+    tune_model(
+        model,
+        built_tiny,
+        resolve(TuneConfig, "tiny", overrides={"share": "none"}),
+        ["cash_loan_default", "churn_next_month"],
+    )
+    return model
+
+
+def test_adapters_are_small_files_beside_the_model(tuned: Path) -> None:
+    adapters = load_adapters(tuned)
+    assert [a.name for a in adapters] == ["cash_loan_default", "churn_next_month"]
+    for a in adapters:
+        meta = json.loads((tuned / "scenarios" / a.name / "meta.json").read_text())
+        assert (
+            meta["bytes"]
+            == (tuned / "scenarios" / a.name / "adapter.safetensors").stat().st_size
+            < 10_000
+        )
+        assert a.prompt.shape[0] == 2 and a.prototypes.shape == (2, 16)
+        torch.testing.assert_close(a.prototypes.norm(dim=-1), torch.ones(2))
+        assert np.isfinite(meta["final_loss"])
+
+
+def test_reloaded_adapters_reproduce_embeddings(tuned: Path, built_tiny: Path) -> None:
+    snaps = pd.read_parquet(built_tiny / "snapshots.parquet")
+    a = Embedder.from_dir(tuned)
+    a.load_users(snaps, pd.read_parquet(built_tiny / "profiles.parquet"))
+    users = a.table.user_ids[:5]
+    tuned_vecs = a.embed(users, ["cash_loan_default", "churn_next_month"])
+    base_vecs = a.embed(users, ["cash_loan_default"], tuned=False)
+    b = Embedder.from_dir(tuned)
+    b.load_users(snaps, pd.read_parquet(built_tiny / "profiles.parquet"))
+    np.testing.assert_allclose(
+        b.embed(users, ["cash_loan_default", "churn_next_month"]), tuned_vecs, atol=1e-6
+    )
+    assert not np.allclose(tuned_vecs[:, 0], base_vecs[:, 0])  # the prompt changes the embedding
+
+
+def test_unknown_scenario_is_a_clear_error(tiny_model: Path, built_tiny: Path) -> None:
+    from qanchor.errors import QAnchorError
+
+    with pytest.raises(QAnchorError, match="unknown scenarios \\['nope'\\]"):
+        tune_model(tiny_model, built_tiny, resolve(TuneConfig, "tiny"), ["nope"])
+
+
+def fake_queries() -> dict[str, str]:
+    return {
+        "loan": "repay a loan?",
+        "credit": "overspend credit?",
+        "trip": "book a trip?",
+        "hotel": "book a hotel?",
+    }
+
+
+def by_topic(texts: list[str]) -> np.ndarray:
+    """Hand-made query vectors: money questions along x, travel questions along y."""
+    return np.array([[1.0, 0.1] if ("loan" in t or "credit" in t) else [0.1, 1.0] for t in texts])
+
+
+def test_clusters_group_similar_queries() -> None:
+    ids = cluster_scenarios(fake_queries(), 2, by_topic)
+    assert ids["loan"] == ids["credit"] != ids["trip"] == ids["hotel"]
+
+
+def test_sharing_modes() -> None:
+    scen = [Scenario(n, q) for n, q in fake_queries().items()]
+    positives = {"loan": 500, "credit": 3, "trip": 4, "hotel": 800}
+    names = lambda groups: sorted(sorted(s.name for s in g) for g in groups)  # noqa: E731
+    assert names(groups_for(scen, positives, TuneConfig(share="none"), by_topic)) == [
+        ["credit"],
+        ["hotel"],
+        ["loan"],
+        ["trip"],
+    ]
+    assert names(
+        groups_for(scen, positives, TuneConfig(share="cluster", n_clusters=2), by_topic)
+    ) == [["credit", "loan"], ["hotel", "trip"]]
+    auto = TuneConfig(share="auto", n_clusters=2, min_positives=50)
+    assert names(groups_for(scen, positives, auto, by_topic)) == [
+        ["credit"],
+        ["hotel"],
+        ["loan"],
+        ["trip"],
+    ]
+    auto1 = TuneConfig(share="auto", n_clusters=1, min_positives=50)
+    assert names(groups_for(scen, positives, auto1, by_topic)) == [
+        ["credit", "trip"],
+        ["hotel"],
+        ["loan"],
+    ]
