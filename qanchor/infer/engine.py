@@ -22,7 +22,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from qanchor.errors import QAnchorError
 from qanchor.infer.prefix_cache import PrefixCache, PrefixEntry
 from qanchor.model import layout as L
 from qanchor.model.data import UserTable
@@ -258,6 +257,40 @@ class Embedder:
             out[i] = self.model.head(h[torch.arange(len(parts)), at], "anchor").float().cpu()
         return out
 
+    @torch.no_grad()
+    def explain(self, user_id: str, query: str, max_new_tokens: int = 48) -> str:
+        """A short text about the user for a query, decoded greedily by the next-token head.
+
+        Reuses the user's cached prefix: the same states that produce the embedding.
+        """
+        from transformers import DynamicCache
+
+        lm = self.model.causal_lm
+        entry = self.prefixes(self.rows([user_id]))[0]
+        sfx, _ = self._suffix_embeds(Suffix(query))
+        marker = lm.get_input_embeddings()(
+            torch.tensor(self.model.layout.answer_ids, device=self.device)
+        )
+        cache = DynamicCache([(k[None], v[None]) for k, v in entry.kv])
+        x, n, out = torch.cat([sfx, marker])[None], entry.length, []
+        for _ in range(max_new_tokens):
+            pos = torch.arange(n, n + x.shape[1], device=self.device)[None]
+            mask = torch.ones(1, n + x.shape[1], dtype=torch.long, device=self.device)
+            h = lm.model(
+                inputs_embeds=x,
+                attention_mask=mask,
+                position_ids=pos,
+                past_key_values=cache,
+                use_cache=True,
+            )
+            token = int(lm.get_output_embeddings()(h.last_hidden_state[:, -1]).argmax(-1))
+            if token == self.model.layout.eos:
+                break
+            out.append(token)
+            n += x.shape[1]
+            x = lm.get_input_embeddings()(torch.tensor([[token]], device=self.device))
+        return self.model.tokenizer.decode(out, skip_special_tokens=True).strip()
+
     def embed(
         self, user_ids: list[str], scenarios: list[str], tuned: bool = True, use_cache: bool = True
     ) -> np.ndarray:
@@ -284,8 +317,3 @@ def _input_version(table: UserTable, row: int) -> str:
     if u.profile is not None:
         h.update(np.ascontiguousarray(u.profile).tobytes())
     return h.hexdigest()
-
-
-def require_users(emb: Embedder) -> None:
-    if emb.table is None:
-        raise QAnchorError("no users loaded: call load_users(snapshots, profiles) first")

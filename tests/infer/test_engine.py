@@ -90,3 +90,16 @@ def test_prefix_cache_is_bounded_lru_with_counters() -> None:
     cache.put("huge", entry(100))  # larger than the budget: not stored, nothing evicted
     assert "huge" not in cache and len(cache) == 2
     assert cache.invalidate(lambda k: k == "a") == 1 and cache.bytes == 128
+
+
+def test_explain_reuses_the_cached_prefix_and_returns_text(embedder: Embedder) -> None:
+    uid = embedder.table.user_ids[2]
+    embedder.prefixes(embedder.rows([uid]))
+    hits = embedder.cache.hits
+    text = embedder.explain(
+        uid, "What is this user most likely to do next period?", max_new_tokens=8
+    )
+    assert isinstance(text, str) and embedder.cache.hits == hits + 1
+    assert text == embedder.explain(
+        uid, "What is this user most likely to do next period?", max_new_tokens=8
+    )
