@@ -9,7 +9,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ["benchmarks.pretrain_throughput"]
+BENCHMARKS = ["benchmarks.pretrain_throughput", "benchmarks.multi_scenario"]
 
 
 def main(argv: list[str]) -> int:

@@ -70,6 +70,50 @@ def _cmd_tune(args: argparse.Namespace) -> None:
     )
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from qanchor.eval.evaluate import EvalConfig, evaluate
+
+    cfg = resolve(EvalConfig, args.preset, args.config, overrides_from_args(args, EvalConfig))
+    out = evaluate(args.model, args.data, args.out, cfg)
+    print(f"metrics: {out / 'metrics.json'}")
+    print(f"report:  {out / 'report.md'}")
+
+
+def _cmd_embed(args: argparse.Namespace) -> None:
+    from qanchor.infer.engine import Embedder
+    from qanchor.infer.refresh import refresh
+    from qanchor.model.data import BuiltData
+
+    data = BuiltData.load(args.data)
+    emb = Embedder.from_dir(args.model, cache_bytes=args.cache_mb << 20)
+    emb.load_users(data.snapshots, data.profiles)
+    names = args.scenarios.split(",") if args.scenarios else sorted(emb.adapters)
+    summary = refresh(emb, args.out, names, args.shard_users, args.incremental)
+    print(f"embedded {summary['embedded']} of {summary['users']} users x {len(names)} scenarios into {args.out} "
+          f"in {summary['seconds']}s")  # fmt: skip
+
+
+def _cmd_explain(args: argparse.Namespace) -> None:
+    from qanchor.infer.engine import Embedder
+    from qanchor.model.data import BuiltData
+
+    data = BuiltData.load(args.data)
+    emb = Embedder.from_dir(args.model)
+    emb.load_users(data.snapshots[data.snapshots["user_id"] == args.user], data.profiles)
+    if args.user not in emb._rows:
+        raise QAnchorError(f"unknown user {args.user!r} in {args.data}")
+    print(emb.explain(args.user, emb.suffix(args.query).query, args.max_new_tokens))
+
+
+def _cmd_run(args: argparse.Namespace) -> None:
+    from qanchor.pipeline import run_all
+
+    summary = run_all(args.data, args.out, args.preset)
+    print(f"finished in {summary['total_seconds']:.0f}s: {summary['seconds']}")
+    print(f"metrics: {summary['paths']['eval']}/metrics.json")
+    print(f"report:  {summary['paths']['eval']}/report.md")
+
+
 def _add_stage(
     sub: argparse._SubParsersAction,
     name: str,
@@ -91,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (exposed for docs and tests)."""
     from qanchor.data.build import BuildConfig
     from qanchor.data.synth import SynthConfig
+    from qanchor.eval.evaluate import EvalConfig
     from qanchor.model.config import PretrainConfig
     from qanchor.tune.config import TuneConfig
 
@@ -143,6 +188,48 @@ def build_parser() -> argparse.ArgumentParser:
         "--scenarios", default=None, help="comma-separated scenario names (default: all)"
     )
     add_config_args(p, TuneConfig)
+
+    p = _add_stage(
+        top,
+        "evaluate",
+        "probe tuned/base embeddings and baselines; write metrics.json",
+        _cmd_evaluate,
+        EvalConfig,
+    )
+    p.add_argument("--model", required=True, help="model directory (with scenario adapters)")
+    p.add_argument("--data", required=True, help="built dataset directory")
+    p.add_argument("--out", required=True, help="evaluation output directory")
+    add_config_args(p, EvalConfig)
+
+    p = top.add_parser("embed", help="embed all users x scenarios into parquet shards")
+    p.set_defaults(func=_cmd_embed)
+    p.add_argument("--model", required=True)
+    p.add_argument("--data", required=True, help="built dataset directory (snapshots)")
+    p.add_argument("--out", required=True, help="embeddings directory")
+    p.add_argument(
+        "--scenarios",
+        default=None,
+        help="comma-separated scenarios or queries (default: tuned ones)",
+    )
+    p.add_argument(
+        "--incremental", action="store_true", help="re-encode only users whose inputs changed"
+    )
+    p.add_argument("--shard-users", type=int, default=1000)
+    p.add_argument("--cache-mb", type=int, default=1024)
+
+    p = top.add_parser("explain", help="describe a user for a query in words (next-token head)")
+    p.set_defaults(func=_cmd_explain)
+    p.add_argument("--model", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--user", required=True)
+    p.add_argument("--query", required=True, help="a scenario name or free text")
+    p.add_argument("--max-new-tokens", type=int, default=48)
+
+    p = top.add_parser("run", help="the whole chain: build, pretrain, tune, evaluate")
+    p.set_defaults(func=_cmd_run)
+    p.add_argument("--data", required=True, help="dataset directory in the input contract")
+    p.add_argument("--out", required=True, help="output directory of the run")
+    p.add_argument("--preset", choices=PRESETS, default="small")
     return parser
 
 

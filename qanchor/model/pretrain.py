@@ -184,15 +184,25 @@ def pretrain(
     history = _train(s, ckpt_dir, per_rank, stop_after)
     if history["step"] < cfg.steps:
         return ckpt_dir
-    metrics = retrieval_accuracy(
-        s.model, s.table, s.data.pairs, s.data.split_users("test"), cfg.eval_users, cfg.eval_batch, rt.device,
-        vectors=s.vectors,
-    )  # fmt: skip
+    metrics = {
+        kind: retrieval_accuracy(
+            s.model, s.table, s.data.pairs, s.data.split_users("test"), cfg.eval_users, cfg.eval_batch, rt.device,
+            kind=kind, vectors=s.vectors,
+        )  # D_future (predict the next period) and topic pairs (describe the history)
+        for kind in ("future", "uqa")
+    }  # fmt: skip
     if rt.is_main:
         extra = {"pretrain": dataclasses.asdict(cfg), "training": history, "retrieval": metrics}
         with atomic_dir(out_dir) as tmp:
             save_model(s.model, tmp, s.featurizer, s.data.manifest, extra)
-        log.info("retrieval top-1 %.3f (chance %.3f)", metrics["top1"], metrics["chance"])
+        for kind, m in metrics.items():
+            log.info(
+                "retrieval (%s) top-1 %.3f, MRR %.3f (chance %.3f)",
+                kind,
+                m["top1"],
+                m["mrr"],
+                m["chance"],
+            )
     return out_dir
 
 

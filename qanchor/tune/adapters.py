@@ -45,7 +45,8 @@ def save_adapter(model_dir: str | Path, adapter: ScenarioAdapter) -> Path:
                    "prototypes": adapter.prototypes.detach().cpu().contiguous()},
                   str(tmp / "adapter.safetensors"))  # fmt: skip
         size = (tmp / "adapter.safetensors").stat().st_size
-        meta = {"name": adapter.name, "query": adapter.query, **adapter.meta, "bytes": size}
+        adapter.meta["bytes"] = size
+        meta = {"name": adapter.name, "query": adapter.query, **adapter.meta}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     return target
 

@@ -36,7 +36,7 @@ def test_loss_falls_on_a_tiny_run(built_tiny: Path, tmp_path: Path) -> None:
     assert last[2] < first[2], "contrastive loss did not fall"
     assert last[3] < first[3] - 0.1, "next-token loss did not fall"
     config = json.loads((out / "config.json").read_text())
-    assert config["retrieval"]["users"] > 0 and config["model"]["sources"]
+    assert config["retrieval"]["future"]["users"] > 0 and config["model"]["sources"]
     assert (out / "tokenizer").is_dir() and (out / "data_manifest.json").is_file()
 
 
