@@ -61,6 +61,9 @@ class Embedder:
         from qanchor.tune.adapters import load_adapters
 
         model, featurizer, config = load_model(model_dir)
+        if hasattr(model.backbone, "merge_adapter"):
+            # Inference only: fold LoRA into the frozen weights (one matmul per projection).
+            model.backbone.merge_adapter()
         emb = cls(
             model, featurizer, model_version=str(config.get("data_content_hash", ""))[:12], **kwargs
         )
