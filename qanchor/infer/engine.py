@@ -242,22 +242,30 @@ class Embedder:
 
     @torch.no_grad()
     def embed_rows_uncached(self, rows: list[int], suffixes: list[Suffix]) -> torch.Tensor:
-        """Reference path: one full forward over prefix + suffix per pair, no KV reuse."""
+        """Reference path: a full forward over prefix + suffix for every pair, no KV reuse.
+
+        Pairs are batched across users exactly like the cached path, so the two differ only in
+        whether the prefix is recomputed per scenario.
+        """
         batch = self.prefix_batch(rows, left=False)
         pre = self.model.input_embeds(batch, self.event_vectors(batch.ev_text))
         lengths = batch.attention_mask.sum(1).tolist()
         parts = [self._suffix_embeds(s) for s in suffixes]
+        pairs = [(i, j) for i in range(len(rows)) for j in range(len(suffixes))]
         out = torch.empty(len(rows), len(suffixes), self.model.cfg.emb_dim)
-        for i, n in enumerate(lengths):
-            seqs = [torch.cat([pre[i, :n], p[0]]) for p in parts]
+        for k in range(0, len(pairs), self.max_batch):
+            chunk = pairs[k : k + self.max_batch]
+            seqs = [torch.cat([pre[i, : lengths[i]], parts[j][0]]) for i, j in chunk]
             m = max(len(x) for x in seqs)
             emb = torch.stack([torch.cat([x, x.new_zeros(m - len(x), x.shape[1])]) for x in seqs])
             mask = torch.tensor(
                 [[1] * len(x) + [0] * (m - len(x)) for x in seqs], device=self.device
             )
             h = self.model.hidden(emb, mask)
-            at = torch.tensor([n + p[1] for p in parts], device=self.device)
-            out[i] = self.model.head(h[torch.arange(len(parts)), at], "anchor").float().cpu()
+            at = torch.tensor([lengths[i] + parts[j][1] for i, j in chunk], device=self.device)
+            u = self.model.head(h[torch.arange(len(chunk), device=self.device), at], "anchor")
+            for (i, j), vec in zip(chunk, u, strict=True):
+                out[i, j] = vec.float().cpu()
         return out
 
     @torch.no_grad()
