@@ -95,6 +95,7 @@ def _cmd_embed(args: argparse.Namespace) -> None:
 
 def _cmd_explain(args: argparse.Namespace) -> None:
     from qanchor.infer.engine import Embedder
+    from qanchor.infer.explain import explain
     from qanchor.model.data import BuiltData
 
     data = BuiltData.load(args.data)
@@ -102,7 +103,7 @@ def _cmd_explain(args: argparse.Namespace) -> None:
     emb.load_users(data.snapshots[data.snapshots["user_id"] == args.user], data.profiles)
     if args.user not in emb._rows:
         raise QAnchorError(f"unknown user {args.user!r} in {args.data}")
-    print(emb.explain(args.user, emb.suffix(args.query).query, args.max_new_tokens))
+    print(explain(emb, args.user, emb.suffix(args.query).query, args.max_new_tokens))
 
 
 def _cmd_run(args: argparse.Namespace) -> None:

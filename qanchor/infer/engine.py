@@ -10,6 +10,8 @@ Example::
     emb = Embedder.from_dir("runs/model")
     emb.load_users(snapshots, profiles)
     vecs = emb.embed(["u1", "u2"], ["cash_loan_default", "Will this user travel soon?"])  # [2, 2, d]
+
+``qanchor.infer.explain`` decodes a text description from the same cached prefixes.
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ class Embedder:
         max_batch: int = 64, model_version: str = "",
     ) -> None:  # fmt: skip
         self.model, self.featurizer = model.eval(), featurizer
+        # Serving and prompt tuning never update the model: no parameter gradients to compute.
+        for p in model.parameters():
+            p.requires_grad_(False)
         self.cache = PrefixCache(cache_bytes)
         self.max_batch, self.model_version = max_batch, model_version
         self.device = model.emb_token.device
@@ -267,40 +272,6 @@ class Embedder:
             for (i, j), vec in zip(chunk, u, strict=True):
                 out[i, j] = vec.float().cpu()
         return out
-
-    @torch.no_grad()
-    def explain(self, user_id: str, query: str, max_new_tokens: int = 48) -> str:
-        """A short text about the user for a query, decoded greedily by the next-token head.
-
-        Reuses the user's cached prefix: the same states that produce the embedding.
-        """
-        from transformers import DynamicCache
-
-        lm = self.model.causal_lm
-        entry = self.prefixes(self.rows([user_id]))[0]
-        sfx, _ = self._suffix_embeds(Suffix(query))
-        marker = lm.get_input_embeddings()(
-            torch.tensor(self.model.layout.answer_ids, device=self.device)
-        )
-        cache = DynamicCache([(k[None], v[None]) for k, v in entry.kv])
-        x, n, out = torch.cat([sfx, marker])[None], entry.length, []
-        for _ in range(max_new_tokens):
-            pos = torch.arange(n, n + x.shape[1], device=self.device)[None]
-            mask = torch.ones(1, n + x.shape[1], dtype=torch.long, device=self.device)
-            h = lm.model(
-                inputs_embeds=x,
-                attention_mask=mask,
-                position_ids=pos,
-                past_key_values=cache,
-                use_cache=True,
-            )
-            token = int(lm.get_output_embeddings()(h.last_hidden_state[:, -1]).argmax(-1))
-            if token == self.model.layout.eos:
-                break
-            out.append(token)
-            n += x.shape[1]
-            x = lm.get_input_embeddings()(torch.tensor([[token]], device=self.device))
-        return self.model.tokenizer.decode(out, skip_special_tokens=True).strip()
 
     def embed(
         self, user_ids: list[str], scenarios: list[str], tuned: bool = True, use_cache: bool = True

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from qanchor.infer.engine import Embedder, Suffix
+from qanchor.infer.explain import explain
 from qanchor.infer.prefix_cache import PrefixCache, PrefixEntry
 
 
@@ -96,10 +97,10 @@ def test_explain_reuses_the_cached_prefix_and_returns_text(embedder: Embedder) -
     uid = embedder.table.user_ids[2]
     embedder.prefixes(embedder.rows([uid]))
     hits = embedder.cache.hits
-    text = embedder.explain(
-        uid, "What is this user most likely to do next period?", max_new_tokens=8
+    text = explain(
+        embedder, uid, "What is this user most likely to do next period?", max_new_tokens=8
     )
     assert isinstance(text, str) and embedder.cache.hits == hits + 1
-    assert text == embedder.explain(
-        uid, "What is this user most likely to do next period?", max_new_tokens=8
+    assert text == explain(
+        embedder, uid, "What is this user most likely to do next period?", max_new_tokens=8
     )
