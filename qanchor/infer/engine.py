@@ -196,26 +196,33 @@ class Embedder:
     # --- embedding ------------------------------------------------------------------------
     @torch.no_grad()
     def embed_rows(
-        self, rows: list[int], suffixes: list[Suffix], use_cache: bool = True
+        self, rows: list[int], suffixes: list[Suffix], use_cache: bool = True, block: int = 64
     ) -> torch.Tensor:
-        """[len(rows), len(suffixes), d] embeddings: each prefix once, suffixes batched."""
+        """[len(rows), len(suffixes), d] embeddings: each prefix once, suffixes batched.
+
+        Users go in blocks: a block's prefix states are stacked (left-padded) once, and every
+        chunk of (user, scenario) pairs gathers its rows from that stack by index, instead of
+        re-stacking per pair.
+        """
         entries = self.prefixes(rows, use_cache)
         parts = [self._suffix_embeds(s) for s in suffixes]
-        pairs = [(i, j) for i in range(len(rows)) for j in range(len(suffixes))]
         out = torch.empty(len(rows), len(suffixes), self.model.cfg.emb_dim)
-        for k in range(0, len(pairs), self.max_batch):
-            chunk = pairs[k : k + self.max_batch]
-            u = self.suffix_forward([entries[i] for i, _ in chunk], [parts[j] for _, j in chunk])
-            for (i, j), vec in zip(chunk, u, strict=True):
-                out[i, j] = vec.float().cpu()
+        for b in range(0, len(rows), block):
+            kv, pmask = self._stack(entries[b : b + block])
+            pairs = [(i, j) for i in range(min(block, len(rows) - b)) for j in range(len(suffixes))]
+            for k in range(0, len(pairs), self.max_batch):
+                chunk = pairs[k : k + self.max_batch]
+                idx = torch.tensor([i for i, _ in chunk], device=self.device)
+                sub = [(key[idx], val[idx]) for key, val in kv]
+                u = self._suffix_pass(sub, pmask[idx], [parts[j] for _, j in chunk])
+                for (i, j), vec in zip(chunk, u, strict=True):
+                    out[b + i, j] = vec.float().cpu()
         return out
 
-    def suffix_forward(
-        self, entries: list[PrefixEntry], parts: list[tuple[torch.Tensor, int]]
-    ) -> torch.Tensor:
-        """u for each (prefix entry, suffix embeddings) pair; gradients flow into the suffix."""
-        from transformers import DynamicCache
-
+    def _stack(
+        self, entries: list[PrefixEntry]
+    ) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]:
+        """Per-layer [N, kvh, n, hd] keys/values, left-padded to the longest prefix, and the mask."""
         n = max(e.length for e in entries)
         kv = []
         for layer in range(len(entries[0].kv)):
@@ -225,6 +232,24 @@ class Embedder:
         pmask = torch.tensor(
             [[0] * (n - e.length) + [1] * e.length for e in entries], device=self.device
         )
+        return kv, pmask
+
+    def suffix_forward(
+        self, entries: list[PrefixEntry], parts: list[tuple[torch.Tensor, int]]
+    ) -> torch.Tensor:
+        """u for each (prefix entry, suffix embeddings) pair; gradients flow into the suffix."""
+        kv, pmask = self._stack(entries)
+        return self._suffix_pass(kv, pmask, parts)
+
+    def _suffix_pass(
+        self,
+        kv: list[tuple[torch.Tensor, torch.Tensor]],
+        pmask: torch.Tensor,
+        parts: list[tuple[torch.Tensor, int]],
+    ) -> torch.Tensor:
+        from transformers import DynamicCache
+
+        n = pmask.shape[1]
         ls = max(p[0].shape[0] for p in parts)
         emb = torch.stack(
             [torch.cat([p[0], p[0].new_zeros(ls - p[0].shape[0], p[0].shape[1])]) for p in parts]
