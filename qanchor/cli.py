@@ -118,18 +118,27 @@ def _cmd_run(args: argparse.Namespace) -> None:
 def _add_stage(
     sub: argparse._SubParsersAction,
     name: str,
-    help: str,
+    help: str,  # noqa: A002
     func: Callable,
-    config_cls: type | None,  # noqa: A002
+    config_cls: type | None = None,
+    required: dict[str, str] | None = None,
 ) -> argparse.ArgumentParser:
+    """A subcommand with its required path flags and, for a configured stage, every config field."""
     p = sub.add_parser(name, help=help, description=help)
     p.set_defaults(func=func)
+    for flag, text in (required or {}).items():
+        p.add_argument(flag, required=True, help=text)
     if config_cls is not None:
         p.add_argument(
             "--preset", choices=PRESETS, default=None, help="named preset of the stage config"
         )
         p.add_argument("--config", default=None, help="YAML file of config overrides")
+        add_config_args(p, config_cls)
     return p
+
+
+MODEL = {"--model": "model directory (with its scenario adapters)"}
+BUILT = {"--data": "built dataset directory (qanchor data build)"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -145,68 +154,66 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level")
     top = parser.add_subparsers(dest="command", required=True)
-    data = top.add_parser("data", help="synthesise and build datasets").add_subparsers(
-        dest="data_command", required=True
-    )
+    data = top.add_parser("data", help="synthesise and build datasets")
+    data = data.add_subparsers(dest="data_command", required=True)
 
-    p = _add_stage(
-        data, "synth", "write a synthetic dataset in the input contract", _cmd_synth, SynthConfig
+    _add_stage(
+        data,
+        "synth",
+        "write a synthetic dataset in the input contract",
+        _cmd_synth,
+        SynthConfig,
+        {"--out": "output dataset directory"},
     )
-    p.add_argument("--out", required=True, help="output dataset directory")
-    add_config_args(p, SynthConfig)
-
-    p = _add_stage(
+    _add_stage(
         data,
         "build",
         "validate a dataset and build splits, snapshots and UserU pairs",
         _cmd_build,
         BuildConfig,
+        {
+            "--input": "dataset directory in the input contract",
+            "--out": "output directory of the built dataset",
+        },
     )
-    p.add_argument("--input", required=True, help="dataset directory in the input contract")
-    p.add_argument("--out", required=True, help="output directory of the built dataset")
-    add_config_args(p, BuildConfig)
-
     p = _add_stage(
         top,
         "pretrain",
         "pretrain the Q-Anchor model on a built dataset",
         _cmd_pretrain,
         PretrainConfig,
+        {**BUILT, "--out": "model directory to write"},
     )
-    p.add_argument("--data", required=True, help="built dataset directory (qanchor data build)")
-    p.add_argument("--out", required=True, help="model directory to write")
     p.add_argument(
         "--stop-after", type=int, default=None, help="stop with a checkpoint after N steps"
     )
-    add_config_args(p, PretrainConfig)
-
     p = _add_stage(
-        top, "tune", "soft-prompt tuning of scenarios on a pretrained model", _cmd_tune, TuneConfig
+        top,
+        "tune",
+        "soft-prompt tuning of scenarios on a pretrained model",
+        _cmd_tune,
+        TuneConfig,
+        {**MODEL, **BUILT},
     )
-    p.add_argument("--model", required=True, help="pretrained model directory")
-    p.add_argument("--data", required=True, help="built dataset directory with labels")
     p.add_argument(
         "--scenarios", default=None, help="comma-separated scenario names (default: all)"
     )
-    add_config_args(p, TuneConfig)
-
-    p = _add_stage(
+    _add_stage(
         top,
         "evaluate",
         "probe tuned/base embeddings and baselines; write metrics.json",
         _cmd_evaluate,
         EvalConfig,
+        {**MODEL, **BUILT, "--out": "evaluation output directory"},
     )
-    p.add_argument("--model", required=True, help="model directory (with scenario adapters)")
-    p.add_argument("--data", required=True, help="built dataset directory")
-    p.add_argument("--out", required=True, help="evaluation output directory")
-    add_config_args(p, EvalConfig)
 
-    p = top.add_parser("embed", help="embed all users x scenarios into parquet shards")
-    p.set_defaults(func=_cmd_embed)
-    p.add_argument("--model", required=True)
-    p.add_argument("--data", required=True, help="built dataset directory (snapshots)")
-    p.add_argument("--out", required=True, help="embeddings directory")
+    p = _add_stage(
+        top,
+        "embed",
+        "embed all users x scenarios into parquet shards",
+        _cmd_embed,
+        required={**MODEL, **BUILT, "--out": "embeddings directory"},
+    )
     p.add_argument(
         "--scenarios",
         default=None,
@@ -215,23 +222,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--incremental", action="store_true", help="re-encode only users whose inputs changed"
     )
-    p.add_argument("--shard-users", type=int, default=1000)
-    p.add_argument("--cache-mb", type=int, default=1024)
+    p.add_argument("--shard-users", type=int, default=1000, help="users per parquet shard")
+    p.add_argument("--cache-mb", type=int, default=1024, help="prefix KV cache budget (MB)")
 
-    p = top.add_parser("explain", help="describe a user for a query in words (next-token head)")
-    p.set_defaults(func=_cmd_explain)
-    p.add_argument("--model", required=True)
-    p.add_argument("--data", required=True)
-    p.add_argument("--user", required=True)
-    p.add_argument("--query", required=True, help="a scenario name or free text")
-    p.add_argument("--max-new-tokens", type=int, default=48)
+    p = _add_stage(
+        top,
+        "explain",
+        "describe a user for a query in words (next-token head)",
+        _cmd_explain,
+        required={**MODEL, **BUILT, "--user": "user id", "--query": "a scenario name or free text"},
+    )
+    p.add_argument("--max-new-tokens", type=int, default=48, help="longest description in tokens")
 
-    p = top.add_parser("run", help="the whole chain: build, pretrain, tune, evaluate")
-    p.set_defaults(func=_cmd_run)
-    p.add_argument("--data", required=True, help="dataset directory in the input contract")
-    p.add_argument("--out", required=True, help="output directory of the run")
-    p.add_argument("--preset", choices=PRESETS, default="small")
-    return parser
+    p = _add_stage(
+        top,
+        "run",
+        "the whole chain: build, pretrain, tune, evaluate",
+        _cmd_run,
+        required={
+            "--data": "dataset directory in the input contract",
+            "--out": "output directory of the run",
+        },
+    )
+    p.add_argument("--preset", choices=PRESETS, default="small", help="preset of every stage")
+    return parser  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
