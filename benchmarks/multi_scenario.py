@@ -62,7 +62,7 @@ def main() -> None:
     results = []
     for S in S_VALUES:
         sfx = [Suffix(q) for q in queries[:S]]
-        q = sum(emb._suffix_embeds(x)[0].shape[0] for x in sfx) / S
+        q = sum(emb.suffix_embeds(x)[0].shape[0] for x in sfx) / S
         emb.cache = type(emb.cache)(
             emb.cache.max_bytes
         )  # cold cache: prefixes are computed in the timing

@@ -123,7 +123,7 @@ class Embedder:
             return Suffix(scenario_or_query)
         return s if tuned else Suffix(s.query)
 
-    def _suffix_embeds(self, sfx: Suffix) -> tuple[torch.Tensor, int]:
+    def suffix_embeds(self, sfx: Suffix) -> tuple[torch.Tensor, int]:
         """[Ls, d_llm] input embeddings of a suffix and the index of its <USER_EMB>."""
         n_prompt = 0 if sfx.prompt is None else sfx.prompt.shape[0]
         seg = self.model.layout.suffix(sfx.query, n_prompt)
@@ -205,7 +205,7 @@ class Embedder:
         re-stacking per pair.
         """
         entries = self.prefixes(rows, use_cache)
-        parts = [self._suffix_embeds(s) for s in suffixes]
+        parts = [self.suffix_embeds(s) for s in suffixes]
         out = torch.empty(len(rows), len(suffixes), self.model.cfg.emb_dim)
         for b in range(0, len(rows), block):
             kv, pmask = self._stack(entries[b : b + block])
@@ -280,7 +280,7 @@ class Embedder:
         batch = self.prefix_batch(rows, left=False)
         pre = self.model.input_embeds(batch, self.event_vectors(batch.ev_text))
         lengths = batch.attention_mask.sum(1).tolist()
-        parts = [self._suffix_embeds(s) for s in suffixes]
+        parts = [self.suffix_embeds(s) for s in suffixes]
         pairs = [(i, j) for i in range(len(rows)) for j in range(len(suffixes))]
         out = torch.empty(len(rows), len(suffixes), self.model.cfg.emb_dim)
         for k in range(0, len(pairs), self.max_batch):

@@ -23,7 +23,7 @@ def explain(emb: Embedder, user_id: str, query: str, max_new_tokens: int = 48) -
 
     lm = emb.model.causal_lm
     entry = emb.prefixes(emb.rows([user_id]))[0]
-    sfx, _ = emb._suffix_embeds(Suffix(query))
+    sfx, _ = emb.suffix_embeds(Suffix(query))
     marker = lm.get_input_embeddings()(torch.tensor(emb.model.layout.answer_ids, device=emb.device))
     cache = DynamicCache([(k[None], v[None]) for k, v in entry.kv])
     x, n, out = torch.cat([sfx, marker])[None], entry.length, []

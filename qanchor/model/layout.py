@@ -112,7 +112,6 @@ class Batch:
     ev_source: torch.Tensor  # [T]
     ev_example: torch.Tensor  # [T]
     profile: torch.Tensor | None  # [B, profile_dim]
-    prompt_index: torch.Tensor | None = None  # [B] which soft prompt (scenario) each row uses
 
     def to(self, device: torch.device | str) -> Batch:
         moved = {

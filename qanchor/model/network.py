@@ -85,15 +85,15 @@ class QAnchorModel(nn.Module):
         return get() if get is not None else self.backbone
 
     # --- embeddings -----------------------------------------------------------------------
-    def input_embeds(
-        self, batch: L.Batch, ev_vecs: torch.Tensor, prompts: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """Token embeddings with encoder outputs, soft prompts and <USER_EMB> written in.
+    def input_embeds(self, batch: L.Batch, ev_vecs: torch.Tensor) -> torch.Tensor:
+        """Token embeddings with encoder outputs and <USER_EMB> written in.
+
+        Soft prompts are written by the suffix path (``qanchor.infer.engine``), the only place
+        that runs a query with a prompt.
 
         Args:
             batch: the padded batch.
             ev_vecs: [T, d_enc] text vectors of ``batch.ev_text``.
-            prompts: [n_prompts, P, d_llm] soft prompts, indexed by ``batch.prompt_index``.
         """
         emb = self.causal_lm.get_input_embeddings()(batch.input_ids)
         kinds, n_users = batch.kinds, batch.input_ids.shape[0]
@@ -107,10 +107,6 @@ class QAnchorModel(nn.Module):
                 emb = self._put(emb, kinds == L.MODAL, modal.reshape(-1, modal.shape[-1]))
             emb = self._put(
                 emb, kinds == L.EVENT, self._event_slots(ev_tok, tab, batch.ev_example, n_users)
-            )
-        if prompts is not None and (kinds == L.PROMPT).any():
-            emb = self._put(
-                emb, kinds == L.PROMPT, prompts[batch.prompt_index].reshape(-1, prompts.shape[-1])
             )
         return self._put(
             emb, kinds == L.USER_EMB, self.emb_token.expand(int((kinds == L.USER_EMB).sum()), -1)
@@ -150,20 +146,18 @@ class QAnchorModel(nn.Module):
         return out.last_hidden_state
 
     # --- towers ---------------------------------------------------------------------------
-    def anchor_hidden(
-        self, batch: L.Batch, ev_vecs: torch.Tensor, prompts: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def anchor_hidden(self, batch: L.Batch, ev_vecs: torch.Tensor) -> torch.Tensor:
         """Backbone hidden state at <USER_EMB>, before the head [B, d_llm]."""
-        h = self.hidden(self.input_embeds(batch, ev_vecs, prompts), batch.attention_mask)
+        h = self.hidden(self.input_embeds(batch, ev_vecs), batch.attention_mask)
         return h[batch.kinds == L.USER_EMB]
 
     def anchor(
-        self, batch: L.Batch, ev_vecs: torch.Tensor, prompts: torch.Tensor | None = None
+        self, batch: L.Batch, ev_vecs: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """u (normalised) at <USER_EMB>, and the next-token loss if the batch has labels."""
         from qanchor.model.losses import next_token_loss
 
-        h = self.hidden(self.input_embeds(batch, ev_vecs, prompts), batch.attention_mask)
+        h = self.hidden(self.input_embeds(batch, ev_vecs), batch.attention_mask)
         u = self.head(h[batch.kinds == L.USER_EMB], "anchor")
         lm_loss = None
         if batch.labels is not None:

@@ -75,7 +75,7 @@ def tune_group(
         s = group[step % len(group)]
         rows, y = _balanced(pools[s.name], cfg.batch_size, rng)
         u = emb.suffix_forward(
-            emb.prefixes(rows), [emb._suffix_embeds(Suffix(s.query, prompt))] * len(rows)
+            emb.prefixes(rows), [emb.suffix_embeds(Suffix(s.query, prompt))] * len(rows)
         )
         logits = u @ F.normalize(protos[s.name], dim=-1).T / cfg.temperature
         loss = F.cross_entropy(logits, torch.as_tensor(y, device=logits.device))
@@ -140,7 +140,7 @@ def _init_prototypes(
     """Class means of u under the initial prompt: training starts from a sensible boundary."""
     rows, y = _balanced(pools, max(cfg.batch_size, 16), rng)
     u = emb.suffix_forward(
-        emb.prefixes(rows), [emb._suffix_embeds(Suffix(s.query, prompt))] * len(rows)
+        emb.prefixes(rows), [emb.suffix_embeds(Suffix(s.query, prompt))] * len(rows)
     )
     y = torch.as_tensor(y, device=u.device)
     means = [u[y == c].mean(0) if bool((y == c).any()) else torch.randn_like(u[0]) for c in (0, 1)]
