@@ -48,9 +48,9 @@ lock: ## Regenerate requirements.lock from requirements.in in a throwaway venv
 	{ sed -n '1,3p' requirements.lock; .lockvenv/bin/pip freeze | grep -v -E '^(qanchor|-e )'; } > requirements.lock.new
 	mv requirements.lock.new requirements.lock && rm -rf .lockvenv
 
-run: setup ## Main job: synthesise USERS users, then build -> pretrain -> tune -> evaluate (PRESET)
+run: setup ## Main job: synthesise USERS users, then build -> features -> pretrain -> tune -> evaluate (PRESET)
 	$(VENV)/bin/qanchor data synth --users $(USERS) --seed $(SEED) --out $(DATA)/synthetic
-	$(VENV)/bin/qanchor run --data $(DATA)/synthetic --out runs/$(PRESET) --preset $(PRESET)
+	$(VENV)/bin/qanchor run --data $(DATA)/synthetic --out runs/$(PRESET) --preset $(PRESET) --feature-repo feature_repo
 
 test: setup ## Run the default (fast, CPU-only) test suite
 	$(PY) -m pytest -q

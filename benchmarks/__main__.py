@@ -9,7 +9,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ["benchmarks.pretrain_throughput", "benchmarks.multi_scenario"]
+BENCHMARKS = [
+    "benchmarks.pretrain_throughput",
+    "benchmarks.multi_scenario",
+    "benchmarks.feature_reads",
+]
 
 
 def main(argv: list[str]) -> int:

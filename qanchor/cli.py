@@ -109,7 +109,7 @@ def _cmd_explain(args: argparse.Namespace) -> None:
 def _cmd_run(args: argparse.Namespace) -> None:
     from qanchor.pipeline import run_all
 
-    summary = run_all(args.data, args.out, args.preset)
+    summary = run_all(args.data, args.out, args.preset, args.feature_repo)
     print(f"finished in {summary['total_seconds']:.0f}s: {summary['seconds']}")
     print(f"metrics: {summary['paths']['eval']}/metrics.json")
     print(f"report:  {summary['paths']['eval']}/report.md")
@@ -129,12 +129,66 @@ def _add_stage(
     for flag, text in (required or {}).items():
         p.add_argument(flag, required=True, help=text)
     if config_cls is not None:
-        p.add_argument(
-            "--preset", choices=PRESETS, default=None, help="named preset of the stage config"
-        )
+        if hasattr(config_cls, "PRESETS"):
+            p.add_argument(
+                "--preset", choices=PRESETS, default=None, help="named preset of the stage config"
+            )
         p.add_argument("--config", default=None, help="YAML file of config overrides")
         add_config_args(p, config_cls)
     return p
+
+
+def _cmd_features(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from qanchor import features as F
+
+    overrides = overrides_from_args(args, F.FeatureStoreConfig)
+    cfg = resolve(F.FeatureStoreConfig, None, args.config, overrides)
+    if args.features_command == "apply":
+        print(f"applied {len(F.apply(cfg))} objects; registry in {cfg.state_dir}")
+    elif args.features_command == "materialize":
+        end = F.materialize(cfg, args.end, args.full)
+        print(f"materialised up to {end.isoformat()} ({cfg.online_store})")
+    else:
+        result = F.push_events(cfg, pd.read_parquet(args.events))
+        print(
+            f"pushed {result.events} events; {len(result.stale)} users stale: {sorted(result.stale)[:10]}"
+        )
+
+
+def _add_features(top: argparse._SubParsersAction) -> None:
+    """``qanchor features apply|materialize|push``: thin wrappers of :mod:`qanchor.features`."""
+    from qanchor.features import FeatureStoreConfig
+
+    sub = top.add_parser("features", help="the Feast feature store").add_subparsers(
+        dest="features_command", required=True
+    )
+    data = {"--data": "built dataset directory the feature sources read"}
+    _add_stage(
+        sub,
+        "apply",
+        "register feature_repo's views over a built dataset",
+        _cmd_features,
+        FeatureStoreConfig,
+        data,
+    )
+    p = _add_stage(
+        sub,
+        "materialize",
+        "load the latest features into the online store",
+        _cmd_features,
+        FeatureStoreConfig,
+        data,
+    )
+    p.add_argument("--end", default=None, help="materialise up to this time (default: now)")
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="load all rows again, not only those since the last run (a wiped online store)",
+    )
+    _add_stage(sub, "push", "append new events to users' online event history", _cmd_features,
+               FeatureStoreConfig, {**data, "--events": "parquet of new events (events.parquet columns)"})  # fmt: skip
 
 
 MODEL = {"--model": "model directory (with its scenario adapters)"}
@@ -245,6 +299,12 @@ def build_parser() -> argparse.ArgumentParser:
         },
     )
     p.add_argument("--preset", choices=PRESETS, default="small", help="preset of every stage")
+    p.add_argument(
+        "--feature-repo",
+        default=None,
+        help="Feast repo (e.g. feature_repo): stages read user snapshots through it",
+    )
+    _add_features(top)
     return parser  # fmt: skip
 
 

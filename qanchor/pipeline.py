@@ -1,10 +1,12 @@
 """The whole chain on one machine: build -> pretrain -> tune -> evaluate.
 
-    qanchor run --data data/synthetic --out runs/small --preset small
+    qanchor run --data data/synthetic --out runs/small --preset small [--feature-repo feature_repo]
 
 Outputs: ``<out>/built`` (dataset), ``<out>/model`` (model + scenario adapters), ``<out>/eval``
 (metrics.json, report.md and charts) and ``<out>/run.json`` (stage timings). The same stage
-functions back the Kubeflow components and Airflow tasks.
+functions back the Kubeflow components and Airflow tasks. With a feature repo, a ``features``
+stage applies it over the build and materialises the online store
+(``<out>/built/feature_store``), and every later stage reads user snapshots through it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from qanchor.config import resolve
 log = logging.getLogger(__name__)
 
 
-def run_all(data_dir: str | Path, out_dir: str | Path, preset: str) -> dict:
+def run_all(
+    data_dir: str | Path, out_dir: str | Path, preset: str, feature_repo: str | Path | None = None
+) -> dict:
     """Run every stage with the named preset; returns paths and timings (also in run.json)."""
     from qanchor.data.build import BuildConfig, build_dataset
     from qanchor.eval.evaluate import EvalConfig, evaluate
@@ -40,17 +44,37 @@ def run_all(data_dir: str | Path, out_dir: str | Path, preset: str) -> dict:
         print(f"[{name}] done in {timings[name]:.1f}s", flush=True)
 
     stage("build", build_dataset, data_dir, paths["built"], resolve(BuildConfig, preset))
-    stage("pretrain", pretrain, paths["built"], paths["model"], resolve(PretrainConfig, preset))
-    stage("tune", tune_model, paths["model"], paths["built"], resolve(TuneConfig, preset))
+    over = {"feature_repo": str(feature_repo)} if feature_repo else None
+    if feature_repo:
+        from qanchor.features import FeatureStoreConfig, sync
+
+        stage(
+            "features", sync, FeatureStoreConfig(data=str(paths["built"]), repo=str(feature_repo))
+        )
+    stage(
+        "pretrain",
+        pretrain,
+        paths["built"],
+        paths["model"],
+        resolve(PretrainConfig, preset, overrides=over),
+    )
+    stage(
+        "tune",
+        tune_model,
+        paths["model"],
+        paths["built"],
+        resolve(TuneConfig, preset, overrides=over),
+    )
     stage(
         "evaluate",
         evaluate,
         paths["model"],
         paths["built"],
         paths["eval"],
-        resolve(EvalConfig, preset),
+        resolve(EvalConfig, preset, overrides=over),
     )
-    summary = {"preset": preset, "data": str(data_dir), "paths": {k: str(v) for k, v in paths.items()},
+    summary = {"preset": preset, "data": str(data_dir), "feature_repo": over and over["feature_repo"],
+               "paths": {k: str(v) for k, v in paths.items()},
                "seconds": timings, "total_seconds": round(sum(timings.values()), 1)}  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     (out / "run.json").write_text(json.dumps(summary, indent=2) + "\n")

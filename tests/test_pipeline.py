@@ -1,4 +1,4 @@
-"""`qanchor run --preset tiny` end to end on a small synthetic dataset."""
+"""`qanchor run --preset tiny --feature-repo feature_repo` end to end (what `make run` runs)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,24 @@ from pathlib import Path
 from qanchor.cli import main
 from qanchor.data.synth import SynthConfig, synth
 
+REPO = Path(__file__).resolve().parents[1] / "feature_repo"
+
 
 def test_run_tiny_end_to_end(tmp_path: Path, capsys) -> None:
     raw = synth(SynthConfig(users=150, seed=2), tmp_path / "raw")
     out = tmp_path / "run"
-    assert main(["run", "--data", str(raw), "--out", str(out), "--preset", "tiny"]) == 0
+    args = [
+        "run",
+        "--data",
+        str(raw),
+        "--out",
+        str(out),
+        "--preset",
+        "tiny",
+        "--feature-repo",
+        str(REPO),
+    ]
+    assert main(args) == 0
     printed = capsys.readouterr().out
     assert f"metrics: {out / 'eval'}/metrics.json" in printed
     metrics = json.loads((out / "eval" / "metrics.json").read_text())
@@ -30,4 +43,8 @@ def test_run_tiny_end_to_end(tmp_path: Path, capsys) -> None:
     assert adapters == sorted(metrics["scenarios"])
     assert (out / "eval" / "report.md").is_file() and (out / "eval" / "roc_curves.png").is_file()
     run = json.loads((out / "run.json").read_text())
-    assert set(run["seconds"]) == {"build", "pretrain", "tune", "evaluate"}
+    assert set(run["seconds"]) == {"build", "features", "pretrain", "tune", "evaluate"}
+    assert run["feature_repo"] == str(REPO)
+    assert (out / "built" / "feature_store" / "online_store.db").is_file()
+    config = json.loads((out / "model" / "config.json").read_text())
+    assert config["pretrain"]["feature_repo"] == str(REPO)  # pretraining read the store

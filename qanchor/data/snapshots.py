@@ -53,10 +53,12 @@ def snapshot_lists(capped: pd.DataFrame, users: pd.Index, cutoff: pd.Timestamp) 
         ("event_text", "text"),
         ("event_value", "value"),
     ):
+        # Event times in microseconds (naive UTC): Feast turns datetime64[ns] list elements into
+        # integer nanoseconds (ndarray.tolist) when it materialises them; [us] gives datetimes.
         values = (
             pa.array(capped[src].to_numpy()[order])
             if src != "ts"
-            else pa.array(capped[src].iloc[order])
+            else pa.array(capped[src].iloc[order].dt.tz_localize(None).astype("datetime64[us]"))
         )
         out[col] = pa.ListArray.from_arrays(offsets, values).to_pandas()
     return pd.DataFrame(out)

@@ -33,6 +33,9 @@ class EvalConfig:
     llm_max_prefix_tokens: int = option(192, "token cap of the llm_untrained events text")
     cache_mb: int = option(2048, "prefix KV cache budget while embedding (MB)")
     seed: int = option(0, "probe and GBDT seed")
+    feature_repo: str | None = option(
+        None, "Feast repo to read user snapshots from (None: the build's snapshots.parquet)"
+    )
 
     PRESETS = {
         "tiny": {"llm_per_source": 2, "llm_max_prefix_tokens": 64},
@@ -79,7 +82,7 @@ def evaluate(
     from qanchor.model.data import BuiltData
     from qanchor.tune.adapters import load_adapters
 
-    model_dir, data = Path(model_dir), BuiltData.load(built_dir)
+    model_dir, data = Path(model_dir), BuiltData.load(built_dir, cfg.feature_repo)
     scen = read_scenarios(data.root / "scenarios.yaml")
     names = [s.name for s in scen]
     labels = pd.read_parquet(data.root / "labels.parquet")

@@ -91,6 +91,9 @@ class PretrainConfig:
     log_every: int = option(10, "steps between progress-bar updates of the loss")
     eval_users: int = option(512, "held-out users for the retrieval check at the end")
     eval_batch: int = option(16, "candidates per retrieval batch (chance = 1/eval_batch)")
+    feature_repo: str | None = option(
+        None, "Feast repo to read user snapshots from (None: the build's snapshots.parquet)"
+    )
 
     PRESETS = {
         "tiny": {

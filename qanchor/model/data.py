@@ -90,7 +90,14 @@ class BuiltData:
     profiles: pd.DataFrame | None
 
     @classmethod
-    def load(cls, root: str | Path) -> BuiltData:
+    def load(cls, root: str | Path, feature_repo: str | Path | None = None) -> BuiltData:
+        """Read a built dataset; with ``feature_repo``, user snapshots come from the feature store.
+
+        The feature-store path reads each user's events and profile point-in-time at the user's
+        cutoff (``get_historical_features``) from a store applied over ``root`` (``qanchor
+        features apply``; ``qanchor run --feature-repo`` does it), so training reads exactly
+        what the store would have served at that time.
+        """
         import json
 
         from qanchor.errors import QAnchorError
@@ -100,15 +107,20 @@ class BuiltData:
             raise QAnchorError(
                 f"{root}: not a built dataset (no manifest.json); run `qanchor data build` first"
             )
-        prof = root / "profiles.parquet"
-        return cls(
-            root,
-            json.loads((root / "manifest.json").read_text()),
-            pd.read_parquet(root / "users.parquet"),
-            pd.read_parquet(root / "snapshots.parquet"),
-            pd.read_parquet(root / "pairs.parquet"),
-            pd.read_parquet(prof) if prof.is_file() else None,
-        )
+        users = pd.read_parquet(root / "users.parquet")
+        if feature_repo:
+            from qanchor.features import FeatureStoreConfig, historical_snapshots
+
+            cfg = FeatureStoreConfig(data=str(root), repo=str(feature_repo))
+            feats = historical_snapshots(cfg, users[["user_id", "cutoff"]])
+            snapshots, profiles = feats.snapshots, feats.profiles
+        else:
+            prof = root / "profiles.parquet"
+            snapshots = pd.read_parquet(root / "snapshots.parquet")
+            profiles = pd.read_parquet(prof) if prof.is_file() else None
+        manifest = json.loads((root / "manifest.json").read_text())
+        pairs = pd.read_parquet(root / "pairs.parquet")
+        return cls(root, manifest, users, snapshots, pairs, profiles)
 
     @property
     def sources(self) -> list[str]:

@@ -47,7 +47,7 @@ class Setup:
 
 def prepare(built_dir: str | Path, cfg: PretrainConfig, rt: T.Runtime) -> Setup:
     """Load data, fit the profile featurizer on training users, build the model and vectors."""
-    data = BuiltData.load(built_dir)
+    data = BuiltData.load(built_dir, cfg.feature_repo)
     train = set(data.split_users("train"))
     prof = data.profiles
     featurizer = ProfileFeaturizer.fit(None if prof is None else prof[prof["user_id"].isin(train)])

@@ -24,6 +24,9 @@ class TuneConfig:
     )
     cache_mb: int = option(1024, "prefix KV cache budget while tuning (MB)")
     seed: int = option(0, "sampling and initialisation seed")
+    feature_repo: str | None = option(
+        None, "Feast repo to read user snapshots from (None: the build's snapshots.parquet)"
+    )
 
     PRESETS = {
         "tiny": {"steps": 6, "batch_size": 8, "n_prompt": 2, "min_positives": 5, "n_clusters": 2},

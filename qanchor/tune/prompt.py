@@ -157,7 +157,7 @@ def tune_model(
     from qanchor.tune.adapters import save_adapter
 
     torch.manual_seed(cfg.seed)
-    data = BuiltData.load(built_dir)
+    data = BuiltData.load(built_dir, cfg.feature_repo)
     defined = read_scenarios(data.root / "scenarios.yaml")
     unknown = sorted(set(scenarios or []) - {s.name for s in defined})
     if unknown:

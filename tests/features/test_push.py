@@ -1,0 +1,93 @@
+"""Stream ingestion: pushed events reach the online store and invalidate cached prefixes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from feature_helpers import as_lists
+
+from qanchor.features import (
+    FeatureStoreConfig,
+    online_snapshots,
+    prefix_invalidator,
+    push_events,
+    sync,
+)
+
+
+@pytest.fixture
+def fresh_store(built_tiny: Path, repo_copy: Path, tmp_path: Path) -> FeatureStoreConfig:
+    """A store of its own over ``built_tiny`` (pushes write to it)."""
+    cfg = FeatureStoreConfig(data=str(built_tiny), repo=str(repo_copy), work_dir=str(tmp_path))
+    sync(cfg)
+    return cfg
+
+
+def new_events(user_ids: list[str], day: str = "2030-01-0{}") -> pd.DataFrame:
+    rows = [(u, pd.Timestamp(day.format(i + 1), tz="UTC"), "search", f"searched: bikes {i}", None)
+            for i, u in enumerate(user_ids)]  # fmt: skip
+    return pd.DataFrame(rows, columns=["user_id", "ts", "source", "text", "value"])
+
+
+def test_pushed_events_are_served_and_mark_users_stale(fresh_store: FeatureStoreConfig) -> None:
+    users = pd.read_parquet(Path(fresh_store.data) / "users.parquet")["user_id"].tolist()[:3]
+    before = online_snapshots(fresh_store, users)
+    calls: list[set[str]] = []
+    events = new_events(users[:2] + users[:1])
+    result = push_events(fresh_store, events, on_stale=[calls.append])
+    assert result.stale == set(users[:2]) and calls == [set(users[:2])] and result.events == 3
+    after = online_snapshots(fresh_store, users)
+    got = as_lists(after.snapshots)
+    assert {"searched: bikes 0", "searched: bikes 2"} <= set(got[users[0]]["event_text"])
+    assert "searched: bikes 1" in got[users[1]]["event_text"]
+    assert got[users[2]] == as_lists(before.snapshots)[users[2]]  # untouched user
+    assert {u: after.versions()[u] for u in users[:2]} == result.versions
+    assert after.versions()[users[2]] == before.versions()[users[2]]
+    assert (after.snapshots["snapshot_ts"][:2] > before.snapshots["snapshot_ts"][:2]).all()
+    cap = json.loads((Path(fresh_store.data) / "manifest.json").read_text())["config"]
+    counts = pd.Series(got[users[0]]["event_source"]).value_counts()
+    assert counts.max() <= cap["max_events_per_source"]  # the build's caps still hold
+    # The same events again (a stream redelivers): nothing changes, nobody is stale.
+    again = push_events(fresh_store, events, on_stale=[calls.append])
+    assert again.stale == set() and calls == [set(users[:2])]
+    assert online_snapshots(fresh_store, users).versions() == after.versions()
+
+
+def test_push_of_a_new_user_starts_its_history(fresh_store: FeatureStoreConfig) -> None:
+    result = push_events(fresh_store, new_events(["newcomer"]).drop(columns="value"))
+    assert result.stale == {"newcomer"}
+    got = as_lists(online_snapshots(fresh_store, ["newcomer"]).snapshots)["newcomer"]
+    assert got["event_text"] == ["searched: bikes 0"] and got["event_value"] == [None]
+
+
+def test_push_invalidates_the_embedders_prefix_cache(
+    fresh_store: FeatureStoreConfig, tiny_model: Path
+) -> None:
+    from qanchor.infer.engine import Embedder
+
+    users = pd.read_parquet(Path(fresh_store.data) / "users.parquet")["user_id"].tolist()[:4]
+    emb = Embedder.from_dir(tiny_model)
+    live = online_snapshots(fresh_store, users)
+    emb.load_users(live.snapshots, live.profiles)
+    keys = [emb.cache_key(r) for r in emb.rows(users)]
+    query = ["Will this user buy a bike?"]
+    first = emb.embed(users, query)
+    assert all(k in emb.cache for k in keys)
+    result = push_events(
+        fresh_store, new_events(users[:1]), on_stale=[prefix_invalidator(emb.cache)]
+    )
+    assert result.stale == {users[0]}
+    assert keys[0] not in emb.cache and all(k in emb.cache for k in keys[1:])
+    live = online_snapshots(fresh_store, users)  # serving reloads the stale users' features
+    emb.load_users(live.snapshots, live.profiles)
+    new_keys = [emb.cache_key(r) for r in emb.rows(users)]
+    assert new_keys[0] != keys[0] and new_keys[1:] == keys[1:]
+    hits = emb.cache.hits
+    second = emb.embed(users, query)
+    assert emb.cache.hits == hits + 3  # the others are still served from the cache
+    assert np.abs(first[0] - second[0]).max() > 1e-4  # the new event reached the embedding
+    np.testing.assert_allclose(first[1:], second[1:], atol=1e-6)

@@ -1,0 +1,87 @@
+"""The embedded (SQLite) feature store: apply, point-in-time training reads, online reads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+from feature_helpers import LATER, REPO, as_lists, assert_profiles_equal, rows_at
+
+from qanchor.features import FeatureStoreConfig, historical_snapshots, online_snapshots, store
+
+
+def test_apply_registers_the_declared_objects(sqlite_store: FeatureStoreConfig) -> None:
+    fs = store(sqlite_store)
+    views = {v.name: v for v in fs.list_feature_views()}
+    assert set(views) == {"user_event_history", "user_profile", "user_activity"}
+    history = {f.name: str(f.dtype) for f in views["user_event_history"].features}
+    assert history == {"event_source": "Array(String)", "event_ts": "Array(UnixTimestamp)",
+                       "event_text": "Array(String)", "event_value": "Array(Float64)"}  # fmt: skip
+    # Aggregate and profile columns depend on the dataset: Feast inferred them at apply.
+    sources = json.loads(Path(sqlite_store.data, "manifest.json").read_text())["sources"]
+    activity = {f.name for f in views["user_activity"].features}
+    assert {f"{s}__count" for s in sources} | {"total__count"} <= activity
+    assert "age" in {f.name for f in views["user_profile"].features}
+    assert {s.name for s in fs.list_feature_services()} == {"qanchor_training", "qanchor_serving"}
+    push = fs.get_data_source("user_events_push")
+    assert push.batch_source.path == str(Path(sqlite_store.data, "snapshots.parquet").resolve())
+    assert (sqlite_store.state_dir / "registry.db").is_file()
+    assert not (REPO / "data").exists()  # the source-controlled repo stays clean
+
+
+def test_training_rows_hold_nothing_after_the_users_cutoff(
+    sqlite_store: FeatureStoreConfig, two_snapshots: Path
+) -> None:
+    users = pd.read_parquet(two_snapshots / "users.parquet")
+    cutoff = users["cutoff"].iloc[0]
+    snaps = pd.read_parquet(two_snapshots / "snapshots.parquet")
+    early = historical_snapshots(sqlite_store, users[["user_id", "cutoff"]])
+    late = historical_snapshots(sqlite_store, users.assign(cutoff=cutoff + LATER))
+    naive_cutoff = cutoff.tz_localize(None)
+    early_ts = [t for lst in early.snapshots["event_ts"] for t in lst]
+    late_ts = [t for lst in late.snapshots["event_ts"] for t in lst]
+    assert early_ts and max(early_ts) < naive_cutoff
+    # The later snapshot rows exist and hold post-cutoff events: the check above is not vacuous.
+    assert sum(t >= naive_cutoff for t in late_ts) > 0
+    assert as_lists(early.snapshots) == as_lists(rows_at(snaps, cutoff))
+    assert as_lists(late.snapshots) == as_lists(rows_at(snaps, cutoff + LATER))
+    assert (early.snapshots["snapshot_ts"] == cutoff).all()
+    aggs = pd.read_parquet(two_snapshots / "aggregates.parquet")
+    want = rows_at(aggs, cutoff).set_index("user_id").loc[users["user_id"], "total__count"]
+    assert early.aggregates["total__count"].tolist() == want.tolist()
+    assert (late.aggregates["total__count"] >= early.aggregates["total__count"]).all()
+
+
+def test_training_rows_follow_the_request_order_and_repeat_users(
+    sqlite_store: FeatureStoreConfig, two_snapshots: Path
+) -> None:
+    users = pd.read_parquet(two_snapshots / "users.parquet")
+    cutoff = users["cutoff"].iloc[0]
+    ids = users["user_id"].tolist()[:5][::-1]
+    ent = pd.DataFrame(
+        {"user_id": ids + ids[:1], "event_timestamp": [cutoff] * 5 + [cutoff + LATER]}
+    )
+    got = historical_snapshots(sqlite_store, ent).snapshots
+    assert got["user_id"].tolist() == ent["user_id"].tolist()
+    assert got["snapshot_ts"].tolist() == ent["event_timestamp"].tolist()
+
+
+def test_online_read_equals_the_latest_snapshot(
+    sqlite_store: FeatureStoreConfig, two_snapshots: Path
+) -> None:
+    users = pd.read_parquet(two_snapshots / "users.parquet")["user_id"].tolist()
+    latest = rows_at(pd.read_parquet(two_snapshots / "snapshots.parquet"),
+                     pd.read_parquet(two_snapshots / "users.parquet")["cutoff"].iloc[0] + LATER)  # fmt: skip
+    live = online_snapshots(sqlite_store, users)
+    assert live.snapshots["user_id"].tolist() == users
+    assert as_lists(live.snapshots) == as_lists(latest)
+    assert (live.snapshots["snapshot_ts"] == latest["snapshot_ts"].iloc[0]).all()
+    assert_profiles_equal(live.profiles, pd.read_parquet(two_snapshots / "profiles.parquet"))
+    assert live.aggregates is None  # the serving service reads events and profile only
+
+
+def test_an_unknown_user_gets_empty_history_online(sqlite_store: FeatureStoreConfig) -> None:
+    live = online_snapshots(sqlite_store, ["nobody"])
+    assert as_lists(live.snapshots)["nobody"]["event_text"] == []
+    assert pd.isna(live.snapshots["snapshot_ts"].iloc[0])

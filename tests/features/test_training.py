@@ -1,0 +1,84 @@
+"""The training chain reads user snapshots through the feature store; the CLI wrappers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from feature_helpers import as_lists, assert_profiles_equal
+from feature_helpers import copy_built as copy
+
+from qanchor.cli import main
+from qanchor.errors import QAnchorError
+from qanchor.features import (
+    FeatureStoreConfig,
+    apply,
+    historical_snapshots,
+    online_snapshots,
+    store,
+)
+from qanchor.model.data import BuiltData, UserTable
+from qanchor.model.profile import ProfileFeaturizer
+
+
+def test_built_data_from_the_store_equals_the_parquet(
+    built_tiny: Path, repo_copy: Path, tmp_path: Path
+) -> None:
+    root = copy(built_tiny, tmp_path / "built")
+    assert main(["features", "apply", "--data", str(root), "--repo", str(repo_copy)]) == 0
+    parquet = BuiltData.load(root)
+    feast = BuiltData.load(root, feature_repo=repo_copy)
+    assert as_lists(feast.snapshots) == as_lists(parquet.snapshots)
+    assert_profiles_equal(feast.profiles, parquet.profiles)
+    fz = ProfileFeaturizer.fit(parquet.profiles)
+    sources = parquet.sources
+    a = UserTable.from_snapshots(parquet.snapshots, sources, 3, None, parquet.profiles, fz)
+    b = UserTable.from_snapshots(feast.snapshots, sources, 3, None, feast.profiles, fz)
+    assert a.user_ids == b.user_ids and a.texts == b.texts
+    for x, y in zip(a.inputs, b.inputs, strict=True):
+        assert x.events == y.events and (x.profile == y.profile).all()
+
+
+def test_reading_an_unapplied_store_says_what_to_run(
+    built_tiny: Path, repo_copy: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(QAnchorError, match="qanchor features apply"):
+        BuiltData.load(copy(built_tiny, tmp_path / "built"), feature_repo=repo_copy)
+
+
+def test_a_dataset_without_profiles_serves_events_and_aggregates(
+    built_tiny: Path, repo_copy: Path, tmp_path: Path
+) -> None:
+    root = copy(built_tiny, tmp_path / "built")
+    (root / "profiles.parquet").unlink()
+    cfg = FeatureStoreConfig(data=str(root), repo=str(repo_copy))
+    assert "user_profile" not in apply(cfg)
+    assert {
+        p.name for p in store(cfg).get_feature_service("qanchor_serving").feature_view_projections
+    } == {"user_event_history"}
+    users = pd.read_parquet(root / "users.parquet")
+    got = historical_snapshots(cfg, users[["user_id", "cutoff"]])
+    assert got.profiles is None and got.aggregates is not None and len(got.snapshots) == len(users)
+
+
+def test_cli_apply_materialize_push(
+    built_tiny: Path, repo_copy: Path, tmp_path: Path, capsys
+) -> None:
+    root = copy(built_tiny, tmp_path / "built")
+    common = ["--data", str(root), "--repo", str(repo_copy), "--work-dir", str(tmp_path / "fs")]
+    assert main(["features", "apply", *common]) == 0
+    assert main(["features", "materialize", *common, "--end", "2030-01-01"]) == 0
+    user = pd.read_parquet(root / "users.parquet")["user_id"].iloc[0]
+    events = pd.DataFrame({"user_id": [user], "ts": [pd.Timestamp("2030-02-01", tz="UTC")],
+                           "source": ["bill"], "text": ["paid 9.99 at BikeShop"], "value": [9.99]})  # fmt: skip
+    events.to_parquet(tmp_path / "new.parquet")
+    assert main(["features", "push", *common, "--events", str(tmp_path / "new.parquet")]) == 0
+    out = capsys.readouterr().out
+    assert "materialised up to 2030-01-01T00:00:00+00:00 (sqlite)" in out
+    assert f"pushed 1 events; 1 users stale: ['{user}']" in out
+    cfg = FeatureStoreConfig(data=str(root), repo=str(repo_copy), work_dir=str(tmp_path / "fs"))
+    assert (
+        "paid 9.99 at BikeShop"
+        in as_lists(online_snapshots(cfg, [user]).snapshots)[user]["event_text"]
+    )
