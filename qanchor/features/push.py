@@ -111,13 +111,12 @@ def merged_history(
     both = both.drop_duplicates(["user_id", "ts", "source", "text"])
     users = pd.Index(current["user_id"], name="user_id")
     rows = snapshot_lists(cap_events(both, caps, default_cap), users, pd.NaT)
-    prev = pd.to_datetime(current["snapshot_ts"], utc=True).to_numpy()
-    newest = events.groupby("user_id")["ts"].max().reindex(users).to_numpy()
+    previous = pd.to_datetime(current["snapshot_ts"], utc=True).reset_index(drop=True)
+    newest = events.groupby("user_id")["ts"].max().reindex(users).reset_index(drop=True)
     now = pd.Timestamp(datetime.now(UTC)).floor("s")
-    rows["snapshot_ts"] = [
-        max(t for t in (now, p + pd.Timedelta(seconds=1), n) if not pd.isna(t))
-        for p, n in zip(pd.to_datetime(prev, utc=True), pd.to_datetime(newest, utc=True), strict=True)
-    ]  # fmt: skip
+    candidates = pd.DataFrame({"after_previous": previous + pd.Timedelta(seconds=1),
+                               "newest_event": newest, "now": now})  # fmt: skip
+    rows["snapshot_ts"] = candidates.max(axis=1)  # NaT (an unknown user) is skipped
     return rows
 
 

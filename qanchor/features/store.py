@@ -56,9 +56,21 @@ class UserFeatures:
         joined = pd.concat([p.reset_index(drop=True) for p in parts], axis=1)
         out = {}
         for uid, *values in joined.itertuples(index=False):
-            text = repr([np.asarray(v).tolist() for v in values])
+            text = repr([_canonical(v) for v in values])
             out[str(uid)] = hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
         return out
+
+
+def _canonical(value: Any) -> Any:
+    """A value independent of the read's column dtypes (an int column turns float when another
+    user of the same read is missing), so a user's version does not depend on its neighbours."""
+    if isinstance(value, np.ndarray | list):
+        return np.asarray(value).tolist()
+    if value is None or pd.isna(value):
+        return None
+    if isinstance(value, int | float | np.number) and not isinstance(value, bool | np.bool_):
+        return float(value)
+    return str(value)
 
 
 def store(cfg: FeatureStoreConfig) -> Any:

@@ -85,3 +85,12 @@ def test_an_unknown_user_gets_empty_history_online(sqlite_store: FeatureStoreCon
     live = online_snapshots(sqlite_store, ["nobody"])
     assert as_lists(live.snapshots)["nobody"]["event_text"] == []
     assert pd.isna(live.snapshots["snapshot_ts"].iloc[0])
+
+
+def test_a_users_version_does_not_depend_on_the_other_users_read(
+    sqlite_store: FeatureStoreConfig, two_snapshots: Path
+) -> None:
+    user = pd.read_parquet(two_snapshots / "users.parquet")["user_id"].iloc[0]
+    alone = online_snapshots(sqlite_store, [user])
+    with_unknown = online_snapshots(sqlite_store, [user, "nobody"])  # int profile columns -> float
+    assert alone.versions()[user] == with_unknown.versions()[user]
