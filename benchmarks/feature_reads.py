@@ -23,7 +23,7 @@ import numpy as np
 from benchmarks.common import DATA, bench_dataset, write
 
 REPO = Path(__file__).resolve().parents[1] / "feature_repo"
-REPEATS = {1: 300, 100: 60}
+REPEATS = {1: 500, 100: 200}
 
 
 @contextmanager
