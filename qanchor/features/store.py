@@ -102,22 +102,43 @@ def sync(cfg: FeatureStoreConfig, end_ts: datetime | None = None, full: bool = F
 def materialize(
     cfg: FeatureStoreConfig, end_ts: datetime | str | None = None, full: bool = False
 ) -> datetime:
-    """Load the latest feature rows up to ``end_ts`` (default: now) into the online store.
+    """Load the latest feature rows up to ``end_ts`` into the online store.
 
+    ``end_ts`` defaults to now, or just past the newest source row if that is later (a dataset
+    with made-up future dates, or a clock behind the data, would otherwise serve nothing).
     Incremental: after the first run only rows newer than the previous end are loaded. The
     registry remembers what was loaded, not the online store, so after the online store lost
     its data (a fresh Redis, say) pass ``full=True`` to load everything again.
     Returns the end timestamp used.
     """
     fs = store(cfg)
-    end = pd.Timestamp(end_ts or datetime.now(UTC))
-    end = (end.tz_localize(UTC) if end.tzinfo is None else end.tz_convert(UTC)).to_pydatetime()
     views = fs.list_feature_views()
+    end = _utc(end_ts or max(datetime.now(UTC), _newest_row(views)))
     if not full and any(v.materialization_intervals for v in views):
         fs.materialize_incremental(end_date=end)
     else:
         fs.materialize(start_date=EPOCH, end_date=end)
     return end
+
+
+def _newest_row(views: list[Any]) -> datetime:
+    """Just past the newest timestamp of the views' file sources (the epoch if none)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    newest = EPOCH
+    for v in views:
+        src = v.batch_source
+        col = pq.read_table(src.path, columns=[src.timestamp_field]).column(0)
+        if len(col) and pc.max(col).is_valid:
+            newest = max(newest, _utc(pc.max(col).as_py()))
+    return newest + pd.Timedelta(seconds=1)
+
+
+def _utc(ts: Any) -> datetime:
+    """A time as an aware UTC datetime (naive input is UTC, as everywhere in the data)."""
+    t = pd.Timestamp(ts)
+    return (t.tz_localize(UTC) if t.tzinfo is None else t.tz_convert(UTC)).to_pydatetime()
 
 
 def historical_snapshots(

@@ -6,9 +6,15 @@ import json
 from pathlib import Path
 
 import pandas as pd
-from feature_helpers import LATER, REPO, as_lists, assert_profiles_equal, rows_at
+from feature_helpers import LATER, REPO, as_lists, assert_profiles_equal, copy_built, rows_at
 
-from qanchor.features import FeatureStoreConfig, historical_snapshots, online_snapshots, store
+from qanchor.features import (
+    FeatureStoreConfig,
+    historical_snapshots,
+    online_snapshots,
+    store,
+    sync,
+)
 
 
 def test_apply_registers_the_declared_objects(sqlite_store: FeatureStoreConfig) -> None:
@@ -94,3 +100,18 @@ def test_a_users_version_does_not_depend_on_the_other_users_read(
     alone = online_snapshots(sqlite_store, [user])
     with_unknown = online_snapshots(sqlite_store, [user, "nobody"])  # int profile columns -> float
     assert alone.versions()[user] == with_unknown.versions()[user]
+
+
+def test_materialize_reaches_rows_dated_after_now(
+    built_tiny: Path, repo_copy: Path, tmp_path: Path
+) -> None:
+    root = copy_built(built_tiny, tmp_path / "built")
+    later = pd.Timedelta(days=3650)  # a clock behind the data (or made-up future dates)
+    for name in ("snapshots.parquet", "aggregates.parquet", "profiles.parquet"):
+        frame = pd.read_parquet(root / name)
+        frame.assign(snapshot_ts=frame["snapshot_ts"] + later).to_parquet(root / name, index=False)
+    cfg = FeatureStoreConfig(data=str(root), repo=str(repo_copy))
+    end = sync(cfg)
+    user = pd.read_parquet(root / "users.parquet")["user_id"].iloc[0]
+    assert end > pd.Timestamp.now(tz="UTC") + later / 2
+    assert len(as_lists(online_snapshots(cfg, [user]).snapshots)[user]["event_text"]) > 0
