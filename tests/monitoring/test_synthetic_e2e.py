@@ -31,7 +31,10 @@ def test_shifted_dataset_alerts_and_unshifted_does_not(
     assert smtp_env.messages == []
     assert "e-mail:  not sent (no drift)" in capsys.readouterr().out
 
-    shifted = _drift(drift_data, "shifted", tmp_path / "runs" / "shift", "--smtp", "env")
+    ws = tmp_path / "workspace"
+    shifted = _drift(
+        drift_data, "shifted", tmp_path / "runs" / "shift", "--smtp", "env", "--workspace", str(ws)
+    )
     assert shifted["drift_detected"] and shifted["features"]["drifted"]
     for col in SHIFTED_FEATURES:
         assert f"feature:{col}" in shifted["drifted_items"]
@@ -51,16 +54,13 @@ def test_shifted_dataset_alerts_and_unshifted_does_not(
     _drift(drift_data, "shifted", tmp_path / "runs" / "shift2", "--smtp", "env")
     assert len(smtp_env.messages) == 1
     assert "not sent (same drift already alerted" in capsys.readouterr().out
+    _assert_in_workspace(ws, shifted)
 
 
-def test_run_is_logged_to_the_evidently_workspace(
-    drift_data: dict[str, Path], tmp_path: Path
-) -> None:
+def _assert_in_workspace(ws: Path, summary: dict) -> None:
+    """The run is in the local Evidently workspace that `make monitor-ui` serves."""
     from evidently.ui.workspace import Workspace
 
-    ws = tmp_path / "workspace"
-    summary = _drift(drift_data, "shifted", tmp_path / "run", "--workspace", str(ws))
     (project,) = Workspace(str(ws)).search_project("qanchor drift")
     runs = Workspace(str(ws)).list_runs(project.id)
     assert [str(r) for r in runs] == list(summary["workspace"]["runs"].values())
-    assert (tmp_path / "run" / "features.html").read_text().count("miniprogram__count_30d") > 0
