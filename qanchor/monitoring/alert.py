@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
 from pathlib import Path
 from typing import Any
 
@@ -118,11 +119,11 @@ def send_email(settings: SmtpSettings, subject: str, html: str, text: str) -> No
     if not settings.recipients:
         raise QAnchorError("no alert recipient: set QANCHOR_SMTP_TO or the connection's extra 'to'")
     msg = EmailMessage()
-    msg["Subject"], msg["From"], msg["To"] = (
-        subject,
-        settings.sender,
-        ", ".join(settings.recipients),
-    )
+    msg["Subject"] = subject
+    msg["From"] = settings.sender
+    msg["To"] = ", ".join(settings.recipients)
+    msg["Date"] = formatdate(usegmt=True)
+    msg["Message-ID"] = make_msgid(domain=settings.sender.rpartition("@")[2] or None)
     msg.set_content(text)
     msg.add_alternative(html, subtype="html")
     smtp_cls = smtplib.SMTP_SSL if settings.use_ssl else smtplib.SMTP

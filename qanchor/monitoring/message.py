@@ -42,7 +42,12 @@ def render_html(
 ) -> str:
     """A self-contained HTML page (or e-mail body) describing a drift run."""
     head = escape(title or subject(summary))
-    body = [f"<h2>{head}</h2>", _overview(summary), _features(summary["features"], only_drifted)]
+    log = summary["thresholds"].get("log_values", False)
+    body = [
+        f"<h2>{head}</h2>",
+        _overview(summary),
+        _features(summary["features"], only_drifted, log),
+    ]
     if summary.get("embeddings"):
         body.append(_embeddings(summary["embeddings"], only_drifted))
     if summary.get("scores") and summary["scores"].get("scenarios"):
@@ -67,9 +72,12 @@ def render_text(summary: dict[str, Any]) -> str:
         kind, name = item.split(":", 1)
         part = {"feature": f["columns"]}.get(kind) or summary[kind + "s"]["scenarios"]
         v = part[name]
-        lines.append(
-            f"  {item}: {v.get('method')} {_fmt(v['score'])} (threshold {_fmt(v.get('threshold'))})"
+        bar = (
+            "above its bootstrap null"
+            if v.get("bootstrap")
+            else f"threshold {_fmt(v.get('threshold'))}"
         )
+        lines.append(f"  {item}: {v.get('method')} {_fmt(v['score'])} ({bar})")
     lines += ["", f"report: {summary['reports']['index']}"]
     return "\n".join(lines) + "\n"
 
@@ -90,12 +98,12 @@ def _overview(s: dict[str, Any]) -> str:
     return f"{verdict}<table>{table}</table>{model}"
 
 
-def _features(f: dict[str, Any], only_drifted: bool) -> str:
+def _features(f: dict[str, Any], only_drifted: bool, log: bool) -> str:
     state = "drifted" if f["drifted"] else "not drifted"
     head = (f"<h3>Input features: {state}</h3><p>{f['drifted_count']} of {f['columns_total']} columns "
             f"drifted: share {f['drift_share']:.2f}; the input counts as drifted from a share of "
             f"{f['threshold_share']:.2f}. Rows compared: {f['rows']['reference']} reference, "
-            f"{f['rows']['current']} current.</p>")  # fmt: skip
+            f"{f['rows']['current']} current.{_LOG_NOTE if log else ''}</p>")  # fmt: skip
     cols = sorted(f["columns"].items(), key=lambda kv: (not kv[1]["drifted"], kv[0]))
     if only_drifted:
         cols = [kv for kv in cols if kv[1]["drifted"]]
@@ -119,20 +127,46 @@ def _embeddings(e: dict[str, Any], only_drifted: bool) -> str:
     per = [(k, v) for k, v in e["scenarios"].items() if v["drifted"] or not only_drifted]
     rows = [(k, v["drifted"], v["method"] + (" (bootstrap)" if v.get("bootstrap") else ""),
              v["score"], v["threshold"], "") for k, v in per]  # fmt: skip
+    boot = any(v.get("bootstrap") for v in e["scenarios"].values())
     head = (f"<h3>Embeddings: {state}</h3><p>Per scenario, a sample of {e['rows']['reference']} "
-            f"reference and {e['rows']['current']} current users.</p>")  # fmt: skip
-    return head + _table(["scenario", "drifted", "method", "statistic", "threshold", ""], rows)
+            f"reference and {e['rows']['current']} current users; statistic: {_method_text(e)}"
+            + ("; drift = above the 95th percentile of its bootstrap null" if boot else "")
+            + ".</p>")  # fmt: skip
+    header = ["scenario", "drifted", "method", "statistic", "threshold", ""]
+    return head + (_table(header, rows) if per else _none(e["scenarios"]))
 
 
 def _scores(sc: dict[str, Any], only_drifted: bool) -> str:
     state = "drifted" if sc["drifted"] else "not drifted"
     per = [(k, v) for k, v in sc["scenarios"].items() if v["drifted"] or not only_drifted]
-    rows = [(k, v["drifted"], v["method"], v["score"], v["threshold"], _moved(v)) for k, v in per]
+    rows = [
+        (k, v["drifted"], v["method"], v["score"], v["threshold"], _moved(v, pct=False))
+        for k, v in per
+    ]
     head = (f"<h3>Scenario scores: {state}</h3><p>Score = cos(u, positive prototype) − "
-            "cos(u, negative prototype) of the tuned scenario; mean shown.</p>")  # fmt: skip
-    return head + _table(
-        ["scenario", "drifted", "method", "score", "threshold", "reference → current"], rows
-    )
+            "cos(u, negative prototype) of the tuned scenario; its distribution is compared, "
+            "its mean shown.</p>")  # fmt: skip
+    header = ["scenario", "drifted", "method", "score", "threshold", "reference → current"]
+    return head + (_table(header, rows) if per else _none(sc["scenarios"]))
+
+
+# The thresholds apply to log1p of non-negative numbers (DriftConfig.log_values).
+_LOG_NOTE = " Non-negative numeric columns are compared as log(1 + x); means are in raw units."
+_EMBEDDING_STATISTICS = {
+    "model": "ROC AUC of a classifier telling the two samples apart",
+    "distance": "distance between the samples' mean embeddings",
+    "mmd": "maximum mean discrepancy of the samples",
+    "ratio": "share of embedding dimensions that drifted",
+}
+
+
+def _method_text(e: dict[str, Any]) -> str:
+    methods = {v["method"] for v in e["scenarios"].values()}
+    return "; ".join(_EMBEDDING_STATISTICS.get(m, m) for m in sorted(methods))
+
+
+def _none(items: dict[str, Any]) -> str:
+    return f"<p>None of the {len(items)} scenarios drifted.</p>"
 
 
 def _where(s: dict[str, Any], relative: bool) -> str:
@@ -154,9 +188,12 @@ def _where(s: dict[str, Any], relative: bool) -> str:
     return "<h3>Reports</h3><ul>" + "".join(links) + "</ul>"
 
 
-def _moved(v: dict[str, Any]) -> str:
+def _moved(v: dict[str, Any], pct: bool = True) -> str:
     if "reference_mean" in v:
-        return f"mean {_fmt(v['reference_mean'])} → {_fmt(v['current_mean'])}{_pct(v)}"
+        # A relative change says nothing for a score whose mean sits near zero.
+        return (
+            f"mean {_fmt(v['reference_mean'])} → {_fmt(v['current_mean'])}{_pct(v) if pct else ''}"
+        )
     if "category" in v:
         return f"'{v['category']}': {v['reference_share']:.0%} → {v['current_share']:.0%}"
     return ""
@@ -173,7 +210,7 @@ def _fmt(x: Any) -> str:
     if x is None:
         return "–"
     if isinstance(x, float):
-        return f"{x:.3g}" if abs(x) < 1e4 else f"{x:,.0f}"
+        return f"{x:.3g}" if abs(x) < 1e3 else f"{x:,.0f}"
     return str(x)
 
 

@@ -98,7 +98,7 @@ def add_to_workspace(
     found = ws.search_project(project)
     proj = found[0] if found else _new_project(ws, project)
     runs = {
-        name: str(ws.add_run(proj.id, snap, include_data=False).id)
+        name: str(ws.add_run(proj.id, snap, include_data=False, name=name).id)
         for name, snap in snapshots.items()
     }
     return {"path": str(workspace), "project": project, "project_id": str(proj.id), "runs": runs}
@@ -113,7 +113,7 @@ def _new_project(ws: Any, name: str) -> Any:
         name, description="Daily drift of qanchor's inputs, embeddings and scores"
     )
     for tag, title in (("features", "Share of drifted input features"),
-                       ("model", "Share of drifted embedding dimensions and scores")):  # fmt: skip
+                       ("model", "Share of scenarios whose score distribution drifted")):  # fmt: skip
         proj.dashboard.add_panel(
             line_plot_panel(
                 title=title,
