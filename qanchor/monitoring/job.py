@@ -58,34 +58,26 @@ def run_drift(
     cfg.check()
     t0 = time.perf_counter()
     ref, cur = F.load_features(reference), F.load_features(current)
-    snaps = {}
-    snaps["features"], feat = F.feature_drift(ref, cur, cfg)
-    emb, score = None, None
+    snaps, parts = {}, {"embeddings": None, "scores": None}
+    snaps["features"], parts["features"] = F.feature_drift(ref, cur, cfg)
     if model_dir is not None:
-        emb, score, snaps["scores"] = _model_drift(model_dir, reference, current, cfg)
-    items = drifted_items(feat, emb, score)
+        parts["embeddings"], parts["scores"], snaps["scores"] = _model_drift(
+            model_dir, reference, current, cfg
+        )
+    snaps = {k: v for k, v in snaps.items() if v is not None}  # no tuned scenario: no scores report
     out_dir = Path(out_dir)
-    summary = {
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "drift_detected": bool(items),
-        "drifted_items": items,
-        "signature": signature(items),
-        "reference": {
-            "path": str(reference),
-            "snapshot_ts": F.snapshot_time(ref),
-            "users": len(ref),
-        },
-        "current": {"path": str(current), "snapshot_ts": F.snapshot_time(cur), "users": len(cur)},
-        "model": None if model_dir is None else str(model_dir),
-        "features": feat,
-        "embeddings": emb,
-        "scores": score,
-        "thresholds": to_dict(cfg),
-        "reports": {"index": str(out_dir / "report.html")}
-        | {name: str(out_dir / f"{name}.html") for name, s in snaps.items() if s is not None},
-        "workspace": None,
+    summary = _summary(parts, cfg, out_dir, list(snaps))
+    summary["reference"] = {
+        "path": str(reference),
+        "snapshot_ts": F.snapshot_time(ref),
+        "users": len(ref),
     }
-    snaps = {k: v for k, v in snaps.items() if v is not None}
+    summary["current"] = {
+        "path": str(current),
+        "snapshot_ts": F.snapshot_time(cur),
+        "users": len(cur),
+    }
+    summary["model"] = None if model_dir is None else str(model_dir)
     if workspace:
         stamp = summary["created_at"]
         summary["workspace"] = reports.add_to_workspace(
@@ -93,8 +85,26 @@ def run_drift(
         )
     summary["seconds"] = round(time.perf_counter() - t0, 1)
     _write(out_dir, summary, snaps)
-    log.info("drift run in %s: %s", out_dir, items or "no drift")
+    log.info("drift run in %s: %s", out_dir, summary["drifted_items"] or "no drift")
     return summary
+
+
+def _summary(
+    parts: dict[str, Any], cfg: DriftConfig, out_dir: Path, report_names: list[str]
+) -> dict[str, Any]:
+    """The summary's verdict, per-part results, thresholds and report paths."""
+    items = drifted_items(parts["features"], parts["embeddings"], parts["scores"])
+    return {
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "drift_detected": bool(items),
+        "drifted_items": items,
+        "signature": signature(items),
+        **parts,
+        "thresholds": to_dict(cfg),
+        "reports": {"index": str(out_dir / "report.html")}
+        | {name: str(out_dir / f"{name}.html") for name in report_names},
+        "workspace": None,
+    }
 
 
 def run_configured(

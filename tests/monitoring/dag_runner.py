@@ -40,9 +40,15 @@ def main(mode: str, dag_file: str, conf: str = "{}") -> None:
     if dag is not None and mode == "parse":
         out["dag"] = describe(dag)
     elif dag is not None:
+        from airflow.models.dagrun import DagRun
+
         run = dag.test(run_conf=json.loads(conf))
         out["state"] = str(run.state)
         out["tasks"] = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+        # Runs the trigger created (dag.test() runs no scheduler, so they stay queued).
+        out["triggered"] = [
+            {"state": str(r.state), "conf": r.conf} for r in DagRun.find(dag_id="qanchor_retrain")
+        ]
     print("RESULT " + json.dumps(out, default=str), flush=True)
 
 

@@ -1,5 +1,5 @@
 """The drift DAG: DagBag import and structure, then one ``dag.test()`` run that e-mails a real
-SMTP server through the Airflow connection ``qanchor_smtp``.
+SMTP server through the Airflow connection ``qanchor_smtp`` and triggers the retraining DAG.
 
 Airflow runs in a child process with a temporary AIRFLOW_HOME and SQLite database (migrated once
 per module); see ``dag_runner.py``.
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from datetime import datetime
@@ -21,13 +22,34 @@ DAG_FILE = REPO / "dags" / "qanchor_drift.py"
 RUNNER = Path(__file__).with_name("dag_runner.py")
 
 
+# Stand-in for the retraining DAG (its own issue): the drift DAG only needs a target to trigger.
+RETRAIN_STUB = """
+import pendulum
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.sdk import dag
+
+
+@dag(dag_id="qanchor_retrain", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"))
+def qanchor_retrain():
+    EmptyOperator(task_id="noop")
+
+
+qanchor_retrain()
+"""
+
+
 @pytest.fixture(scope="module")
 def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """Environment of an isolated Airflow: temp home, SQLite, no examples, this repo's dags/."""
+    """Environment of an isolated Airflow: temp home, SQLite, no examples, and a DAG folder with
+    the drift DAG and a stub ``qanchor_retrain``."""
     home = tmp_path_factory.mktemp("airflow-home")
+    dags = home / "dags"
+    dags.mkdir()
+    shutil.copy(DAG_FILE, dags / DAG_FILE.name)
+    (dags / "qanchor_retrain.py").write_text(RETRAIN_STUB)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "QANCHOR_SMTP_"))}
     env.update(AIRFLOW_HOME=str(home), AIRFLOW__CORE__LOAD_EXAMPLES="False",
-               AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "dags"),
+               AIRFLOW__CORE__DAGS_FOLDER=str(dags),
                AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home}/airflow.db")  # fmt: skip
     airflow = Path(sys.executable).with_name("airflow")
     subprocess.run(
@@ -72,7 +94,7 @@ def test_dagbag_imports_the_drift_dag_with_its_shape(airflow_env: dict[str, str]
     assert all(t["retries"] == 2 and t["owner"] == "ml-platform" for t in tasks.values())
 
 
-def test_dag_test_alerts_through_the_airflow_connection(
+def test_dag_test_alerts_and_triggers_retraining(
     airflow_env: dict[str, str], drift_data: dict[str, Path], smtp_server, tmp_path: Path
 ) -> None:
     conn = {"conn_type": "smtp", "host": smtp_server.host, "port": smtp_server.port,
@@ -80,11 +102,14 @@ def test_dag_test_alerts_through_the_airflow_connection(
     env = {**airflow_env, "AIRFLOW_CONN_QANCHOR_SMTP": json.dumps(conn)}
     conf = {"reference": str(drift_data["reference"]), "current": str(drift_data["shifted"]),
             "report_dir": str(tmp_path / "reports"), "workspace": str(tmp_path / "ws"),
-            "preset": "tiny"}  # fmt: skip
-    out = _runner(env, "test", str(DAG_FILE), json.dumps(conf))
+            "config": str(REPO / "monitoring" / "drift.yaml"), "preset": "tiny",
+            "trigger_retrain": True, "retrain_conf": {"preset": "tiny"}}  # fmt: skip
+    out = _runner(
+        env, "test", env["AIRFLOW__CORE__DAGS_FOLDER"] + "/" + DAG_FILE.name, json.dumps(conf)
+    )
     assert out["state"] == "success"
-    assert out["tasks"] == {"compute_drift": "success", "alert": "success",
-                            "retrain_wanted": "success", "trigger_retrain": "skipped"}  # fmt: skip
+    assert set(out["tasks"].values()) == {"success"} and len(out["tasks"]) == 4
+    assert out["triggered"] == [{"state": "queued", "conf": {"preset": "tiny"}}]
     (msg,) = smtp_server.messages
     assert msg["From"] == "airflow@example.org" and "input features" in msg["Subject"]
     (run_dir,) = [p for p in (tmp_path / "reports").iterdir() if p.is_dir()]
