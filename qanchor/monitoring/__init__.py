@@ -9,7 +9,7 @@ Modules:
     embeddings embeddings and per-scenario scores of a user sample, and their drift
     reports    running Evidently reports, reading their results, HTML, the Evidently workspace
     job        one drift run: reports, ``summary.json``, the index page, the workspace
-    email      the alert e-mail (subject, HTML and text body) built from a summary
+    message    the alert e-mail (subject, HTML and text) and the index page, from a summary
     alert      SMTP settings, sending, and de-duplication of an ongoing drift
 
 Evidently, torch and the model are imported inside functions, so an Airflow DAG can import this

@@ -67,16 +67,12 @@ def run_drift(
     snaps = {k: v for k, v in snaps.items() if v is not None}  # no tuned scenario: no scores report
     out_dir = Path(out_dir)
     summary = _summary(parts, cfg, out_dir, list(snaps))
-    summary["reference"] = {
-        "path": str(reference),
-        "snapshot_ts": F.snapshot_time(ref),
-        "users": len(ref),
-    }
-    summary["current"] = {
-        "path": str(current),
-        "snapshot_ts": F.snapshot_time(cur),
-        "users": len(cur),
-    }
+    for side, path, frame in (("reference", reference, ref), ("current", current, cur)):
+        summary[side] = {
+            "path": str(path),
+            "snapshot_ts": F.snapshot_time(frame),
+            "users": len(frame),
+        }
     summary["model"] = None if model_dir is None else str(model_dir)
     if workspace:
         stamp = summary["created_at"]
