@@ -12,13 +12,15 @@ DATA ?= data
 USERS ?= 2000
 SEED ?= 0
 PRESET ?= small
+MONITOR_WORKSPACE ?= monitoring/workspace
+MONITOR_PORT ?= 8000
 
 # Hermetic by default: nothing may be fetched from a model hub at run time.
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: help setup lock run test test-all lint format bench clean
+.PHONY: help setup lock run test test-all lint format bench monitor-ui clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -68,6 +70,9 @@ format: setup ## Format and auto-fix with ruff
 
 bench: setup ## Run the benchmarks under benchmarks/ (writes benchmarks/results/)
 	$(PY) -m benchmarks
+
+monitor-ui: setup ## Evidently UI of the drift runs on 127.0.0.1:8000 (MONITOR_PORT, MONITOR_WORKSPACE)
+	$(VENV)/bin/evidently ui --workspace $(MONITOR_WORKSPACE) --host 127.0.0.1 --port $(MONITOR_PORT)
 
 clean: ## Remove the venv, generated data and caches
 	rm -rf $(VENV) .lockvenv $(DATA) runs .pytest_cache .ruff_cache build *.egg-info

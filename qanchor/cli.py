@@ -2,6 +2,7 @@
 
     qanchor data synth --users 2000 --seed 0 --out data/synthetic
     qanchor data build --input data/synthetic --out data/built --preset small
+    qanchor drift --reference data/built --current data/built-latest --out runs/drift/today
 
 Every subcommand parses flags, makes one library call and prints where its output is. Errors
 caused by input or configuration print one clear message and exit with status 2.
@@ -115,6 +116,27 @@ def _cmd_run(args: argparse.Namespace) -> None:
     print(f"report:  {summary['paths']['eval']}/report.md")
 
 
+def _cmd_drift(args: argparse.Namespace) -> None:
+    from qanchor.monitoring.config import DriftConfig
+    from qanchor.monitoring.job import run_drift
+
+    cfg = resolve(DriftConfig, args.preset, args.config, overrides_from_args(args, DriftConfig))
+    summary = run_drift(
+        args.reference, args.current, args.out, cfg, args.model, args.workspace or None
+    )
+    print(f"drift: {', '.join(summary['drifted_items']) or 'none'}")
+    print(f"report:  {summary['reports']['index']}")
+    print(f"summary: {args.out}/summary.json")
+    if args.smtp != "none":
+        from pathlib import Path
+
+        from qanchor.monitoring.alert import alert_on_drift, smtp_from_flag
+
+        state = args.state or Path(args.out).parent / "alert_state.json"
+        result = alert_on_drift(summary, smtp_from_flag(args.smtp), state, cfg.cooldown_hours)
+        print(f"e-mail:  {'sent' if result['sent'] else 'not sent'} ({result['reason']})")
+
+
 def _add_stage(
     sub: argparse._SubParsersAction,
     name: str,
@@ -201,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     from qanchor.data.synth import SynthConfig
     from qanchor.eval.evaluate import EvalConfig
     from qanchor.model.config import PretrainConfig
+    from qanchor.monitoring.config import DriftConfig
     from qanchor.tune.config import TuneConfig
 
     parser = argparse.ArgumentParser(
@@ -305,6 +328,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="Feast repo (e.g. feature_repo): stages read user snapshots through it",
     )
     _add_features(top)
+
+    p = _add_stage(
+        top,
+        "drift",
+        "input, embedding and score drift of a current build vs the reference; alert e-mail",
+        _cmd_drift,
+        DriftConfig,
+        {
+            "--reference": "built dataset of the training snapshot window",
+            "--current": "built dataset of the latest snapshots",
+            "--out": "output directory of this run (reports, summary.json)",
+        },
+    )
+    p.add_argument("--model", default=None, help="model directory: also embedding and score drift")
+    p.add_argument("--workspace", default=None, help="local Evidently workspace to add the runs to")
+    p.add_argument(
+        "--smtp",
+        default="none",
+        help="e-mail on drift: none, env (QANCHOR_SMTP_* variables) or HOST:PORT "
+        "(sender and recipients still from QANCHOR_SMTP_FROM/TO)",
+    )
+    p.add_argument(
+        "--state",
+        default=None,
+        help="alert de-duplication state file (default: alert_state.json beside --out)",
+    )
     return parser  # fmt: skip
 
 

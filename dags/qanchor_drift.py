@@ -1,0 +1,128 @@
+"""
+### qanchor daily drift check
+
+Compares the latest built dataset with the one the serving model was trained on and alerts
+on-call by e-mail when the users' behaviour has moved.
+
+`compute_drift` → `alert` → `retrain_wanted` → `trigger_retrain`
+
+* **compute_drift**: input features (per-user aggregates and profile), embeddings of a user sample
+  and the per-scenario scores, each with Evidently against the reference. Writes
+  `<report_dir>/<date>/report.html`, `features.html`, `scores.html`, `summary.json`, and adds the
+  runs to the Evidently workspace (project *qanchor drift*; `make monitor-ui`).
+* **alert**: e-mails what drifted and by how much, with the report's location. Nothing is sent when
+  nothing drifted; an unchanged drift is not re-sent before the cool-down
+  (`<report_dir>/alert_state.json`). SMTP settings: the Airflow connection `qanchor_smtp` (host,
+  port, login, password; extra `{"from": ..., "to": "a@x,b@y", "starttls": true}`), else the
+  `QANCHOR_SMTP_*` environment variables.
+* **trigger_retrain**: starts `qanchor_retrain` with `retrain_conf` when drift was found and the
+  `trigger_retrain` param is on (off by default).
+
+**Params**: `reference`, `current` (built dataset directories), `model` (model directory; empty:
+features only), `report_dir`, `workspace`, `config` (thresholds YAML), `preset`,
+`trigger_retrain`, `retrain_conf`.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import pendulum
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import Param, dag, task
+
+SMTP_CONN_ID = "qanchor_smtp"
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_ARGS = {
+    "owner": "ml-platform",
+    "retries": 2,
+    "retry_delay": timedelta(minutes=5),
+    "execution_timeout": timedelta(hours=2),
+}
+PARAMS = {
+    "reference": Param(os.environ.get("QANCHOR_DRIFT_REFERENCE", "data/built"), type="string",
+                       description="built dataset of the training snapshot window"),
+    "current": Param(os.environ.get("QANCHOR_DRIFT_CURRENT", "data/built-latest"), type="string",
+                     description="built dataset of the latest snapshots"),
+    "model": Param(os.environ.get("QANCHOR_DRIFT_MODEL", ""), type="string",
+                   description="model directory for embedding and score drift (empty: features only)"),
+    "report_dir": Param(os.environ.get("QANCHOR_DRIFT_REPORTS", "runs/drift"), type="string",
+                        description="one sub-directory per run, plus alert_state.json"),
+    "workspace": Param(os.environ.get("QANCHOR_DRIFT_WORKSPACE", str(REPO / "monitoring" / "workspace")),
+                       type="string", description="Evidently workspace (empty: none)"),
+    "config": Param(str(REPO / "monitoring" / "drift.yaml"), type="string", description="thresholds YAML"),
+    "preset": Param("small", enum=["tiny", "small", "paper"], description="DriftConfig preset"),
+    "trigger_retrain": Param(False, type="boolean", description="start qanchor_retrain on drift"),
+    "retrain_conf": Param({}, type="object", description="conf of the triggered qanchor_retrain run"),
+}  # fmt: skip
+
+
+def _smtp_settings():
+    """SMTP settings from the Airflow connection, else from QANCHOR_SMTP_* (None: neither)."""
+    from airflow.sdk import Connection
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    from qanchor.monitoring.alert import SmtpSettings
+
+    try:
+        c = Connection.get(SMTP_CONN_ID)
+    except AirflowNotFoundException:
+        return SmtpSettings.from_env()
+    return SmtpSettings.from_connection(c.host, c.port, c.login, c.password, c.extra_dejson)
+
+
+@dag(
+    dag_id="qanchor_drift",
+    schedule="@daily",
+    start_date=pendulum.datetime(2026, 1, 5, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,  # runs share the alert state file
+    dagrun_timeout=timedelta(hours=4),
+    default_args=DEFAULT_ARGS,
+    params=PARAMS,
+    tags=["qanchor", "monitoring", "drift"],
+    doc_md=__doc__,
+)
+def qanchor_drift():
+    @task
+    def compute_drift(params: dict | None = None, ds: str | None = None) -> dict:
+        """Run the drift checks into <report_dir>/<date>; pass on what drifted."""
+        from qanchor.monitoring.job import run_configured
+
+        out = Path(params["report_dir"]) / (ds or pendulum.now("UTC").to_date_string())
+        s = run_configured(params["reference"], params["current"], out, params["preset"],
+                           params["config"], params["model"], params["workspace"])  # fmt: skip
+        return {"summary": str(out / "summary.json"), "drift_detected": s["drift_detected"],
+                "drifted_items": s["drifted_items"]}  # fmt: skip
+
+    @task
+    def alert(result: dict, params: dict | None = None) -> dict:
+        """E-mail on-call about a new (or long-lasting) drift; nothing when nothing drifted."""
+        from qanchor.monitoring.alert import alert_on_drift
+        from qanchor.monitoring.job import read_summary
+
+        summary = read_summary(result["summary"])
+        state = Path(params["report_dir"]) / "alert_state.json"
+        return alert_on_drift(
+            summary, _smtp_settings(), state, summary["thresholds"]["cooldown_hours"]
+        )
+
+    @task.short_circuit
+    def retrain_wanted(result: dict, params: dict | None = None) -> bool:
+        """Go on to the retraining trigger only on drift and when the param asks for it."""
+        return bool(params["trigger_retrain"]) and bool(result["drift_detected"])
+
+    trigger_retrain = TriggerDagRunOperator(
+        task_id="trigger_retrain",
+        trigger_dag_id="qanchor_retrain",
+        conf="{{ params.retrain_conf | tojson }}",
+        wait_for_completion=False,
+    )
+
+    result = compute_drift()
+    alert(result) >> retrain_wanted(result) >> trigger_retrain
+
+
+qanchor_drift()

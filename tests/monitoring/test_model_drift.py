@@ -1,0 +1,79 @@
+"""Embedding and score drift: the statistics on made-up vectors, then a run with a tiny tuned model."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qanchor.config import resolve
+from qanchor.monitoring.config import DriftConfig
+from qanchor.monitoring.embeddings import embedding_drift, scores
+from qanchor.monitoring.job import run_drift
+from qanchor.monitoring.message import render_html
+from qanchor.tune.config import TuneConfig
+from qanchor.tune.prompt import tune_model
+
+SCENARIOS = ["cash_loan_default", "churn_next_month"]
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def test_score_is_the_prototype_cosine_margin() -> None:
+    rng = np.random.default_rng(0)
+    protos = {"s": _unit(rng.normal(size=(2, 8)))}
+    u = np.stack([protos["s"][1], protos["s"][0]])[:, None, :]  # [users=2, scenarios=1, d]
+    got = scores(u, ["s", "untuned"], protos)
+    margin = 1.0 - protos["s"][0] @ protos["s"][1]
+    assert list(got.columns) == ["s"]  # an untuned scenario has no prototypes, so no score
+    assert got["s"].to_numpy() == pytest.approx([margin, -margin], abs=1e-6)
+
+
+@pytest.mark.parametrize("method", ["model", "distance", "mmd"])
+def test_embedding_drift_flags_a_moved_cloud_only(method: str) -> None:
+    rng = np.random.default_rng(0)
+    ref, same, moved = (_unit(rng.normal(size=(300, 1, 16)) + shift) for shift in (0.0, 0.0, 0.6))
+    cfg = DriftConfig(embedding_method=method)
+    assert not embedding_drift(ref, same, ["s"], cfg)["scenarios"]["s"]["drifted"]
+    hit = embedding_drift(ref, moved, ["s"], cfg)["scenarios"]["s"]
+    assert hit["drifted"] and hit["bootstrap"]  # under 1000 rows: judged against a bootstrap
+
+
+@pytest.fixture(scope="module")
+def tuned_model(
+    tiny_model: Path, built_tiny: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    model = tmp_path_factory.mktemp("drift-model") / "model"
+    shutil.copytree(tiny_model, model)
+    tune_model(
+        model, built_tiny, resolve(TuneConfig, "tiny", overrides={"share": "none"}), SCENARIOS
+    )
+    return model
+
+
+def test_run_with_a_model_reports_embeddings_and_scores(
+    tuned_model: Path, drift_data: dict[str, Path], tmp_path: Path
+) -> None:
+    cfg = resolve(DriftConfig, "tiny")
+    summary = run_drift(
+        drift_data["reference"], drift_data["shifted"], tmp_path / "run", cfg, tuned_model
+    )
+    emb, sc = summary["embeddings"], summary["scores"]
+    assert sorted(emb["scenarios"]) == SCENARIOS == sorted(sc["scenarios"])
+    assert emb["rows"] == {"reference": cfg.embedding_sample, "current": cfg.embedding_sample}
+    for v in emb["scenarios"].values():
+        assert v["method"] == "model" and 0.0 <= v["score"] <= 1.0  # classifier ROC AUC
+    for v in sc["scenarios"].values():
+        assert v["method"] == "K-S p_value" and 0.0 <= v["score"] <= 1.0
+        assert np.isfinite(v["reference_mean"]) and np.isfinite(v["current_mean"])
+    flagged = {i for i in summary["drifted_items"] if not i.startswith("feature:")}
+    assert flagged == {f"{k}:{s}" for k in ("embedding", "score") for s in SCENARIOS
+                       if summary[k + "s"]["scenarios"][s]["drifted"]}  # fmt: skip
+    assert (tmp_path / "run" / "scores.html").stat().st_size > 0
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert "Embeddings:" in page and "Scenario scores:" in page and "cash_loan_default" in page
+    assert render_html(summary, only_drifted=True).count("<h3>") == 4
