@@ -85,5 +85,5 @@ qanchor_training = FeatureService(
     name="qanchor_training", features=[user_event_history, user_profile, user_activity]
 )
 qanchor_serving = FeatureService(
-    name="qanchor_serving", features=[user_event_history, user_profile]
+    name="qanchor_serving", features=[user_event_history, user_profile, user_activity]
 )

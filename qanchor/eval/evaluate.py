@@ -33,24 +33,25 @@ class EvalConfig:
     llm_max_prefix_tokens: int = option(192, "token cap of the llm_untrained events text")
     cache_mb: int = option(2048, "prefix KV cache budget while embedding (MB)")
     seed: int = option(0, "probe and GBDT seed")
+    bf16: str = option("auto", "bf16 autocast of the LLM passes: auto (where native), on, off")
     feature_repo: str | None = option(
         None, "Feast repo to read user snapshots from (None: the build's snapshots.parquet)"
     )
 
     PRESETS = {
-        "tiny": {"llm_per_source": 2, "llm_max_prefix_tokens": 64},
+        "tiny": {"llm_per_source": 2, "llm_max_prefix_tokens": 64, "bf16": "off"},
         "small": {},
         "paper": {"llm_per_source": 10, "llm_max_prefix_tokens": 1024},
     }
 
 
 def qanchor_features(
-    model_dir: Path, data, names: list[str], cache_mb: int
+    model_dir: Path, data, names: list[str], cache_mb: int, bf16: str = "off"
 ) -> tuple[dict, dict, dict]:
     """Per-scenario embedding frames with and without the tuned prompts, and timings."""
     from qanchor.infer.engine import Embedder
 
-    emb = Embedder.from_dir(model_dir, cache_bytes=cache_mb << 20)
+    emb = Embedder.from_dir(model_dir, cache_bytes=cache_mb << 20, bf16=bf16)
     users = sorted(set(data.users["user_id"]))
     emb.load_users(data.snapshots[data.snapshots["user_id"].isin(users)], data.profiles)
     times = {}
@@ -88,7 +89,7 @@ def evaluate(
     labels = pd.read_parquet(data.root / "labels.parquet")
     mcfg = read_config(model_dir)["model"]
     results, times = {}, {}
-    tuned, base, times = qanchor_features(model_dir, data, names, cfg.cache_mb)
+    tuned, base, times = qanchor_features(model_dir, data, names, cfg.cache_mb, cfg.bf16)
     results["qanchor_tuned"] = probe_scenarios(tuned, labels)
     results["qanchor_base"] = probe_scenarios(base, labels)
     if "gbdt_features" in cfg.baselines:
@@ -105,7 +106,7 @@ def evaluate(
     if "llm_untrained" in cfg.baselines:
         t0 = time.perf_counter()
         feats = llm_untrained_features(mcfg["backbone"], mcfg["backbone_layers"], data.snapshots,
-                                       {s.name: s.query for s in scen}, cfg.llm_per_source, cfg.llm_max_prefix_tokens)  # fmt: skip
+                                       {s.name: s.query for s in scen}, cfg.llm_per_source, cfg.llm_max_prefix_tokens, bf16=cfg.bf16)  # fmt: skip
         times["llm_untrained_s"] = round(time.perf_counter() - t0, 1)
         results["llm_untrained"] = probe_scenarios(feats, labels)
     sizes = {a.name: a.meta.get("bytes") for a in load_adapters(model_dir)}

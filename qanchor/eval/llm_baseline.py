@@ -28,7 +28,7 @@ def user_texts(snapshots: pd.DataFrame, per_source: int) -> dict[str, str]:
 @torch.no_grad()
 def llm_untrained_features(
     backbone: str, num_layers: int | None, snapshots: pd.DataFrame, queries: dict[str, str],
-    per_source: int = 3, max_prefix_tokens: int = 256, batch: int = 16,
+    per_source: int = 3, max_prefix_tokens: int = 256, batch: int = 16, bf16: str = "off",
 ) -> dict[str, pd.DataFrame]:  # fmt: skip
     """scenario -> frame (index user_id) of last-token hidden states of [events text + query].
 
@@ -40,12 +40,19 @@ def llm_untrained_features(
         per_source: events per source written into the text.
         max_prefix_tokens: the events text is cut to this many tokens.
         batch: users per forward pass.
+        bf16: autocast setting (auto/on/off), the same as our model's evaluation uses.
     """
-    from transformers import DynamicCache
-
     from qanchor.model.backbones import load_backbone
+    from qanchor.model.precision import autocast, use_bf16
 
     model, tok = load_backbone(backbone, num_layers=num_layers)
+    with autocast(use_bf16(bf16, model.device), model.device):
+        return _features(model, tok, snapshots, queries, per_source, max_prefix_tokens, batch)
+
+
+def _features(model, tok, snapshots, queries, per_source, max_prefix_tokens, batch):
+    from transformers import DynamicCache
+
     texts = user_texts(snapshots, per_source)
     users = list(texts)
     feats: dict[str, list[torch.Tensor]] = {s: [] for s in queries}

@@ -4,7 +4,7 @@
     apply(cfg); materialize(cfg)
     train = historical_snapshots(cfg, users[["user_id", "cutoff"]])   # point in time, offline
     live = online_snapshots(cfg, ["u000001", "u000002"])               # latest, online store
-    emb.load_users(live.snapshots, live.profiles)
+    emb.load_users(live.snapshots, live.tabular)
 
 Both reads return :class:`UserFeatures`, frames shaped like the built dataset's
 ``snapshots.parquet`` and ``profiles.parquet``, so the model and the inference engine read a
@@ -48,11 +48,19 @@ class UserFeatures:
     profiles: pd.DataFrame | None = None
     aggregates: pd.DataFrame | None = None
 
+    @property
+    def tabular(self) -> pd.DataFrame | None:
+        """The model's tabular source: profile plus activity aggregates (``Embedder.load_users``)."""
+        from qanchor.model.profile import tabular_frame
+
+        return tabular_frame(self.profiles, self.aggregates)
+
     def versions(self) -> dict[str, str]:
         """A hash per user of everything served for it (not the time): it changes with a feature."""
         parts = [self.snapshots.drop(columns="snapshot_ts")]
-        if self.profiles is not None:
-            parts.append(self.profiles.drop(columns="user_id"))
+        for extra in (self.profiles, self.aggregates):
+            if extra is not None:
+                parts.append(extra.drop(columns=["user_id", "snapshot_ts"], errors="ignore"))
         joined = pd.concat([p.reset_index(drop=True) for p in parts], axis=1)
         out = {}
         for uid, *values in joined.itertuples(index=False):

@@ -28,6 +28,7 @@ from qanchor.infer.prefix_cache import PrefixCache, PrefixEntry
 from qanchor.model import layout as L
 from qanchor.model.data import UserTable
 from qanchor.model.network import QAnchorModel
+from qanchor.model.precision import autocast, use_bf16
 from qanchor.model.profile import ProfileFeaturizer
 
 
@@ -44,7 +45,7 @@ class Embedder:
 
     def __init__(
         self, model: QAnchorModel, featurizer: ProfileFeaturizer, cache_bytes: int = 256 << 20,
-        max_batch: int = 64, model_version: str = "",
+        max_batch: int = 64, model_version: str = "", bf16: str = "off",
     ) -> None:  # fmt: skip
         self.model, self.featurizer = model.eval(), featurizer
         # Serving and prompt tuning never update the model: no parameter gradients to compute.
@@ -53,6 +54,8 @@ class Embedder:
         self.cache = PrefixCache(cache_bytes)
         self.max_batch, self.model_version = max_batch, model_version
         self.device = model.emb_token.device
+        # fp32 by default: the cached = uncached guarantee (1e-4) is stated for fp32.
+        self.bf16 = use_bf16(bf16, self.device)
         self.adapters: dict[str, Suffix] = {}
         self.table: UserTable | None = None
         self._rows: dict[str, int] = {}
@@ -179,7 +182,8 @@ class Embedder:
         batch = self.prefix_batch(rows, left=True)
         emb = self.model.input_embeds(batch, self.event_vectors(batch.ev_text))
         cache = DynamicCache()
-        self.model.hidden(emb, batch.attention_mask, past_key_values=cache, use_cache=True)
+        with autocast(self.bf16, self.device):
+            self.model.hidden(emb, batch.attention_mask, past_key_values=cache, use_cache=True)
         lengths = batch.attention_mask.sum(1).tolist()
         # Left padding: each user's real tokens are the last `length` positions.
         return [
@@ -259,16 +263,18 @@ class Embedder:
         )
         mask = torch.cat([pmask, smask], dim=1)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, n:]
-        out = self.model.causal_lm.model(
-            inputs_embeds=emb,
-            attention_mask=mask,
-            position_ids=pos,
-            past_key_values=DynamicCache(kv),
-            use_cache=True,
-        )
+        with autocast(self.bf16, self.device):
+            out = self.model.causal_lm.model(
+                inputs_embeds=emb,
+                attention_mask=mask,
+                position_ids=pos,
+                past_key_values=DynamicCache(kv),
+                use_cache=True,
+            )
         at = torch.tensor([p[1] for p in parts], device=self.device)
         h = out.last_hidden_state[torch.arange(len(parts), device=self.device), at]
-        return self.model.head(h, "anchor")
+        # The small head stays in fp32 in both paths (its standardisation is precision-sensitive).
+        return self.model.head(h.float(), "anchor")
 
     @torch.no_grad()
     def embed_rows_uncached(self, rows: list[int], suffixes: list[Suffix]) -> torch.Tensor:
@@ -291,9 +297,12 @@ class Embedder:
             mask = torch.tensor(
                 [[1] * len(x) + [0] * (m - len(x)) for x in seqs], device=self.device
             )
-            h = self.model.hidden(emb, mask)
+            with autocast(self.bf16, self.device):
+                h = self.model.hidden(emb, mask)
             at = torch.tensor([lengths[i] + parts[j][1] for i, j in chunk], device=self.device)
-            u = self.model.head(h[torch.arange(len(chunk), device=self.device), at], "anchor")
+            u = self.model.head(
+                h[torch.arange(len(chunk), device=self.device), at].float(), "anchor"
+            )
             for (i, j), vec in zip(chunk, u, strict=True):
                 out[i, j] = vec.float().cpu()
         return out

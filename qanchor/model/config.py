@@ -86,7 +86,9 @@ class PretrainConfig:
     clip_grad: float = option(1.0, "gradient norm clip (0 = off)")
     seed: int = option(0, "seed of initialisation, sampling and dropout")
     device: str = option("auto", "'auto' (cuda if available), 'cpu' or 'cuda[:i]'")
-    bf16: str = option("auto", "bf16 autocast: 'auto' (on CUDA only), 'on' or 'off'")
+    bf16: str = option(
+        "auto", "bf16 autocast: 'auto' (where native: CUDA, AVX512-BF16/AMX CPUs), 'on', 'off'"
+    )
     checkpoint_every: int = option(1000, "steps between checkpoints (0 = only at the end)")
     log_every: int = option(10, "steps between progress-bar updates of the loss")
     eval_users: int = option(512, "held-out users for the retrieval check at the end")
@@ -100,13 +102,13 @@ class PretrainConfig:
             "backbone": "tiny", "encoder": "tiny", "lora_r": 4, "lora_alpha": 8, "head_hidden": 32,
             "emb_dim": 16, "events_per_source": 3, "max_query_tokens": 48, "max_answer_tokens": 64,
             "steps": 12, "batch_size": 8, "lr": 3e-3, "warmup_steps": 2, "checkpoint_every": 0,
-            "log_every": 2, "eval_users": 16, "eval_batch": 8, "lora_dropout": 0.0,
+            "log_every": 2, "eval_users": 16, "eval_batch": 8, "lora_dropout": 0.0, "bf16": "off",
         },
         "small": {
             "backbone": "default", "encoder": "default", "backbone_layers": 6, "lora_r": 8,
             "lora_alpha": 16, "lora_dropout": 0.05, "head_hidden": 256, "emb_dim": 128,
-            "events_per_source": 4, "max_query_tokens": 24, "max_answer_tokens": 40,
-            "steps": 150, "batch_size": 16, "lr": 1e-3, "warmup_steps": 15,
+            "events_per_source": 8, "max_query_tokens": 24, "max_answer_tokens": 40,
+            "steps": 200, "batch_size": 16, "lr": 1e-3, "warmup_steps": 15,
             "checkpoint_every": 50, "log_every": 5, "eval_users": 256, "eval_batch": 16,
         },
         "paper": {

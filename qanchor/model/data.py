@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from qanchor.model.layout import UserInput
-from qanchor.model.profile import ProfileFeaturizer
+from qanchor.model.profile import ProfileFeaturizer, tabular_frame
 
 
 @dataclass
@@ -87,7 +87,7 @@ class BuiltData:
     users: pd.DataFrame
     snapshots: pd.DataFrame
     pairs: pd.DataFrame
-    profiles: pd.DataFrame | None
+    profiles: pd.DataFrame | None  # the tabular source: profile + activity aggregates
 
     @classmethod
     def load(cls, root: str | Path, feature_repo: str | Path | None = None) -> BuiltData:
@@ -113,11 +113,12 @@ class BuiltData:
 
             cfg = FeatureStoreConfig(data=str(root), repo=str(feature_repo))
             feats = historical_snapshots(cfg, users[["user_id", "cutoff"]])
-            snapshots, profiles = feats.snapshots, feats.profiles
+            snapshots, profiles = feats.snapshots, feats.tabular
         else:
-            prof = root / "profiles.parquet"
             snapshots = pd.read_parquet(root / "snapshots.parquet")
-            profiles = pd.read_parquet(prof) if prof.is_file() else None
+            profiles = tabular_frame(
+                _read(root / "profiles.parquet"), _read(root / "aggregates.parquet")
+            )
         manifest = json.loads((root / "manifest.json").read_text())
         pairs = pd.read_parquet(root / "pairs.parquet")
         return cls(root, manifest, users, snapshots, pairs, profiles)
@@ -128,6 +129,10 @@ class BuiltData:
 
     def split_users(self, split: str) -> list[str]:
         return self.users.loc[self.users["split"] == split, "user_id"].tolist()
+
+
+def _read(path: Path) -> pd.DataFrame | None:
+    return pd.read_parquet(path) if path.is_file() else None
 
 
 class PairSampler:

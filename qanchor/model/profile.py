@@ -1,8 +1,14 @@
-"""Featurise the tabular profile into a fixed-width float vector (the tabular source).
+"""Featurise the tabular source into a fixed-width float vector.
+
+The tabular source is the user's profile plus the build's activity aggregates (per-source counts,
+recencies, amounts: :func:`tabular_frame`). The paper feeds "one tabular feature vector"; the
+aggregates matter because the event tokens hold only each source's most recent events, so
+without them the model cannot tell a daily user from one who came back once.
 
 Fitted on training users only and stored with the model, so serving featurises exactly as
-training did: numeric columns are standardised (missing -> 0 plus a missing flag), categorical
-columns are one-hot over their most frequent values plus an "other" slot.
+training did: numeric columns are standardised (missing -> 0 plus a missing flag), heavy-tailed
+non-negative ones (counts, amounts) after log1p; categorical columns are one-hot over their most
+frequent values plus an "other" slot.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ class ProfileFeaturizer:
 
     numeric: dict[str, tuple[float, float]] = field(default_factory=dict)  # column -> (mean, std)
     categorical: dict[str, list[str]] = field(default_factory=dict)  # column -> kept values
+    log1p: list[str] = field(default_factory=list)  # numeric columns standardised after log1p
 
     @property
     def dim(self) -> int:
@@ -38,6 +45,9 @@ class ProfileFeaturizer:
             s = profiles[col]
             if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
                 x = s.astype(float)
+                if _heavy_tailed(x):
+                    fz.log1p.append(col)
+                    x = np.log1p(x)
                 std = float(x.std()) if x.notna().sum() > 1 else 1.0
                 fz.numeric[col] = (
                     float(x.mean()) if x.notna().any() else 0.0,
@@ -57,6 +67,8 @@ class ProfileFeaturizer:
                 if col in profiles
                 else pd.Series(np.nan, index=profiles.index)
             )
+            if col in self.log1p:
+                x = np.log1p(x.clip(lower=0))
             parts += [((x - mean) / std).fillna(0.0).to_numpy(), x.isna().to_numpy(float)]
         for col, values in self.categorical.items():
             s = (
@@ -78,5 +90,27 @@ class ProfileFeaturizer:
     @classmethod
     def from_dict(cls, d: dict) -> ProfileFeaturizer:
         return cls(
-            {k: tuple(v) for k, v in d.get("numeric", {}).items()}, dict(d.get("categorical", {}))
+            {k: tuple(v) for k, v in d.get("numeric", {}).items()},
+            dict(d.get("categorical", {})),
+            list(d.get("log1p", [])),
         )
+
+
+def _heavy_tailed(x: pd.Series) -> bool:
+    """Non-negative with a long right tail (skewness > 2): counts and amounts."""
+    x = x.dropna()
+    return len(x) > 2 and bool(x.min() >= 0) and float(x.skew()) > 2.0
+
+
+def tabular_frame(
+    profiles: pd.DataFrame | None, aggregates: pd.DataFrame | None
+) -> pd.DataFrame | None:
+    """The tabular source of each user: profile columns plus activity aggregates (outer join)."""
+    frames = [f.drop(columns=["snapshot_ts"], errors="ignore") for f in (profiles, aggregates)
+              if f is not None]  # fmt: skip
+    if not frames:
+        return None
+    out = frames[0]
+    for f in frames[1:]:
+        out = out.merge(f, on="user_id", how="outer")
+    return out

@@ -31,10 +31,10 @@ class Runtime:
         return self.rank == 0
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        """bf16 autocast on CUDA when enabled; a no-op elsewhere (CPU trains in fp32)."""
-        if self.bf16:
-            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        """bf16 autocast when enabled (see :mod:`qanchor.model.precision`), else a no-op."""
+        from qanchor.model.precision import autocast
+
+        return autocast(self.bf16, self.device)
 
 
 def setup_runtime(device: str = "auto", bf16: str = "auto") -> Runtime:
@@ -53,10 +53,9 @@ def setup_runtime(device: str = "auto", bf16: str = "auto") -> Runtime:
         torch.cuda.set_device(dev)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
-    use_bf16 = bf16 == "on" or (
-        bf16 == "auto" and dev.type == "cuda" and torch.cuda.is_bf16_supported()
-    )
-    return Runtime(dev, rank, world, use_bf16)
+    from qanchor.model.precision import use_bf16
+
+    return Runtime(dev, rank, world, use_bf16(bf16, dev))
 
 
 def warmup_cosine(warmup: int, total: int):

@@ -21,20 +21,21 @@ import numpy as np
 import pandas as pd
 
 from qanchor.errors import QAnchorError
+from qanchor.model.profile import tabular_frame
 from qanchor.monitoring.config import DriftConfig
 
 
 def sample_users(
     built_dir: str | Path, n: int, seed: int
 ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """Snapshots (and profiles) of up to ``n`` users drawn at random from a built dataset."""
+    """Snapshots (and the tabular source: profile + aggregates) of up to ``n`` users drawn at random from a built dataset."""
     built_dir = Path(built_dir)
     snaps = pd.read_parquet(built_dir / "snapshots.parquet")
     if len(snaps) > n:
         snaps = snaps.sample(n, random_state=seed)
-    prof = built_dir / "profiles.parquet"
-    profiles = pd.read_parquet(prof) if prof.is_file() else None
-    return snaps.reset_index(drop=True), profiles
+    tabular = tabular_frame(*(pd.read_parquet(p) if p.is_file() else None
+                              for p in (built_dir / "profiles.parquet", built_dir / "aggregates.parquet")))  # fmt: skip
+    return snaps.reset_index(drop=True), tabular
 
 
 def model_scenarios(

@@ -24,12 +24,20 @@ class TuneConfig:
     )
     cache_mb: int = option(1024, "prefix KV cache budget while tuning (MB)")
     seed: int = option(0, "sampling and initialisation seed")
+    bf16: str = option("auto", "bf16 autocast: auto (where native: CUDA, AVX512-BF16/AMX), on, off")
     feature_repo: str | None = option(
         None, "Feast repo to read user snapshots from (None: the build's snapshots.parquet)"
     )
 
     PRESETS = {
-        "tiny": {"steps": 6, "batch_size": 8, "n_prompt": 2, "min_positives": 5, "n_clusters": 2},
+        "tiny": {
+            "steps": 6,
+            "batch_size": 8,
+            "n_prompt": 2,
+            "min_positives": 5,
+            "n_clusters": 2,
+            "bf16": "off",
+        },
         "small": {"steps": 40, "batch_size": 32, "lr": 2e-2},
         "paper": {"steps": 500, "batch_size": 256, "lr": 1e-2, "share": "none"},
     }

@@ -166,7 +166,7 @@ def tune_model(
     labels = pd.read_parquet(data.root / "labels.parquet")
     train = labels[labels["split"] == "train"]
     train_users = set(train["user_id"])
-    emb = Embedder.from_dir(model_dir, cache_bytes=cfg.cache_mb << 20)
+    emb = Embedder.from_dir(model_dir, cache_bytes=cfg.cache_mb << 20, bf16=cfg.bf16)
     emb.load_users(data.snapshots[data.snapshots["user_id"].isin(train_users)], data.profiles)
     positives = train[train["label"] == 1].groupby("scenario").size().to_dict()
     encoder = emb.model.text_encoder

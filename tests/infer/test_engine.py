@@ -104,3 +104,17 @@ def test_explain_reuses_the_cached_prefix_and_returns_text(embedder: Embedder) -
     assert text == explain(
         embedder, uid, "What is this user most likely to do next period?", max_new_tokens=8
     )
+
+
+def test_bf16_autocast_stays_close_to_fp32(tiny_model: Path, built_tiny: Path, embedder) -> None:
+    # bf16 is a speed setting: cached and uncached still agree and both track fp32 closely.
+    emb16 = Embedder.from_dir(tiny_model, max_batch=7, bf16="on")
+    emb16.load_users(pd.read_parquet(built_tiny / "snapshots.parquet"),
+                     pd.read_parquet(built_tiny / "profiles.parquet"))  # fmt: skip
+    rows, sfx = list(range(6)), suffixes(embedder)
+    fp32, cached = embedder.embed_rows(rows, sfx), emb16.embed_rows(rows, sfx)
+    assert cached.dtype == torch.float32
+    cos = torch.nn.functional.cosine_similarity(cached, fp32, dim=-1)
+    assert cos.min() > 0.98, cos
+    torch.testing.assert_close(cached, emb16.embed_rows_uncached(rows, sfx), atol=3e-2, rtol=0)
+    assert not torch.equal(cached, fp32)  # autocast really ran in bf16
