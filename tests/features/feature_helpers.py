@@ -39,6 +39,8 @@ def rows_at(snapshots: pd.DataFrame, ts: pd.Timestamp) -> pd.DataFrame:
 
 
 def assert_profiles_equal(got: pd.DataFrame, want: pd.DataFrame) -> None:
-    want = want.drop(columns="snapshot_ts").set_index("user_id").loc[got["user_id"]]
+    want = (
+        want.drop(columns="snapshot_ts", errors="ignore").set_index("user_id").loc[got["user_id"]]
+    )
     got = got.set_index("user_id")[want.columns]
     pd.testing.assert_frame_equal(got, want, check_dtype=False)

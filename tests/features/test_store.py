@@ -84,7 +84,10 @@ def test_online_read_equals_the_latest_snapshot(
     assert as_lists(live.snapshots) == as_lists(latest)
     assert (live.snapshots["snapshot_ts"] == latest["snapshot_ts"].iloc[0]).all()
     assert_profiles_equal(live.profiles, pd.read_parquet(two_snapshots / "profiles.parquet"))
-    assert live.aggregates is None  # the serving service reads events and profile only
+    # Serving reads the activity aggregates too: with the profile they are the tabular source.
+    aggs = pd.read_parquet(two_snapshots / "aggregates.parquet")
+    assert_profiles_equal(live.aggregates, rows_at(aggs, aggs["snapshot_ts"].max()))
+    assert set(live.tabular.columns) == set(live.profiles.columns) | set(live.aggregates.columns)
 
 
 def test_an_unknown_user_gets_empty_history_online(sqlite_store: FeatureStoreConfig) -> None:

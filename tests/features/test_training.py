@@ -56,7 +56,7 @@ def test_a_dataset_without_profiles_serves_events_and_aggregates(
     assert "user_profile" not in apply(cfg)
     assert {
         p.name for p in store(cfg).get_feature_service("qanchor_serving").feature_view_projections
-    } == {"user_event_history"}
+    } == {"user_event_history", "user_activity"}
     users = pd.read_parquet(root / "users.parquet")
     got = historical_snapshots(cfg, users[["user_id", "cutoff"]])
     assert got.profiles is None and got.aggregates is not None and len(got.snapshots) == len(users)
