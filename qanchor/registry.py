@@ -16,6 +16,7 @@ The store location is BentoML's own (``BENTOML_HOME``, default ``~/bentoml``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from qanchor.errors import QAnchorError
-from qanchor.io import atomic_write_json, sha256_tree
+from qanchor.io import atomic_write_json, sha256_file, sha256_tree
 
 MODEL_NAME = "qanchor"
 MODEL_SUBDIR = "model"  # the qanchor model directory inside a store version
@@ -106,7 +107,8 @@ def register(
 ) -> str:
     """Copy a model directory (and its adapters) into the store as a new version; returns its tag.
 
-    Idempotent: registering the same content again (a retried task) returns the existing tag.
+    Idempotent: registering the same model and metrics again (a retried task) returns the
+    existing tag instead of adding a version.
 
     Args:
         model_dir: a pretrained (and tuned) qanchor model directory.
@@ -116,7 +118,9 @@ def register(
     """
     model_dir = Path(model_dir)
     metrics = json.loads(Path(metrics_path).read_text()) if metrics_path else None
-    fingerprint = sha256_tree(model_dir)[:16]
+    # What the version stores: the model tree and its metrics (a re-evaluation may differ).
+    digest = sha256_tree(model_dir) + (sha256_file(metrics_path) if metrics_path else "")
+    fingerprint = hashlib.sha256(digest.encode()).hexdigest()[:16]
     for v in versions(name):
         if v.labels.get("fingerprint") == fingerprint:
             return v.tag

@@ -75,6 +75,10 @@ def prepare(home: Path, dags: Path, port: int = 8080) -> dict[str, str]:
     user = os.environ.get("QANCHOR_AIRFLOW_USER", "admin")
     env = embedded_env(home, dags, port, user)
     os.environ.update(env)
+    # Airflow's standalone command starts `airflow ...` from PATH: make it this environment's.
+    bindir = str(Path(sys.executable).parent)
+    if bindir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
     ensure_password(home, user)
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True,
                    env=os.environ.copy(), stdout=subprocess.DEVNULL)  # fmt: skip
