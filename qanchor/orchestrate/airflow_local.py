@@ -4,9 +4,9 @@
     python -m qanchor.orchestrate.airflow_local standalone                                  # make airflow
 
 ``test`` runs one ``dag.test()`` of ``qanchor_retrain`` in this process (no server, no
-scheduler) and prints where metrics.json and the report are. ``standalone`` starts Airflow's
-scheduler, DAG processor, triggerer and API server/UI bound to 127.0.0.1 with few worker processes
-and login required (simple auth manager: user ``QANCHOR_AIRFLOW_USER``, default ``admin``;
+scheduler) and prints where metrics.json and the report are. ``standalone`` starts what
+``airflow standalone`` does (scheduler, DAG processor, triggerer, API server/UI) bound to
+127.0.0.1, with few worker processes and login required (simple auth manager: user ``QANCHOR_AIRFLOW_USER``, default ``admin``;
 password ``QANCHOR_AIRFLOW_PASSWORD`` or generated once into ``$AIRFLOW_HOME/passwords.json``).
 Airflow reads its settings when it is imported, so both set the environment first and import
 Airflow only afterwards.
@@ -75,7 +75,7 @@ def prepare(home: Path, dags: Path, port: int = 8080) -> dict[str, str]:
     user = os.environ.get("QANCHOR_AIRFLOW_USER", "admin")
     env = embedded_env(home, dags, port, user)
     os.environ.update(env)
-    # Airflow's standalone command starts `airflow ...` from PATH: make it this environment's.
+    # Anything that starts `airflow ...` from PATH (e.g. `airflow standalone`) gets this environment's.
     bindir = str(Path(sys.executable).parent)
     if bindir not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
@@ -105,12 +105,42 @@ def dag_test(conf: dict, home: Path, dags: Path) -> dict:
     return summary
 
 
-def standalone(home: Path, dags: Path, port: int) -> None:
-    """Replace this process by ``airflow standalone`` in the embedded environment."""
+# What `airflow standalone` runs, minus the task-log servers: those bind every interface (no host
+# setting), and with everything on one machine the API server reads task logs from local files.
+COMPONENTS = (
+    ("scheduler", "--skip-serve-logs"),
+    ("dag-processor",),
+    ("triggerer", "--skip-serve-logs"),
+    ("api-server",),
+)
+
+
+def standalone(home: Path, dags: Path, port: int) -> int:
+    """Run scheduler, DAG processor, triggerer and API server/UI until SIGINT or SIGTERM."""
+    import signal
+    import time
+
     prepare(home, dags, port)
     user = os.environ.get("QANCHOR_AIRFLOW_USER", "admin")
+    procs = [subprocess.Popen([sys.executable, "-m", "airflow", *cmd], env=os.environ.copy())
+             for cmd in COMPONENTS]  # fmt: skip
     print(f"Airflow UI: http://127.0.0.1:{port}  (user {user!r}, password in {home / 'passwords.json'})", flush=True)  # fmt: skip
-    os.execvpe(sys.executable, [sys.executable, "-m", "airflow", "standalone"], os.environ.copy())
+    stopping = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.append(True))
+    while not stopping and all(p.poll() is None for p in procs):
+        time.sleep(0.5)
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()  # each component shuts down its own workers on SIGTERM
+    deadline = time.monotonic() + 60
+    for p in procs:
+        try:
+            p.wait(timeout=max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+    failed = [c[0] for c, p in zip(COMPONENTS, procs, strict=True) if p.returncode not in (0, -15)]
+    return 1 if failed and not stopping else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,13 +154,12 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--preset", default="small", choices=["tiny", "small", "paper"])
     t.add_argument("--scenarios", default="", help="comma-separated scenarios (default: all)")
     t.add_argument("--tolerance", type=float, default=0.01, help="gate tolerance in mean AUC")
-    s = sub.add_parser("standalone", help="scheduler + UI on 127.0.0.1 (login required)")
+    s = sub.add_parser("standalone", help="scheduler and UI on 127.0.0.1 (login required)")
     s.add_argument("--port", type=int, default=int(os.environ.get("AIRFLOW_PORT", "8080")))
     args = p.parse_args(argv)
     home = (args.home or default_home()).resolve()
     if args.command == "standalone":
-        standalone(home, args.dags.resolve(), args.port)
-        return 0
+        return standalone(home, args.dags.resolve(), args.port)
     conf = {"dataset": str(Path(args.dataset).resolve()), "preset": args.preset,
             "scenarios": [s for s in args.scenarios.split(",") if s], "tolerance": args.tolerance}  # fmt: skip
     summary = dag_test(conf, home, args.dags.resolve())

@@ -45,7 +45,7 @@ def wait_for(check, timeout: float, what: str, every: float = 2.0):
 
 @pytest.fixture
 def airflow_server(raw_tiny: Path, tmp_path: Path):
-    """`airflow standalone` as `make airflow` starts it, on a free loopback port; stopped after."""
+    """Airflow as `make airflow` starts it, on a free loopback port; stopped after."""
     port = free_port()
     # Unpausing a weekly DAG would also start this week's scheduled run (small preset); the
     # scheduler's use_job_schedule=False keeps to the run the test triggers.
@@ -72,16 +72,13 @@ def airflow_server(raw_tiny: Path, tmp_path: Path):
 
 
 def stop(proc: subprocess.Popen) -> None:
-    """Ctrl-C first (standalone then stops its components and their task processes), then force."""
-    for sig, grace in ((signal.SIGINT, 90), (signal.SIGTERM, 30), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(proc.pid, sig)
-            proc.wait(timeout=grace)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-        except ProcessLookupError:
-            return
+    """SIGTERM to the supervisor (it stops its components and their workers), then force."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=90)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def api(base: str) -> requests.Session:

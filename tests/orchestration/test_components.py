@@ -100,3 +100,16 @@ def test_whole_pipeline_runs_with_the_local_runner(raw_tiny: Path, tmp_path: Pat
     assert (paths.eval / "metrics.json").is_file()
     assert len(list(paths.embeddings.glob("shard-*.parquet"))) == 4
     assert (paths.root / "stages" / "register.json").is_file()
+
+
+@pytest.mark.slow
+def test_pretrain_stage_runs_under_torchrun(built_tiny: Path, tmp_path: Path, monkeypatch) -> None:
+    """What the pretrain component does on a multi-GPU node, here with two CPU processes (gloo)."""
+    from qanchor.orchestrate import stages
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    run = RunPaths(tmp_path / "run")
+    shutil.copytree(built_tiny, run.built)
+    result = stages.pretrain(run.root, "tiny", nproc=2)
+    assert result["processes"] == 2 and (run.model / "weights.safetensors").is_file()
+    assert set(result["retrieval"]) == {"future", "uqa"}
