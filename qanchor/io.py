@@ -34,7 +34,11 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True  # exists, owned by someone else
-    return True
+    try:  # a killed writer whose parent died too may linger unreaped: a zombie writes nothing
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no procfs: trust the signal check
+    return state not in ("Z", "X")
 
 
 def recover(target: str | Path) -> None:

@@ -65,13 +65,16 @@ def test_single_stage_submission_keeps_the_gpu_request(tmp_path: Path) -> None:
     )
 
 
-def test_tune_and_sharded_embed_components_run_locally(
+def test_sharded_embed_component_runs_locally(
     built_tiny: Path, tiny_model: Path, tmp_path: Path
 ) -> None:
+    """The other components run through the local runner in test_retrain_dag.py's dag.test()."""
+    from qanchor.orchestrate import stages
+
     run = RunPaths(tmp_path / "run")
     shutil.copytree(built_tiny, run.built)
     shutil.copytree(tiny_model, run.model)
-    tuned = run_stage("tune", run.root, scenario=TWO_SCENARIOS[0], preset="tiny")
+    tuned = stages.tune_scenario(run.root, TWO_SCENARIOS[0], "tiny")
     assert tuned["scenario"] == TWO_SCENARIOS[0] and tuned["bytes"] > 0
     assert (run.model / "scenarios" / TWO_SCENARIOS[0] / "adapter.safetensors").is_file()
     shards = [run_stage("embed", run.root, shard=k, num_shards=2) for k in range(2)]
