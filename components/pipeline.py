@@ -49,15 +49,24 @@ def qanchor_pipeline(
     scenarios: list = [],  # noqa: B006 - KFP reads the default into the pipeline spec
     tolerance: float = 0.01,
     model_name: str = "qanchor",
+    feature_repo: str = "",
 ):
     """The whole retraining chain over one run directory."""
     build = configure("build", build_dataset(run=run, dataset=dataset, preset=preset, scenarios=scenarios), 2)  # fmt: skip
-    features = configure("materialize", materialize_features(run=run), 2).after(build)
-    pretrain = configure("pretrain", pretrain_model(run=run, preset=preset), 1).after(features)
+    features = configure(
+        "materialize", materialize_features(run=run, feature_repo=feature_repo), 2
+    ).after(build)
+    pretrain = configure(
+        "pretrain", pretrain_model(run=run, preset=preset, feature_repo=feature_repo), 1
+    ).after(features)
     with dsl.ParallelFor(build.output, parallelism=4) as scenario:
-        tune = configure("tune", tune_scenario(run=run, scenario=scenario, preset=preset), 2)
+        tune = configure(
+            "tune",
+            tune_scenario(run=run, scenario=scenario, preset=preset, feature_repo=feature_repo),
+            2,
+        )
         tune.after(pretrain)
-    evaluate = configure("evaluate", evaluate_model(run=run, preset=preset, tuned=dsl.Collected(tune.output)), 1)  # fmt: skip
+    evaluate = configure("evaluate", evaluate_model(run=run, preset=preset, tuned=dsl.Collected(tune.output), feature_repo=feature_repo), 1)  # fmt: skip
     gate = configure("gate", quality_gate(run=run, tolerance=tolerance, model_name=model_name))
     gate.after(evaluate)
     with dsl.If(gate.output == True, name="gate-passed"):  # noqa: E712 - a KFP condition

@@ -32,35 +32,35 @@ def build_dataset(run: str, dataset: str, preset: str, scenarios: list) -> list:
 
 
 @dsl.component(**COMPONENT)
-def materialize_features(run: str) -> dict:
-    """Load <run>/built into the feature store (offline and online)."""
+def materialize_features(run: str, feature_repo: str = "") -> dict:
+    """Apply the feature repo over <run>/built and load the online store ("" = no store)."""
     from qanchor.orchestrate import stages
 
-    return stages.materialize(run)
+    return stages.materialize(run, feature_repo)
 
 
 @dsl.component(**COMPONENT)
-def pretrain_model(run: str, preset: str, nproc: int = 0) -> dict:
+def pretrain_model(run: str, preset: str, nproc: int = 0, feature_repo: str = "") -> dict:
     """Pretrain <run>/model; under torchrun with one process per visible GPU."""
     from qanchor.orchestrate import stages
 
-    return stages.pretrain(run, preset, nproc)
+    return stages.pretrain(run, preset, nproc, feature_repo)
 
 
 @dsl.component(**COMPONENT)
-def tune_scenario(run: str, scenario: str, preset: str) -> dict:
+def tune_scenario(run: str, scenario: str, preset: str, feature_repo: str = "") -> dict:
     """Soft-prompt tune one scenario into <run>/model/scenarios/<scenario>."""
     from qanchor.orchestrate import stages
 
-    return stages.tune_scenario(run, scenario, preset)
+    return stages.tune_scenario(run, scenario, preset, feature_repo)
 
 
 @dsl.component(**COMPONENT)
-def evaluate_model(run: str, preset: str, tuned: list) -> dict:
+def evaluate_model(run: str, preset: str, tuned: list, feature_repo: str = "") -> dict:
     """Evaluate the tuned model and the baselines into <run>/eval (``tuned``: the tune results)."""
     from qanchor.orchestrate import stages
 
-    return stages.evaluate(run, preset)
+    return stages.evaluate(run, preset, feature_repo)
 
 
 @dsl.component(**COMPONENT)

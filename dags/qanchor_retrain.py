@@ -72,34 +72,36 @@ def qanchor_retrain():
     def materialize(run_id: str | None = None) -> dict:
         """Load the built snapshots into the feature store."""
         from qanchor.orchestrate.kfp_runner import run_stage
-        from qanchor.orchestrate.stages import run_for
+        from qanchor.orchestrate.stages import feature_repo, run_for
 
-        return run_stage("materialize", run_for(run_id))
+        return run_stage("materialize", run_for(run_id), feature_repo=feature_repo())
 
     # One retry: pretraining resumes from its last checkpoint.
     @task(retries=1, execution_timeout=timedelta(hours=12))
     def pretrain(params: dict | None = None, run_id: str | None = None) -> dict:
         """Pretrain the dual-tower model (a GPU and torchrun on Kubeflow)."""
         from qanchor.orchestrate.kfp_runner import run_stage
-        from qanchor.orchestrate.stages import run_for
+        from qanchor.orchestrate.stages import feature_repo, run_for
 
-        return run_stage("pretrain", run_for(run_id), preset=params["preset"])
+        return run_stage("pretrain", run_for(run_id), preset=params["preset"], feature_repo=feature_repo())  # fmt: skip
 
     @task(execution_timeout=timedelta(hours=2), max_active_tis_per_dagrun=2)
     def tune(scenario: str, params: dict | None = None, run_id: str | None = None) -> dict:
         """Soft-prompt tune one scenario."""
         from qanchor.orchestrate.kfp_runner import run_stage
-        from qanchor.orchestrate.stages import run_for
+        from qanchor.orchestrate.stages import feature_repo, run_for
 
-        return run_stage("tune", run_for(run_id), scenario=scenario, preset=params["preset"])
+        return run_stage("tune", run_for(run_id), scenario=scenario, preset=params["preset"],
+                         feature_repo=feature_repo())  # fmt: skip
 
     @task(execution_timeout=timedelta(hours=3))
     def evaluate(tuned: list[dict], params: dict | None = None, run_id: str | None = None) -> dict:
         """Evaluate the tuned model and the baselines (metrics.json, report.md)."""
         from qanchor.orchestrate.kfp_runner import run_stage
-        from qanchor.orchestrate.stages import run_for
+        from qanchor.orchestrate.stages import feature_repo, run_for
 
-        return run_stage("evaluate", run_for(run_id), preset=params["preset"], tuned=list(tuned))
+        return run_stage("evaluate", run_for(run_id), preset=params["preset"], tuned=list(tuned),
+                         feature_repo=feature_repo())  # fmt: skip
 
     @task(execution_timeout=timedelta(minutes=10))
     def gate(params: dict | None = None, run_id: str | None = None) -> dict:

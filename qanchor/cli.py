@@ -146,7 +146,8 @@ def _cmd_pipeline(args: argparse.Namespace) -> None:
         return
     arguments = {"dataset": args.dataset, "run": args.run, "preset": args.preset,
                  "scenarios": [s for s in (args.scenarios or "").split(",") if s],
-                 "tolerance": args.tolerance, "model_name": args.model_name}  # fmt: skip
+                 "tolerance": args.tolerance, "model_name": args.model_name,
+                 "feature_repo": args.feature_repo}  # fmt: skip
     if args.pipeline_command == "local":
         kfp_runner.run_pipeline_local(arguments, f"{args.run}/kfp-local")
         summary = summarize(args.run)
@@ -178,6 +179,7 @@ def _add_pipeline(top: argparse._SubParsersAction) -> None:
         q.add_argument("--scenarios", default="", help="comma-separated scenarios (default: all)")
         q.add_argument("--tolerance", type=float, default=0.01, help="quality gate tolerance (AUC)")
         q.add_argument("--model-name", default="qanchor", help="BentoML model store name")
+        q.add_argument("--feature-repo", default="", help="Feast repo to read snapshots through")
         if name == "submit":
             q.add_argument("--host", default=None, help="endpoint (default: $KFP_HOST)")
             q.add_argument("--wait", action="store_true", help="wait for the run to finish")

@@ -41,7 +41,7 @@ class RunPaths:
 
     @property
     def features(self) -> Path:
-        return self.root / "features"
+        return self.built / "feature_store"  # qanchor.features keeps its state beside the data
 
     @property
     def model(self) -> Path:
@@ -71,6 +71,17 @@ def workdir() -> Path:
 def run_dir(workdir: str | Path, run_id: str) -> Path:
     """The run directory of an orchestrator run id (made safe as one path component)."""
     return Path(workdir) / re.sub(r"[^A-Za-z0-9._-]+", "_", run_id).strip("_")
+
+
+def feature_repo() -> str:
+    """The Feast repo to read user snapshots through (``QANCHOR_FEATURE_REPO``), or "" for none."""
+    path = os.environ.get("QANCHOR_FEATURE_REPO", "")
+    return str(Path(path).expanduser().resolve()) if path else ""
+
+
+def _store_overrides(repo: str) -> dict[str, Any]:
+    """Config overrides that make a stage read user snapshots through the feature store."""
+    return {"feature_repo": repo} if repo else {}
 
 
 def run_for(run_id: str) -> str:
@@ -106,37 +117,40 @@ def build(run: str | Path, dataset: str, preset: str, scenarios: list[str] | Non
                                 "content_hash": manifest["content_hash"], "rows": manifest["rows"]})  # fmt: skip
 
 
-def materialize(run: str | Path) -> dict:
-    """Load the built dataset into the feature store (offline and online) when one is available."""
+def materialize(run: str | Path, feature_repo: str = "") -> dict:
+    """Apply the feature repo over ``<run>/built`` and load the online store (skipped without one)."""
     p = RunPaths(Path(run))
-    try:
-        from qanchor import features
-    except ImportError:
-        # The feature-store layer is optional: without it training reads the built snapshots.
-        return _record(p, "materialize", {"skipped": True, "reason": "qanchor.features is not installed"})  # fmt: skip
-    result = features.materialize_built(p.built, p.features)  # pragma: no cover - see features
-    return _record(p, "materialize", {"skipped": False, **result})
+    if not feature_repo:
+        # Without a feature store the later stages read the build's snapshots directly.
+        return _record(p, "materialize", {"skipped": True, "reason": "no feature repo (QANCHOR_FEATURE_REPO)"})  # fmt: skip
+    from qanchor.features import FeatureStoreConfig, sync
+
+    end = sync(FeatureStoreConfig(data=str(p.built), repo=feature_repo))
+    return _record(p, "materialize", {"skipped": False, "feature_repo": feature_repo,
+                                      "state": str(p.features), "materialized_to": end.isoformat()})  # fmt: skip
 
 
-def pretrain(run: str | Path, preset: str, nproc: int = 0) -> dict:
+def pretrain(run: str | Path, preset: str, nproc: int = 0, feature_repo: str = "") -> dict:
     """Pretrain ``<run>/model`` on ``<run>/built``; under torchrun when there are GPUs.
 
     Args:
         run: the run directory.
         preset: pretraining preset.
         nproc: processes per node; 0 = one per visible GPU, or one in-process run on a CPU.
+        feature_repo: read user snapshots through this feature store ("" = from the build).
     """
     import torch
 
     p = RunPaths(Path(run))
     procs = nproc or torch.cuda.device_count()
     if procs >= 1:
-        _torchrun(procs, ["pretrain", "--data", str(p.built), "--out", str(p.model), "--preset", preset])  # fmt: skip
+        store = ["--feature-repo", feature_repo] if feature_repo else []
+        _torchrun(procs, ["pretrain", "--data", str(p.built), "--out", str(p.model), "--preset", preset, *store])  # fmt: skip
     else:
         from qanchor.model.config import PretrainConfig
         from qanchor.model.pretrain import pretrain as run_pretrain
 
-        run_pretrain(p.built, p.model, resolve(PretrainConfig, preset))
+        run_pretrain(p.built, p.model, resolve(PretrainConfig, preset, overrides=_store_overrides(feature_repo)))  # fmt: skip
     config = json.loads((p.model / "config.json").read_text())
     return _record(p, "pretrain", {"model": str(p.model), "processes": max(procs, 1),
                                    "retrieval": config.get("retrieval", {})})  # fmt: skip
@@ -153,7 +167,7 @@ def _torchrun(procs: int, args: list[str]) -> None:
     subprocess.run(cmd, check=True)
 
 
-def tune_scenario(run: str | Path, scenario: str, preset: str) -> dict:
+def tune_scenario(run: str | Path, scenario: str, preset: str, feature_repo: str = "") -> dict:
     """Soft-prompt tune one scenario; its adapter lands in ``<run>/model/scenarios/<scenario>``.
 
     Scenarios tuned one per task do not share prompts across a query cluster (``qanchor tune``
@@ -164,18 +178,19 @@ def tune_scenario(run: str | Path, scenario: str, preset: str) -> dict:
     from qanchor.tune.prompt import tune_model
 
     p = RunPaths(Path(run))
-    (adapter,) = tune_model(p.model, p.built, resolve(TuneConfig, preset), [scenario])
+    cfg = resolve(TuneConfig, preset, overrides=_store_overrides(feature_repo))
+    (adapter,) = tune_model(p.model, p.built, cfg, [scenario])
     meta = {k: adapter.meta.get(k) for k in ("bytes", "final_loss", "steps", "seconds")}
     return _record(p, f"tune-{scenario}", {"scenario": scenario, **meta})
 
 
-def evaluate(run: str | Path, preset: str) -> dict:
+def evaluate(run: str | Path, preset: str, feature_repo: str = "") -> dict:
     """Evaluate the tuned model and the baselines into ``<run>/eval`` (metrics.json, report.md)."""
     from qanchor.eval.evaluate import EvalConfig
     from qanchor.eval.evaluate import evaluate as run_evaluate
 
     p = RunPaths(Path(run))
-    run_evaluate(p.model, p.built, p.eval, resolve(EvalConfig, preset))
+    run_evaluate(p.model, p.built, p.eval, resolve(EvalConfig, preset, overrides=_store_overrides(feature_repo)))  # fmt: skip
     metrics = json.loads((p.eval / "metrics.json").read_text())
     aucs = {k: v["mean_auc"] for k, v in metrics["models"].items()}
     return _record(p, "evaluate", {"metrics": str(p.eval / "metrics.json"),
