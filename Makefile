@@ -28,6 +28,8 @@ export BENTOML_HOME ?= $(CURDIR)/.bentoml
 run airflow: export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 run airflow: export QANCHOR_WORKDIR ?= $(CURDIR)/runs/airflow
 run airflow: export QANCHOR_DATASET ?= $(CURDIR)/$(SYNTH)
+# Stages read user snapshots through the Feast repo when the project has one.
+run airflow: export QANCHOR_FEATURE_REPO ?= $(if $(wildcard feature_repo/feature_store.yaml),$(CURDIR)/feature_repo)
 
 .PHONY: help setup lock synth run airflow compile test test-all lint format bench monitor-ui clean
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import DAGS, TWO_SCENARIOS, child_env
+from .conftest import DAGS, REPO, TWO_SCENARIOS, child_env
 
 HEAVY = ("torch", "transformers", "kfp", "bentoml", "pandas", "feast", "qanchor.orchestrate.stages")
 
@@ -82,8 +82,13 @@ def test_register_is_skipped_when_the_gate_rejects(dag) -> None:
 def test_dag_test_runs_the_whole_chain_with_tiny_preset(
     raw_tiny: Path, tmp_path: Path, bentoml_home: Path
 ) -> None:
-    """One dag.test() of the retraining DAG, every stage through its KFP component (local runner)."""
-    env = child_env(QANCHOR_WORKDIR=str(tmp_path / "runs"))
+    """One dag.test() of the retraining DAG, every stage through its KFP component (local runner).
+
+    Like `make run`, it reads user snapshots through the project's Feast repo when there is one.
+    """
+    store = REPO / "feature_repo"
+    repo = str(store) if (store / "feature_store.yaml").is_file() else ""
+    env = child_env(QANCHOR_WORKDIR=str(tmp_path / "runs"), QANCHOR_FEATURE_REPO=repo)
     cmd = [sys.executable, "-m", "qanchor.orchestrate.airflow_local", "--home", str(tmp_path / "airflow"),
            "test", "--dataset", str(raw_tiny), "--preset", "tiny", "--scenarios", ",".join(TWO_SCENARIOS)]  # fmt: skip
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
@@ -101,6 +106,11 @@ def test_dag_test_runs_the_whole_chain_with_tiny_preset(
     assert (run / "eval" / "report.md").is_file()
     assert sorted(p.name for p in (run / "model" / "scenarios").iterdir()) == TWO_SCENARIOS
     assert "Executing task" in out.stdout + out.stderr  # the stages ran as KFP components
+    materialized = json.loads((run / "stages" / "materialize.json").read_text())
+    assert materialized["skipped"] is (not repo)
+    assert json.loads((run / "model" / "config.json").read_text())["pretrain"].get(
+        "feature_repo", None
+    ) == (repo or None)
     summary = json.loads((run / "summary.json").read_text())
     assert summary["gate"]["passed"] and summary["register"]["registered"]
     # The registered version is the promoted one, in this session's store.
