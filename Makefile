@@ -14,13 +14,24 @@ SEED ?= 0
 PRESET ?= small
 MONITOR_WORKSPACE ?= monitoring/workspace
 MONITOR_PORT ?= 8000
+AIRFLOW_PORT ?= 8080
+SYNTH := $(DATA)/synthetic
 
 # Hermetic by default: nothing may be fetched from a model hub at run time.
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
+export BENTOML_DO_NOT_TRACK := True
+# The embedded mode's model store (registry) lives in the project unless told otherwise.
+export BENTOML_HOME ?= $(CURDIR)/.bentoml
+# Airflow's home, the run directories and the DAG's default dataset for `make run`/`make airflow`.
+run airflow: export AIRFLOW_HOME ?= $(CURDIR)/.airflow
+run airflow: export QANCHOR_WORKDIR ?= $(CURDIR)/runs/airflow
+run airflow: export QANCHOR_DATASET ?= $(CURDIR)/$(SYNTH)
+# Stages read user snapshots through the Feast repo when the project has one.
+run airflow: export QANCHOR_FEATURE_REPO ?= $(if $(wildcard feature_repo/feature_store.yaml),$(CURDIR)/feature_repo)
 
-.PHONY: help setup lock run test test-all lint format bench monitor-ui clean
+.PHONY: help setup lock synth run airflow compile test test-all lint format bench monitor-ui clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -50,9 +61,18 @@ lock: ## Regenerate requirements.lock from requirements.in in a throwaway venv
 	{ sed -n '1,3p' requirements.lock; .lockvenv/bin/pip freeze | grep -v -E '^(qanchor|-e )'; } > requirements.lock.new
 	mv requirements.lock.new requirements.lock && rm -rf .lockvenv
 
-run: setup ## Main job: synthesise USERS users, then build -> features -> pretrain -> tune -> evaluate (PRESET)
-	$(VENV)/bin/qanchor data synth --users $(USERS) --seed $(SEED) --out $(DATA)/synthetic
-	$(VENV)/bin/qanchor run --data $(DATA)/synthetic --out runs/$(PRESET) --preset $(PRESET) --feature-repo feature_repo
+synth: setup ## Synthesise USERS users into DATA/synthetic
+	$(VENV)/bin/qanchor data synth --users $(USERS) --seed $(SEED) --out $(SYNTH)
+
+run: synth ## Main job: the qanchor_retrain DAG through Airflow (dag.test, no server) with PRESET
+	$(PY) -m qanchor.orchestrate.airflow_local test --dataset $(SYNTH) --preset $(PRESET)
+
+airflow: setup ## Airflow UI + scheduler on 127.0.0.1:AIRFLOW_PORT, login required (see README)
+	@test -f $(SYNTH)/events.parquet || $(VENV)/bin/qanchor data synth --users $(USERS) --seed $(SEED) --out $(SYNTH)
+	$(PY) -m qanchor.orchestrate.airflow_local standalone --port $(AIRFLOW_PORT)
+
+compile: setup ## Compile the Kubeflow pipeline to components/qanchor_pipeline.yaml
+	$(VENV)/bin/qanchor pipeline compile --out components/qanchor_pipeline.yaml
 
 test: setup ## Run the default (fast, CPU-only) test suite
 	$(PY) -m pytest -q
@@ -75,5 +95,5 @@ monitor-ui: setup ## Evidently UI of the drift runs on 127.0.0.1:8000 (MONITOR_P
 	$(VENV)/bin/evidently ui --workspace $(MONITOR_WORKSPACE) --host 127.0.0.1 --port $(MONITOR_PORT)
 
 clean: ## Remove the venv, generated data and caches
-	rm -rf $(VENV) .lockvenv $(DATA) runs .pytest_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .lockvenv $(DATA) runs .airflow .bentoml .pytest_cache .ruff_cache build *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

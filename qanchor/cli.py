@@ -137,6 +137,54 @@ def _cmd_drift(args: argparse.Namespace) -> None:
         print(f"e-mail:  {'sent' if result['sent'] else 'not sent'} ({result['reason']})")
 
 
+def _cmd_pipeline(args: argparse.Namespace) -> None:
+    from qanchor.orchestrate import kfp_runner
+    from qanchor.orchestrate.stages import summarize
+
+    if args.pipeline_command == "compile":
+        print(f"wrote {kfp_runner.compile_pipeline(args.out)}")
+        return
+    arguments = {"dataset": args.dataset, "run": args.run, "preset": args.preset,
+                 "scenarios": [s for s in (args.scenarios or "").split(",") if s],
+                 "tolerance": args.tolerance, "model_name": args.model_name,
+                 "feature_repo": args.feature_repo}  # fmt: skip
+    if args.pipeline_command == "local":
+        kfp_runner.run_pipeline_local(arguments, f"{args.run}/kfp-local")
+        summary = summarize(args.run)
+        print(f"gate: {(summary['gate'] or {}).get('reason')}")
+        print(f"metrics: {summary['metrics']}")
+        print(f"report:  {summary['report']}")
+        return
+    host = args.host or kfp_runner.kfp_host()
+    if not host:
+        raise QAnchorError("no Kubeflow Pipelines endpoint: set KFP_HOST or pass --host")
+    run_id = kfp_runner.submit_pipeline(arguments, host, wait=args.wait)
+    print(f"submitted Kubeflow run {run_id} to {host}")
+
+
+def _add_pipeline(top: argparse._SubParsersAction) -> None:
+    """``qanchor pipeline compile|submit|local``: the Kubeflow pipeline of components/."""
+    p = top.add_parser("pipeline", help="compile, submit or locally run the Kubeflow pipeline")
+    sub = p.add_subparsers(dest="pipeline_command", required=True)
+    c = sub.add_parser("compile", help="write the pipeline YAML")
+    c.add_argument("--out", default="components/qanchor_pipeline.yaml", help="YAML path")
+    c.set_defaults(func=_cmd_pipeline)
+    for name, text in (("submit", "submit to the Kubeflow endpoint (KFP_HOST or --host)"),
+                       ("local", "run with KFP's local runner (no Docker)")):  # fmt: skip
+        q = sub.add_parser(name, help=text, description=text)
+        q.set_defaults(func=_cmd_pipeline)
+        q.add_argument("--dataset", required=True, help="dataset directory in the input contract")
+        q.add_argument("--run", required=True, help="run directory (shared by every step)")
+        q.add_argument("--preset", choices=PRESETS, default="small", help="preset of every stage")
+        q.add_argument("--scenarios", default="", help="comma-separated scenarios (default: all)")
+        q.add_argument("--tolerance", type=float, default=0.01, help="quality gate tolerance (AUC)")
+        q.add_argument("--model-name", default="qanchor", help="BentoML model store name")
+        q.add_argument("--feature-repo", default="", help="Feast repo to read snapshots through")
+        if name == "submit":
+            q.add_argument("--host", default=None, help="endpoint (default: $KFP_HOST)")
+            q.add_argument("--wait", action="store_true", help="wait for the run to finish")
+
+
 def _add_stage(
     sub: argparse._SubParsersAction,
     name: str,
@@ -354,6 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="alert de-duplication state file (default: alert_state.json beside --out)",
     )
+    _add_pipeline(top)
     return parser  # fmt: skip
 
 

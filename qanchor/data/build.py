@@ -10,6 +10,7 @@ Output files are listed in :data:`OUTPUT_FILES`; ``manifest.json`` and ``report.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -70,6 +71,9 @@ class BuildConfig:
     uqa_per_user: int = option(4, "D_uqa topic pairs per user")
     recent_days: int = option(14, "window of the 'recent' D_uqa topic")
     top_k: int = option(5, "top actions kept per user and source for pair answers")
+    scenarios: list[str] = option(
+        [], "keep only these scenarios (their labels and definitions); empty: all"
+    )
 
     PRESETS = {
         "tiny": {"max_events_per_source": 8, "uqa_per_user": 2, "future_max_items": 4},
@@ -99,7 +103,7 @@ def resolve_cutoff(events: pd.DataFrame, cfg: BuildConfig) -> pd.Timestamp:
 def build_dataset(input_dir: str | Path, out_dir: str | Path, cfg: BuildConfig) -> Path:
     """Build a training-ready dataset directory from a contract dataset. Returns ``out_dir``."""
     t0 = time.perf_counter()
-    ds = load_dataset(input_dir)
+    ds = select_scenarios(load_dataset(input_dir), cfg.scenarios)
     cutoff = resolve_cutoff(ds.events, cfg)
     with atomic_dir(out_dir) as tmp:
         tables = _build_tables(ds, cutoff, cfg)
@@ -113,6 +117,20 @@ def build_dataset(input_dir: str | Path, out_dir: str | Path, cfg: BuildConfig) 
         write_report(tmp, ds, tables, manifest)
     log.info("built %s in %.1fs", out_dir, time.perf_counter() - t0)
     return Path(out_dir)
+
+
+def select_scenarios(ds: Dataset, names: list[str]) -> Dataset:
+    """Keep only the named scenarios (labels and definitions); an empty list keeps them all."""
+    if not names:
+        return ds
+    known = [s.name for s in ds.scenarios]
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        raise QAnchorError(f"unknown scenarios {unknown}; {ds.root}/scenarios.yaml defines {known}")
+    labels = ds.labels[ds.labels["scenario"].isin(names)].reset_index(drop=True)
+    return dataclasses.replace(
+        ds, scenarios=[s for s in ds.scenarios if s.name in names], labels=labels
+    )
 
 
 def _build_tables(ds: Dataset, cutoff: pd.Timestamp, cfg: BuildConfig) -> dict[str, pd.DataFrame]:

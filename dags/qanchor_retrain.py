@@ -1,0 +1,143 @@
+"""
+### qanchor weekly retraining
+
+Rebuilds the training set, retrains the Q-Anchor model, tunes one soft prompt per scenario,
+evaluates it against the baselines and **promotes it only if it is not worse than the model being
+served** (mean AUC of `qanchor_tuned` may drop by at most `tolerance`).
+
+`build` → `materialize` → `pretrain` → `tune` (one mapped task per scenario) → `evaluate` →
+`gate` → `register` → `notify`
+
+Every task runs one Kubeflow Pipelines component (`components/stages.py`): with KFP's local runner
+on this machine, or submitted to the Kubeflow endpoint in `KFP_HOST`. All stages of a run share
+the run directory `$QANCHOR_WORKDIR/<run id>/`; each writes its outputs atomically and records a
+result in `stages/<stage>.json`, so a retried task starts from complete inputs.
+
+**Params**: `dataset` (a directory in the input contract), `preset` (`tiny` | `small` | `paper`),
+`scenarios` (names to tune and evaluate; empty = all), `tolerance` (gate).
+
+**Outputs**: `eval/metrics.json` and `eval/report.md` in the run directory; a passing model is
+registered in the BentoML model store as `qanchor:<version>` and becomes the promoted version.
+When the gate rejects the candidate, `register` is skipped and `notify` says why.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Param, dag, task
+
+DEFAULT_ARGS = {
+    "owner": "ml-platform",
+    "retries": 2,
+    "retry_delay": timedelta(minutes=2),
+    "retry_exponential_backoff": True,
+    "execution_timeout": timedelta(hours=1),
+}
+PARAMS = {
+    "dataset": Param(os.environ.get("QANCHOR_DATASET", "data/synthetic"), type="string",
+                     description="dataset directory in the input contract"),
+    "preset": Param("small", enum=["tiny", "small", "paper"], description="preset of every stage"),
+    "scenarios": Param([], type="array", description="scenarios to tune and evaluate (empty: all)"),
+    "tolerance": Param(0.01, type="number", minimum=0, description="allowed drop in mean AUC"),
+}  # fmt: skip
+
+
+@dag(
+    dag_id="qanchor_retrain",
+    schedule="@weekly",
+    start_date=pendulum.datetime(2026, 1, 5, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    dagrun_timeout=timedelta(hours=24),
+    default_args=DEFAULT_ARGS,
+    params=PARAMS,
+    tags=["qanchor", "training", "kubeflow"],
+    doc_md=__doc__,
+)
+def qanchor_retrain():
+    # Every task finds its run directory from the run id: $QANCHOR_WORKDIR/<run id>/.
+    @task(execution_timeout=timedelta(minutes=30))
+    def build(params: dict | None = None, run_id: str | None = None) -> list[str]:
+        """Validate and build the dataset; returns the scenarios to tune."""
+        from qanchor.orchestrate.kfp_runner import run_stage
+        from qanchor.orchestrate.stages import run_for
+
+        return run_stage("build", run_for(run_id), dataset=params["dataset"], preset=params["preset"],
+                         scenarios=list(params["scenarios"]))["scenarios"]  # fmt: skip
+
+    @task(execution_timeout=timedelta(minutes=30))
+    def materialize(run_id: str | None = None) -> dict:
+        """Load the built snapshots into the feature store."""
+        from qanchor.orchestrate.kfp_runner import run_stage
+        from qanchor.orchestrate.stages import feature_repo, run_for
+
+        return run_stage("materialize", run_for(run_id), feature_repo=feature_repo())
+
+    # One retry: pretraining resumes from its last checkpoint.
+    @task(retries=1, execution_timeout=timedelta(hours=12))
+    def pretrain(params: dict | None = None, run_id: str | None = None) -> dict:
+        """Pretrain the dual-tower model (a GPU and torchrun on Kubeflow)."""
+        from qanchor.orchestrate.kfp_runner import run_stage
+        from qanchor.orchestrate.stages import feature_repo, run_for
+
+        return run_stage("pretrain", run_for(run_id), preset=params["preset"], feature_repo=feature_repo())  # fmt: skip
+
+    @task(execution_timeout=timedelta(hours=2), max_active_tis_per_dagrun=2)
+    def tune(scenario: str, params: dict | None = None, run_id: str | None = None) -> dict:
+        """Soft-prompt tune one scenario."""
+        from qanchor.orchestrate.kfp_runner import run_stage
+        from qanchor.orchestrate.stages import feature_repo, run_for
+
+        return run_stage("tune", run_for(run_id), scenario=scenario, preset=params["preset"],
+                         feature_repo=feature_repo())  # fmt: skip
+
+    @task(execution_timeout=timedelta(hours=3))
+    def evaluate(tuned: list[dict], params: dict | None = None, run_id: str | None = None) -> dict:
+        """Evaluate the tuned model and the baselines (metrics.json, report.md)."""
+        from qanchor.orchestrate.kfp_runner import run_stage
+        from qanchor.orchestrate.stages import feature_repo, run_for
+
+        return run_stage("evaluate", run_for(run_id), preset=params["preset"], tuned=list(tuned),
+                         feature_repo=feature_repo())  # fmt: skip
+
+    @task(execution_timeout=timedelta(minutes=10))
+    def gate(params: dict | None = None, run_id: str | None = None) -> dict:
+        """Compare the candidate's mean AUC with the promoted model's."""
+        from qanchor.orchestrate.kfp_runner import run_stage
+        from qanchor.orchestrate.stages import run_for
+
+        return run_stage("gate", run_for(run_id), tolerance=float(params["tolerance"]), model_name="qanchor")  # fmt: skip
+
+    @task(execution_timeout=timedelta(minutes=30))
+    def register(decision: dict, run_id: str | None = None) -> dict:
+        """Register and promote the candidate in the BentoML model store (skipped if rejected)."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from qanchor.orchestrate.kfp_runner import run_stage
+        from qanchor.orchestrate.stages import run_for
+
+        if not decision["passed"]:
+            raise AirflowSkipException(decision["reason"])
+        return run_stage("register", run_for(run_id), model_name="qanchor")
+
+    @task(trigger_rule="none_failed", retries=0, execution_timeout=timedelta(minutes=10))
+    def notify(run_id: str | None = None) -> dict:
+        """Report the outcome: metrics and report paths, the gate's reason, the promoted version."""
+        from qanchor.orchestrate.stages import announce, run_for
+
+        return announce(run_for(run_id))
+
+    scenarios = build()
+    pretrained = pretrain()
+    scenarios >> materialize() >> pretrained
+    tuned = tune.expand(scenario=scenarios)
+    pretrained >> tuned
+    decision = gate()
+    evaluate(tuned) >> decision
+    register(decision) >> notify()
+
+
+qanchor_retrain()

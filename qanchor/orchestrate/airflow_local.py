@@ -1,0 +1,173 @@
+"""Airflow embedded on this machine: SQLite, the repository's dags/, everything on 127.0.0.1.
+
+    python -m qanchor.orchestrate.airflow_local test --dataset data/synthetic --preset tiny  # make run
+    python -m qanchor.orchestrate.airflow_local standalone                                  # make airflow
+
+``test`` runs one ``dag.test()`` of ``qanchor_retrain`` in this process (no server, no
+scheduler) and prints where metrics.json and the report are. ``standalone`` starts what
+``airflow standalone`` does (scheduler, DAG processor, triggerer, API server/UI) bound to
+127.0.0.1, with few worker processes and login required (simple auth manager: user ``QANCHOR_AIRFLOW_USER``, default ``admin``;
+password ``QANCHOR_AIRFLOW_PASSWORD`` or generated once into ``$AIRFLOW_HOME/passwords.json``).
+Airflow reads its settings when it is imported, so both set the environment first and import
+Airflow only afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import qanchor
+
+REPO = Path(qanchor.__file__).resolve().parents[1]
+DAG_ID = "qanchor_retrain"
+
+
+def default_home() -> Path:
+    """``AIRFLOW_HOME`` if set, else ``.airflow`` in the repository (kept out of git)."""
+    return Path(os.environ.get("AIRFLOW_HOME") or REPO / ".airflow").expanduser().resolve()
+
+
+def ensure_password(home: Path, user: str) -> str:
+    """The UI password of ``user``: from the environment, else generated once and kept (0600)."""
+    path = home / "passwords.json"
+    stored = json.loads(path.read_text()) if path.is_file() else {}
+    password = os.environ.get("QANCHOR_AIRFLOW_PASSWORD") or stored.get(user) or secrets.token_urlsafe(12)  # fmt: skip
+    if stored.get(user) != password:
+        home.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({**stored, user: password}) + "\n")
+        path.chmod(0o600)
+    return password
+
+
+def embedded_env(home: Path, dags: Path, port: int = 8080, user: str = "admin") -> dict[str, str]:
+    """Airflow settings of the embedded mode (merged over the caller's environment)."""
+    return {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        # Two cores: a few task processes at a time, one API worker, one parsing process.
+        "AIRFLOW__CORE__PARALLELISM": "2",
+        "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "2",
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+        "AIRFLOW__API__HOST": "127.0.0.1",  # the API server binds 0.0.0.0 unless told otherwise
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+        "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{user}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        "QANCHOR_WORKDIR": os.environ.get("QANCHOR_WORKDIR") or str(home / "qanchor-runs"),
+    }  # fmt: skip
+
+
+def prepare(home: Path, dags: Path, port: int = 8080) -> dict[str, str]:
+    """Set the embedded environment in this process, create the login and migrate the database."""
+    user = os.environ.get("QANCHOR_AIRFLOW_USER", "admin")
+    env = embedded_env(home, dags, port, user)
+    os.environ.update(env)
+    # Anything that starts `airflow ...` from PATH (e.g. `airflow standalone`) gets this environment's.
+    bindir = str(Path(sys.executable).parent)
+    if bindir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+    ensure_password(home, user)
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True,
+                   env=os.environ.copy(), stdout=subprocess.DEVNULL)  # fmt: skip
+    return env
+
+
+def dag_test(conf: dict, home: Path, dags: Path) -> dict:
+    """One ``dag.test()`` run of the retraining DAG with ``conf`` as params; returns its summary."""
+    prepare(home, dags)
+    from airflow.dag_processing.dagbag import DagBag
+
+    from qanchor.errors import QAnchorError
+    from qanchor.orchestrate.stages import run_dir, summarize, workdir
+
+    bag = DagBag(dag_folder=str(dags))
+    if bag.import_errors or DAG_ID not in bag.dags:
+        raise QAnchorError(f"cannot load {DAG_ID} from {dags}: {bag.import_errors}")
+    dag_run = bag.dags[DAG_ID].test(run_conf=conf)
+    state = str(getattr(dag_run.state, "value", dag_run.state))
+    run = run_dir(workdir(), dag_run.run_id)
+    summary = {**summarize(run), "state": state, "run_id": dag_run.run_id}
+    if state != "success":
+        raise QAnchorError(f"{DAG_ID} run {dag_run.run_id} ended {state}; see the task logs above")
+    return summary
+
+
+# What `airflow standalone` runs, minus the task-log servers: those bind every interface (no host
+# setting), and with everything on one machine the API server reads task logs from local files.
+COMPONENTS = (
+    ("scheduler", "--skip-serve-logs"),
+    ("dag-processor",),
+    ("triggerer", "--skip-serve-logs"),
+    ("api-server",),
+)
+
+
+def standalone(home: Path, dags: Path, port: int) -> int:
+    """Run scheduler, DAG processor, triggerer and API server/UI until SIGINT or SIGTERM."""
+    import signal
+    import time
+
+    prepare(home, dags, port)
+    user = os.environ.get("QANCHOR_AIRFLOW_USER", "admin")
+    procs = [subprocess.Popen([sys.executable, "-m", "airflow", *cmd], env=os.environ.copy())
+             for cmd in COMPONENTS]  # fmt: skip
+    print(f"Airflow UI: http://127.0.0.1:{port}  (user {user!r}, password in {home / 'passwords.json'})", flush=True)  # fmt: skip
+    stopping = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.append(True))
+    while not stopping and all(p.poll() is None for p in procs):
+        time.sleep(0.5)
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()  # each component shuts down its own workers on SIGTERM
+    deadline = time.monotonic() + 60
+    for p in procs:
+        try:
+            p.wait(timeout=max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+    failed = [c[0] for c, p in zip(COMPONENTS, procs, strict=True) if p.returncode not in (0, -15)]
+    return 1 if failed and not stopping else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line of the embedded Airflow (see the module docstring)."""
+    p = argparse.ArgumentParser(prog="python -m qanchor.orchestrate.airflow_local")
+    p.add_argument("--home", type=Path, default=None, help="AIRFLOW_HOME (default: .airflow)")
+    p.add_argument("--dags", type=Path, default=REPO / "dags", help="DAGs folder")
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("test", help=f"one dag.test() run of {DAG_ID}")
+    t.add_argument("--dataset", required=True, help="dataset directory in the input contract")
+    t.add_argument("--preset", default="small", choices=["tiny", "small", "paper"])
+    t.add_argument("--scenarios", default="", help="comma-separated scenarios (default: all)")
+    t.add_argument("--tolerance", type=float, default=0.01, help="gate tolerance in mean AUC")
+    s = sub.add_parser("standalone", help="scheduler and UI on 127.0.0.1 (login required)")
+    s.add_argument("--port", type=int, default=int(os.environ.get("AIRFLOW_PORT", "8080")))
+    args = p.parse_args(argv)
+    home = (args.home or default_home()).resolve()
+    if args.command == "standalone":
+        return standalone(home, args.dags.resolve(), args.port)
+    conf = {"dataset": str(Path(args.dataset).resolve()), "preset": args.preset,
+            "scenarios": [s for s in args.scenarios.split(",") if s], "tolerance": args.tolerance}  # fmt: skip
+    summary = dag_test(conf, home, args.dags.resolve())
+    print(f"{DAG_ID} {summary['run_id']}: {summary['state']}")
+    print(f"metrics: {summary['metrics']}")
+    print(f"report:  {summary['report']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
