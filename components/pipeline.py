@@ -4,7 +4,7 @@
     qanchor pipeline submit --dataset D --run R    # to the endpoint in KFP_HOST
     qanchor pipeline local --dataset D --run R     # KFP's local runner, no Docker
 
-build -> materialize -> pretrain (1 GPU, torchrun) -> tune, one task per scenario (ParallelFor)
+build -> materialize -> pretrain (1 GPU, torchrun) -> tune, one task per scenario group (ParallelFor)
 -> evaluate -> quality gate -> [passed] register -> batch-embed, sharded (ParallelFor).
 ``run`` is a directory every step sees (a shared volume on a cluster); see components/stages.py.
 """
@@ -20,7 +20,7 @@ from components.stages import (
     pretrain_model,
     quality_gate,
     register_model,
-    tune_scenario,
+    tune_scenarios,
 )
 
 PIPELINE_NAME = "qanchor-retrain"
@@ -59,10 +59,11 @@ def qanchor_pipeline(
     pretrain = configure(
         "pretrain", pretrain_model(run=run, preset=preset, feature_repo=feature_repo), 1
     ).after(features)
-    with dsl.ParallelFor(build.output, parallelism=4) as scenario:
+    # build returns the scenario groups: one per scenario with `paper`, one in all on a CPU.
+    with dsl.ParallelFor(build.output, parallelism=4) as group:
         tune = configure(
             "tune",
-            tune_scenario(run=run, scenario=scenario, preset=preset, feature_repo=feature_repo),
+            tune_scenarios(run=run, scenarios=group, preset=preset, feature_repo=feature_repo),
             2,
         )
         tune.after(pretrain)

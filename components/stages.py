@@ -25,10 +25,11 @@ COMPONENT = {"base_image": IMAGE, "install_kfp_package": False}
 
 @dsl.component(**COMPONENT)
 def build_dataset(run: str, dataset: str, preset: str, scenarios: list) -> list:
-    """Validate and build the dataset into <run>/built; returns its scenarios (all, or the given)."""
+    """Validate and build the dataset into <run>/built; returns the scenario groups to tune
+    (all scenarios or the given ones, ``scenarios_per_task`` of the preset per group)."""
     from qanchor.orchestrate import stages
 
-    return stages.build(run, dataset, preset, scenarios)["scenarios"]
+    return stages.build(run, dataset, preset, scenarios)["tune_groups"]
 
 
 @dsl.component(**COMPONENT)
@@ -48,11 +49,11 @@ def pretrain_model(run: str, preset: str, nproc: int = 0, feature_repo: str = ""
 
 
 @dsl.component(**COMPONENT)
-def tune_scenario(run: str, scenario: str, preset: str, feature_repo: str = "") -> dict:
-    """Soft-prompt tune one scenario into <run>/model/scenarios/<scenario>."""
+def tune_scenarios(run: str, scenarios: list, preset: str, feature_repo: str = "") -> dict:
+    """Soft-prompt tune a group of scenarios into <run>/model/scenarios/<scenario>."""
     from qanchor.orchestrate import stages
 
-    return stages.tune_scenario(run, scenario, preset, feature_repo)
+    return stages.tune_scenarios(run, scenarios, preset, feature_repo)
 
 
 @dsl.component(**COMPONENT)
@@ -95,7 +96,7 @@ COMPONENTS = {
     "build": build_dataset,
     "materialize": materialize_features,
     "pretrain": pretrain_model,
-    "tune": tune_scenario,
+    "tune": tune_scenarios,
     "evaluate": evaluate_model,
     "gate": quality_gate,
     "register": register_model,

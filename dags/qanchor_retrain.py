@@ -5,7 +5,8 @@ Rebuilds the training set, retrains the Q-Anchor model, tunes one soft prompt pe
 evaluates it against the baselines and **promotes it only if it is not worse than the model being
 served** (mean AUC of `qanchor_tuned` may drop by at most `tolerance`).
 
-`build` → `materialize` → `pretrain` → `tune` (one mapped task per scenario) → `evaluate` →
+`build` → `materialize` → `pretrain` → `tune` (one mapped task per scenario group: one per
+scenario with `paper`, all in one on a CPU with `tiny`/`small`) → `evaluate` →
 `gate` → `register` → `notify`
 
 Every task runs one Kubeflow Pipelines component (`components/stages.py`): with KFP's local runner
@@ -61,12 +62,12 @@ def qanchor_retrain():
     # Every task finds its run directory from the run id: $QANCHOR_WORKDIR/<run id>/.
     @task(execution_timeout=timedelta(minutes=30))
     def build(params: dict | None = None, run_id: str | None = None) -> list[str]:
-        """Validate and build the dataset; returns the scenarios to tune."""
+        """Validate and build the dataset; returns the scenario groups to tune."""
         from qanchor.orchestrate.kfp_runner import run_stage
         from qanchor.orchestrate.stages import run_for
 
         return run_stage("build", run_for(run_id), dataset=params["dataset"], preset=params["preset"],
-                         scenarios=list(params["scenarios"]))["scenarios"]  # fmt: skip
+                         scenarios=list(params["scenarios"]))["tune_groups"]  # fmt: skip
 
     @task(execution_timeout=timedelta(minutes=30))
     def materialize(run_id: str | None = None) -> dict:
@@ -85,13 +86,14 @@ def qanchor_retrain():
 
         return run_stage("pretrain", run_for(run_id), preset=params["preset"], feature_repo=feature_repo())  # fmt: skip
 
-    @task(execution_timeout=timedelta(hours=2), max_active_tis_per_dagrun=2)
-    def tune(scenario: str, params: dict | None = None, run_id: str | None = None) -> dict:
-        """Soft-prompt tune one scenario."""
+    @task(execution_timeout=timedelta(hours=2), max_active_tis_per_dagrun=2,
+          map_index_template="{{ task.op_kwargs['scenarios'] | join(', ') }}")  # fmt: skip
+    def tune(scenarios: list[str], params: dict | None = None, run_id: str | None = None) -> dict:
+        """Soft-prompt tune one group of scenarios (they share the users' prefix cache)."""
         from qanchor.orchestrate.kfp_runner import run_stage
         from qanchor.orchestrate.stages import feature_repo, run_for
 
-        return run_stage("tune", run_for(run_id), scenario=scenario, preset=params["preset"],
+        return run_stage("tune", run_for(run_id), scenarios=list(scenarios), preset=params["preset"],
                          feature_repo=feature_repo())  # fmt: skip
 
     @task(execution_timeout=timedelta(hours=3))
@@ -130,10 +132,10 @@ def qanchor_retrain():
 
         return announce(run_for(run_id))
 
-    scenarios = build()
+    groups = build()
     pretrained = pretrain()
-    scenarios >> materialize() >> pretrained
-    tuned = tune.expand(scenario=scenarios)
+    groups >> materialize() >> pretrained
+    tuned = tune.expand(scenarios=groups)
     pretrained >> tuned
     decision = gate()
     evaluate(tuned) >> decision

@@ -96,7 +96,8 @@ class BuiltData:
         The feature-store path reads each user's events and profile point-in-time at the user's
         cutoff (``get_historical_features``) from a store applied over ``root`` (``qanchor
         features apply``; ``qanchor run --feature-repo`` does it), so training reads exactly
-        what the store would have served at that time.
+        what the store would have served at that time. The first read is saved and reused by
+        later stages (:mod:`qanchor.features.training`).
         """
         import json
 
@@ -109,10 +110,11 @@ class BuiltData:
             )
         users = pd.read_parquet(root / "users.parquet")
         if feature_repo:
-            from qanchor.features import FeatureStoreConfig, historical_snapshots
+            from qanchor.features import FeatureStoreConfig
+            from qanchor.features.training import training_snapshots
 
             cfg = FeatureStoreConfig(data=str(root), repo=str(feature_repo))
-            feats = historical_snapshots(cfg, users[["user_id", "cutoff"]])
+            feats = training_snapshots(cfg, users[["user_id", "cutoff"]])
             snapshots, profiles = feats.snapshots, feats.tabular
         else:
             snapshots = pd.read_parquet(root / "snapshots.parquet")

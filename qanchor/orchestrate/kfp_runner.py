@@ -35,7 +35,9 @@ def kfp_host() -> str | None:
 def result_key(stage: str, kwargs: dict[str, Any]) -> str:
     """The name a stage records its result under (mapped stages carry their item)."""
     if stage == "tune":
-        return f"tune-{kwargs['scenario']}"
+        from qanchor.orchestrate.stages import tune_key
+
+        return tune_key(kwargs["scenarios"])
     if stage == "embed":
         return f"embed-{kwargs['shard']}"
     return stage

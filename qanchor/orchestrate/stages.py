@@ -114,7 +114,16 @@ def build(run: str | Path, dataset: str, preset: str, scenarios: list[str] | Non
     manifest = json.loads((p.built / "manifest.json").read_text())
     names = [s.name for s in read_scenarios(p.built / "scenarios.yaml")]
     return _record(p, "build", {"built": str(p.built), "scenarios": names,
+                                "tune_groups": tune_groups(names, preset),
                                 "content_hash": manifest["content_hash"], "rows": manifest["rows"]})  # fmt: skip
+
+
+def tune_groups(names: list[str], preset: str) -> list[list[str]]:
+    """The scenarios of each tune task: chunks of the preset's ``scenarios_per_task`` (0 = one)."""
+    from qanchor.tune.config import TuneConfig
+
+    n = resolve(TuneConfig, preset).scenarios_per_task or max(len(names), 1)
+    return [names[i : i + n] for i in range(0, len(names), n)]
 
 
 def materialize(run: str | Path, feature_repo: str = "") -> dict:
@@ -167,21 +176,27 @@ def _torchrun(procs: int, args: list[str]) -> None:
     subprocess.run(cmd, check=True)
 
 
-def tune_scenario(run: str | Path, scenario: str, preset: str, feature_repo: str = "") -> dict:
-    """Soft-prompt tune one scenario; its adapter lands in ``<run>/model/scenarios/<scenario>``.
+def tune_scenarios(run: str | Path, scenarios: list[str], preset: str, feature_repo: str = "") -> dict:  # fmt: skip
+    """Soft-prompt tune ``scenarios`` in one process; adapters land in ``<run>/model/scenarios/``.
 
-    Scenarios tuned one per task do not share prompts across a query cluster (``qanchor tune``
-    on all scenarios at once does); each adapter is written atomically, so parallel tasks on the
-    same model directory do not interfere.
+    The scenarios of one task share the users' prefix KV cache, and rare ones may share a prompt
+    within the task's query clusters (``share``). Each adapter is written atomically, so parallel
+    tasks on the same model directory do not interfere.
     """
     from qanchor.tune.config import TuneConfig
     from qanchor.tune.prompt import tune_model
 
     p = RunPaths(Path(run))
     cfg = resolve(TuneConfig, preset, overrides=_store_overrides(feature_repo))
-    (adapter,) = tune_model(p.model, p.built, cfg, [scenario])
-    meta = {k: adapter.meta.get(k) for k in ("bytes", "final_loss", "steps", "seconds")}
-    return _record(p, f"tune-{scenario}", {"scenario": scenario, **meta})
+    adapters = tune_model(p.model, p.built, cfg, list(scenarios))
+    keep = ("bytes", "final_loss", "steps", "seconds", "shared_with")
+    tuned = {a.name: {k: a.meta.get(k) for k in keep} for a in adapters}
+    return _record(p, tune_key(scenarios), {"scenarios": list(scenarios), "adapters": tuned})
+
+
+def tune_key(scenarios: list[str]) -> str:
+    """The result name of one tune task (groups are disjoint, so their first names differ)."""
+    return f"tune-{scenarios[0]}" + (f"-and-{len(scenarios) - 1}" if len(scenarios) > 1 else "")
 
 
 def evaluate(run: str | Path, preset: str, feature_repo: str = "") -> dict:

@@ -25,6 +25,10 @@ class TuneConfig:
     cache_mb: int = option(1024, "prefix KV cache budget while tuning (MB)")
     seed: int = option(0, "sampling and initialisation seed")
     bf16: str = option("auto", "bf16 autocast: auto (where native: CUDA, AVX512-BF16/AMX), on, off")
+    scenarios_per_task: int = option(
+        1, "scenarios per orchestrated tune task (0: all in one); a task shares one prefix cache "
+        "and can share prompts within it, a task per scenario parallelises across workers"
+    )
     feature_repo: str | None = option(
         None, "Feast repo to read user snapshots from (None: the build's snapshots.parquet)"
     )
@@ -37,7 +41,9 @@ class TuneConfig:
             "min_positives": 5,
             "n_clusters": 2,
             "bf16": "off",
+            "scenarios_per_task": 0,
         },
-        "small": {"steps": 40, "batch_size": 32, "lr": 2e-2},
+        # On one CPU machine, per-task model loads and prefix passes would dominate: one task.
+        "small": {"steps": 40, "batch_size": 32, "lr": 2e-2, "scenarios_per_task": 0},
         "paper": {"steps": 500, "batch_size": 256, "lr": 1e-2, "share": "none"},
     }

@@ -31,6 +31,12 @@ def test_built_data_from_the_store_equals_the_parquet(
     feast = BuiltData.load(root, feature_repo=repo_copy)
     assert as_lists(feast.snapshots) == as_lists(parquet.snapshots)
     assert_profiles_equal(feast.profiles, parquet.profiles)
+    # The point-in-time read was saved once; the next stage reads the same rows from it.
+    (saved,) = (root / "feature_store" / "saved").iterdir()
+    again = BuiltData.load(root, feature_repo=repo_copy)
+    assert as_lists(again.snapshots) == as_lists(feast.snapshots)
+    assert_profiles_equal(again.profiles, feast.profiles)
+    assert [p.name for p in (root / "feature_store" / "saved").iterdir()] == [saved.name]
     fz = ProfileFeaturizer.fit(parquet.profiles)
     sources = parquet.sources
     a = UserTable.from_snapshots(parquet.snapshots, sources, 3, None, parquet.profiles, fz)

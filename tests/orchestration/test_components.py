@@ -74,8 +74,9 @@ def test_sharded_embed_component_runs_locally(
     run = RunPaths(tmp_path / "run")
     shutil.copytree(built_tiny, run.built)
     shutil.copytree(tiny_model, run.model)
-    tuned = stages.tune_scenario(run.root, TWO_SCENARIOS[0], "tiny")
-    assert tuned["scenario"] == TWO_SCENARIOS[0] and tuned["bytes"] > 0
+    tuned = stages.tune_scenarios(run.root, [TWO_SCENARIOS[0]], "tiny")
+    assert tuned["scenarios"] == [TWO_SCENARIOS[0]]
+    assert tuned["adapters"][TWO_SCENARIOS[0]]["bytes"] > 0
     assert (run.model / "scenarios" / TWO_SCENARIOS[0] / "adapter.safetensors").is_file()
     shards = [run_stage("embed", run.root, shard=k, num_shards=2) for k in range(2)]
     frames = [pd.read_parquet(s["path"]) for s in shards]
@@ -116,3 +117,13 @@ def test_pretrain_stage_runs_under_torchrun(built_tiny: Path, tmp_path: Path, mo
     result = stages.pretrain(run.root, "tiny", nproc=2)
     assert result["processes"] == 2 and (run.model / "weights.safetensors").is_file()
     assert set(result["retrieval"]) == {"future", "uqa"}
+
+
+def test_tune_groups_follow_the_preset() -> None:
+    """One task per scenario on a cluster (`paper`), all scenarios in one task on a CPU."""
+    from qanchor.orchestrate.stages import tune_groups, tune_key
+
+    names = ["a", "b", "c"]
+    assert tune_groups(names, "paper") == [["a"], ["b"], ["c"]]
+    assert tune_groups(names, "small") == [names] and tune_groups(names, "tiny") == [names]
+    assert tune_key(["a"]) == "tune-a" and tune_key(names) == "tune-a-and-2"

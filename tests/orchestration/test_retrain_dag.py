@@ -48,10 +48,10 @@ def test_task_chain(dag) -> None:
     assert {t.task_id: set(t.downstream_task_ids) for t in dag.tasks} == expected
 
 
-def test_tune_is_mapped_over_the_built_scenarios(dag) -> None:
+def test_tune_is_mapped_over_the_built_scenario_groups(dag) -> None:
     tune = dag.get_task("tune")
     assert tune.is_mapped
-    arg = tune.op_kwargs_expand_input.value["scenario"]
+    arg = tune.op_kwargs_expand_input.value["scenarios"]
     assert arg.operator.task_id == "build" and arg.key == "return_value"
 
 
