@@ -26,8 +26,9 @@ class TuneConfig:
     seed: int = option(0, "sampling and initialisation seed")
     bf16: str = option("auto", "bf16 autocast: auto (where native: CUDA, AVX512-BF16/AMX), on, off")
     scenarios_per_task: int = option(
-        1, "scenarios per orchestrated tune task (0: all in one); a task shares one prefix cache "
-        "and can share prompts within it, a task per scenario parallelises across workers"
+        1,
+        "scenarios per orchestrated tune task (0: all in one); a task shares one prefix cache "
+        "and can share prompts within it, a task per scenario parallelises across workers",
     )
     feature_repo: str | None = option(
         None, "Feast repo to read user snapshots from (None: the build's snapshots.parquet)"
