@@ -151,3 +151,17 @@ def test_manifests_carry_no_scripts() -> None:
 def test_no_file_outside_the_kustomization_is_a_stray_object() -> None:
     for path in NOT_OBJECTS:
         assert "kind" not in load_docs(path)[0] or path.name == "kustomization.yaml"
+
+
+def test_every_infra_file_is_indexed_and_the_walkthrough_covers_the_steps() -> None:
+    index = (INFRA / "README.md").read_text()
+    for path in INFRA.rglob("*"):
+        if path.is_file() and path.name != "README.md":
+            rel = path.relative_to(INFRA)
+            assert f"`{rel}`" in index or f"`{rel.parent}/`" in index or rel.name in index, rel
+    deploy = (INFRA.parent / "docs" / "deploy.md").read_text()
+    for step in ("docker build -f infra/Containerfile", "bentoml containerize qanchor:latest",
+                 "kubectl apply -k infra/", "helm upgrade --install airflow", "make compile",
+                 "qanchor_retrain", "rollout restart deploy/qanchor-service", "qanchor_drift",
+                 "port-forward svc/qanchor-evidently-ui", "torchrun"):  # fmt: skip
+        assert step in deploy, step
