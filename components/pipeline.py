@@ -6,10 +6,15 @@
 
 build -> materialize -> pretrain (1 GPU, torchrun) -> tune, one task per scenario group (ParallelFor)
 -> evaluate -> quality gate -> [passed] register -> batch-embed, sharded (ParallelFor).
-``run`` is a directory every step sees (a shared volume on a cluster); see components/stages.py.
+``run`` is a directory every step sees: on a cluster every step mounts the ReadWriteMany claim
+``SHARED_PVC`` at ``SHARED_MOUNT`` (infra/storage.yaml), and the platform image points
+``QANCHOR_WORKDIR`` and ``BENTOML_HOME`` there; see components/stages.py. KFP's local runner
+ignores the Kubernetes settings.
 """
 
 # No `from __future__ import annotations`: KFP reads the real annotation objects.
+import os
+
 from kfp import dsl
 
 from components.stages import (
@@ -26,16 +31,29 @@ from components.stages import (
 PIPELINE_NAME = "qanchor-retrain"
 EMBED_SHARDS = 4  # fixed at compile time: ParallelFor over a constant list compiles statically
 GPU = "nvidia.com/gpu"
+# GPU nodes: the label NVIDIA's GPU feature discovery puts on them, and the taint that keeps
+# other pods off them (tolerated here; infra/training/pretrain-gpu.yaml uses the same pair).
+GPU_NODE_LABEL = ("nvidia.com/gpu.present", "true")
+GPU_TAINT_KEY = "nvidia.com/gpu"
+# The shared volume (a deployment fact, like the image): claim name and where steps mount it.
+SHARED_PVC = os.environ.get("QANCHOR_SHARED_PVC", "qanchor-shared")
+SHARED_MOUNT = "/shared"
 
 
 def configure(stage: str, task: dsl.PipelineTask, retries: int = 0) -> dsl.PipelineTask:
     """Per-stage task settings, shared by the full pipeline and single-stage submissions."""
     # Outputs live on the shared run directory, not in KFP artifacts: KFP's cache would skip a
     # rerun (same string inputs) that must rebuild them, so every step always executes.
+    from kfp import kubernetes
+
     task.set_caching_options(enable_caching=False)
+    if SHARED_PVC:
+        kubernetes.mount_pvc(task, pvc_name=SHARED_PVC, mount_path=SHARED_MOUNT)
     if stage == "pretrain":
         task.set_accelerator_type(GPU).set_accelerator_limit(1)
         task.set_memory_request("16G").set_cpu_request("4")
+        kubernetes.add_node_selector(task, *GPU_NODE_LABEL)
+        kubernetes.add_toleration(task, key=GPU_TAINT_KEY, operator="Exists", effect="NoSchedule")
     if retries:
         task.set_retry(num_retries=retries, backoff_duration="60s", backoff_factor=2.0)
     return task

@@ -158,7 +158,7 @@ def _cmd_pipeline(args: argparse.Namespace) -> None:
     host = args.host or kfp_runner.kfp_host()
     if not host:
         raise QAnchorError("no Kubeflow Pipelines endpoint: set KFP_HOST or pass --host")
-    run_id = kfp_runner.submit_pipeline(arguments, host, wait=args.wait)
+    run_id = kfp_runner.submit_pipeline(arguments, host, wait=args.wait, package=args.package)
     print(f"submitted Kubeflow run {run_id} to {host}")
 
 
@@ -183,6 +183,9 @@ def _add_pipeline(top: argparse._SubParsersAction) -> None:
         if name == "submit":
             q.add_argument("--host", default=None, help="endpoint (default: $KFP_HOST)")
             q.add_argument("--wait", action="store_true", help="wait for the run to finish")
+            q.add_argument("--package", default=None,
+                           help="compiled pipeline YAML to submit as is (make compile: "
+                                "components/qanchor_pipeline.yaml); default: compile now")  # fmt: skip
 
 
 def _add_stage(

@@ -112,16 +112,35 @@ def submit_stage(stage: str, host: str, timeout_s: int = DEFAULT_TIMEOUT_S, **kw
 
 
 def submit_pipeline(arguments: dict[str, Any], host: str, wait: bool = False,
-                    timeout_s: int = DEFAULT_TIMEOUT_S) -> str:  # fmt: skip
-    """Submit the whole pipeline (components/pipeline.py) to ``host``; returns the KFP run id."""
+                    timeout_s: int = DEFAULT_TIMEOUT_S, package: str | Path | None = None) -> str:  # fmt: skip
+    """Submit the whole pipeline to ``host``; returns the KFP run id.
+
+    Args:
+        arguments: the pipeline's parameters.
+        host: the Kubeflow Pipelines endpoint.
+        wait: wait for the run to finish (and fail unless it succeeded).
+        timeout_s: how long to wait.
+        package: a compiled pipeline YAML (``make compile`` writes components/qanchor_pipeline.yaml)
+            submitted as it is; None compiles components/pipeline.py in this process.
+    """
+    if package is not None:
+        if not Path(package).is_file():
+            raise QAnchorError(f"{package}: no compiled pipeline (run `make compile`)")
+        return _submit(str(package), arguments, host, "qanchor-retrain", wait, timeout_s)
     from components.pipeline import qanchor_pipeline
 
     return _submit(qanchor_pipeline, arguments, host, "qanchor-retrain", wait, timeout_s)
 
 
 def _submit(pipeline, arguments: dict, host: str, run_name: str, wait: bool, timeout_s: int) -> str:
+    """Create a run of ``pipeline``: a pipeline function, or the path of a compiled package."""
     client = _client(host)
-    result = client.create_run_from_pipeline_func(
+    create = (
+        client.create_run_from_pipeline_package
+        if isinstance(pipeline, str)
+        else client.create_run_from_pipeline_func
+    )
+    result = create(
         pipeline, arguments=arguments, run_name=run_name,
         experiment_name=os.environ.get("KFP_EXPERIMENT", "qanchor"), enable_caching=False,
     )  # fmt: skip

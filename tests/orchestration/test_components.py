@@ -26,7 +26,7 @@ def executor_of(spec: dict, task: str) -> dict:
 def test_compiled_yaml_requests_a_gpu_for_pretrain_only(tmp_path: Path) -> None:
     from qanchor.orchestrate.kfp_runner import compile_pipeline
 
-    spec = yaml.safe_load(compile_pipeline(tmp_path / "p.yaml").read_text())
+    spec = next(yaml.safe_load_all(compile_pipeline(tmp_path / "p.yaml").read_text()))
     pretrain = executor_of(spec, "pretrain-model")["resources"]["accelerator"]
     assert pretrain["resourceType"] == "nvidia.com/gpu" and pretrain["resourceCount"] == "1"
     others = [
@@ -52,7 +52,7 @@ def test_single_stage_submission_keeps_the_gpu_request(tmp_path: Path) -> None:
     compiler.Compiler().compile(
         stage_pipeline("pretrain", run="/shared/r1", preset="paper"), str(path)
     )
-    spec = yaml.safe_load(path.read_text())
+    spec = next(yaml.safe_load_all(path.read_text()))  # 2nd document: Kubernetes settings
     assert (
         executor_of(spec, "pretrain-model")["resources"]["accelerator"]["resourceType"]
         == "nvidia.com/gpu"
