@@ -61,6 +61,7 @@ class Embedder:
         self._rows: dict[str, int] = {}
         self._versions: list[str] = []
         self._vectors: torch.Tensor | None = None
+        self._vector_cache = None  # serving: a read-only VectorCache, loaded on first use
 
     @classmethod
     def from_dir(cls, model_dir: str | Path, **kwargs) -> Embedder:
@@ -81,6 +82,30 @@ class Embedder:
     # --- users ----------------------------------------------------------------------------
     def load_users(self, snapshots: pd.DataFrame, profiles: pd.DataFrame | None = None) -> None:
         """Set the users this embedder can serve (snapshot rows as built by ``data build``)."""
+        self._set_table(snapshots, profiles)
+        self._vectors = self._text_vectors(self.table.texts)
+
+    def set_request_users(
+        self, snapshots: pd.DataFrame, profiles: pd.DataFrame | None, versions: dict[str, str]
+    ) -> None:
+        """Set the users of one serving request, keyed in the cache by their feature versions.
+
+        Unlike :meth:`load_users` nothing is encoded up front: a user whose prefix is cached
+        costs no event encoding at all, and the event vectors of a missing prefix are looked up
+        (or encoded) when it is computed, without growing the on-disk vector cache. The prefix
+        cache persists across calls, so repeated requests for a user hit it.
+
+        Args:
+            snapshots: the users' snapshot rows (``online_snapshots(...).snapshots``).
+            profiles: their tabular source (``online_snapshots(...).tabular``).
+            versions: user -> feature version (``UserFeatures.versions()``), the cache key part
+                that changes whenever the user's served features change.
+        """
+        self._set_table(snapshots, profiles)
+        self._versions = [versions[u] for u in self.table.user_ids]
+        self._vectors = None
+
+    def _set_table(self, snapshots: pd.DataFrame, profiles: pd.DataFrame | None) -> None:
         cfg = self.model.cfg
         self.table = UserTable.from_snapshots(
             snapshots,
@@ -92,7 +117,6 @@ class Embedder:
         )
         self._rows = self.table.index()
         self._versions = [_input_version(self.table, i) for i in range(len(self.table.user_ids))]
-        self._vectors = self._text_vectors(self.table.texts)
 
     def _text_vectors(self, texts: list[str]) -> torch.Tensor | None:
         if self.model.cfg.encoder_lora_r:
@@ -102,10 +126,25 @@ class Embedder:
         from qanchor.model.vectors import VectorCache
 
         cache = VectorCache(cache_root() / "event_vectors", encoder_fingerprint(self.model.cfg))
+        return torch.from_numpy(cache.get(texts, self._encode_texts)).to(self.device)
+
+    def _encode_texts(self, texts: list[str]) -> np.ndarray:
         enc = self.model.text_encoder
-        vecs = cache.get(
-            texts, lambda t: enc.encode(t, max_length=self.model.cfg.encoder_max_length).numpy()
-        )
+        return enc.encode(texts, max_length=self.model.cfg.encoder_max_length).numpy()
+
+    def _lookup_vectors(self, texts: list[str]) -> torch.Tensor:
+        """Vectors of a request's texts: from the on-disk cache as loaded once, else encoded.
+
+        New texts are not added: a long-running server must not grow without bound.
+        """
+        if self._vector_cache is None:
+            from qanchor.model.artifact import encoder_fingerprint
+            from qanchor.model.backbones import cache_root
+            from qanchor.model.vectors import VectorCache
+
+            fingerprint = encoder_fingerprint(self.model.cfg)
+            self._vector_cache = VectorCache(cache_root() / "event_vectors", fingerprint)
+        vecs = self._vector_cache.get(texts, self._encode_texts, save=False, keep=False)
         return torch.from_numpy(vecs).to(self.device)
 
     def rows(self, user_ids: list[str]) -> list[int]:
@@ -174,7 +213,10 @@ class Embedder:
         if self._vectors is not None:
             return self._vectors[ev_text]
         uniq, inv = torch.unique(ev_text, return_inverse=True)
-        return self.model.event_vectors([self.table.texts[i] for i in uniq.tolist()])[inv]
+        texts = [self.table.texts[i] for i in uniq.tolist()]
+        if self.model.cfg.encoder_lora_r:
+            return self.model.event_vectors(texts)[inv]
+        return self._lookup_vectors(texts)[inv]
 
     def _compute_prefixes(self, rows: list[int]) -> list[PrefixEntry]:
         from transformers import DynamicCache
