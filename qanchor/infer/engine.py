@@ -265,6 +265,25 @@ class Embedder:
                     out[b + i, j] = vec.float().cpu()
         return out
 
+    @torch.no_grad()
+    def embed_pairs(
+        self, rows: list[int], suffixes: list[Suffix], pairs: list[tuple[int, int]]
+    ) -> torch.Tensor:
+        """[len(pairs), d]: pair (i, j) is user ``rows[i]`` with ``suffixes[j]``.
+
+        For serving, where merged requests ask for different users x columns: each prefix is
+        computed (or fetched from the cache) once, and the pairs run in batches of
+        ``max_batch`` whatever their user or suffix, instead of one cross product per request.
+        """
+        entries = self.prefixes(rows)
+        parts = [self.suffix_embeds(s) for s in suffixes]
+        out = torch.empty(len(pairs), self.model.cfg.emb_dim)
+        for k in range(0, len(pairs), self.max_batch):
+            chunk = pairs[k : k + self.max_batch]
+            u = self.suffix_forward([entries[i] for i, _ in chunk], [parts[j] for _, j in chunk])
+            out[k : k + len(chunk)] = u.float().cpu()
+        return out
+
     def _stack(
         self, entries: list[PrefixEntry]
     ) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]:

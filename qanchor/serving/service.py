@@ -34,6 +34,7 @@ from qanchor.serving.schemas import (
     PushResult,
     ScenarioList,
     TooLarge,
+    UnknownScenario,
     UnknownUsers,
 )
 from qanchor.serving.users import RequestUsers
@@ -171,7 +172,7 @@ class EmbeddingService:
 
     # --- the batch worker -----------------------------------------------------------------
     def _run(self, jobs: list[EmbedJob]) -> list[BatchResult | Exception]:
-        """Embed a batch of jobs: one feature read, each prefix once, suffixes by scenario set."""
+        """Embed a batch of jobs: one feature read, each prefix once, all pairs batched together."""
         with self._lock:
             self._maybe_reload()
             users = self._read([u for j in jobs for u in j.user_ids])
@@ -179,43 +180,43 @@ class EmbeddingService:
             for i, job in enumerate(jobs):
                 if missing := users.unknown(list(job.user_ids)):
                     out[i] = _unknown(missing)
-            ok = [i for i in range(len(jobs)) if out[i] is None]
-            cached = (
-                users.attach(self.model.embedder, [u for i in ok for u in jobs[i].user_ids])
-                if ok
-                else {}
-            )
-            groups: dict[tuple, list[int]] = {}
-            for i in ok:
-                groups.setdefault((jobs[i].names, jobs[i].queries), []).append(i)
-            for (names, queries), idx in groups.items():
-                try:
-                    self._embed_group(
-                        [jobs[i] for i in idx], names, queries, users, cached, out, idx
-                    )
-                except Exception as exc:  # e.g. a scenario the just-swapped model lacks
-                    for i in idx:
+                else:
+                    try:  # a scenario the model swapped in just now lacks
+                        self.model.check(list(job.names))
+                    except UnknownScenario as exc:
                         out[i] = exc
+            ok = [i for i, o in enumerate(out) if o is None]
+            if ok:
+                self._embed_jobs([jobs[i] for i in ok], users, out, ok)
             self._update_metrics()
             return out
 
-    def _embed_group(self, jobs, names, queries, users, cached, out, idx) -> None:  # noqa: ANN001
-        """Jobs that ask for the same columns share one users x columns forward."""
+    def _embed_jobs(
+        self, jobs: list[EmbedJob], users: RequestUsers, out: list, idx: list[int]
+    ) -> None:
+        """Flatten the jobs' (user, column) pairs over shared user and suffix lists, embed once."""
         emb = self.model.embedder
-        sfx = self.model.suffixes(list(names), list(queries))
-        group_users = list(dict.fromkeys(u for j in jobs for u in j.user_ids))
-        vecs = emb.embed_rows(emb.rows(group_users), sfx).numpy()
-        at = {u: k for k, u in enumerate(group_users)}
+        ids = list(dict.fromkeys(u for j in jobs for u in j.user_ids))
+        cached = users.attach(emb, ids)
+        # Scenario columns first, then free text: the order ServedModel.suffixes returns.
+        cols = sorted(
+            dict.fromkeys(c for j in jobs for c in _columns(j)), key=lambda c: c[0] == "q"
+        )
+        sfx = self.model.suffixes(
+            [c[1] for c in cols if c[0] == "s"], [c[1] for c in cols if c[0] == "q"]
+        )
+        at_user, at_col = {u: k for k, u in enumerate(ids)}, {c: k for k, c in enumerate(cols)}
+        pairs = [(at_user[u], at_col[c]) for j in jobs for u in j.user_ids for c in _columns(j)]
+        vecs = emb.embed_pairs(emb.rows(ids), sfx, pairs).numpy()
+        start = 0
         for i, job in zip(idx, jobs, strict=True):
-            rows = [at[u] for u in job.user_ids]
-            out[i] = BatchResult(
-                user_ids=list(job.user_ids),
-                columns=[*names, *queries],
-                vectors=vecs[rows].tolist(),
-                model_version=self.model.version,
-                feature_versions=[users.versions[u] for u in job.user_ids],
-                prefix_cached=[cached[u] for u in job.user_ids],
-            )
+            n, m = len(job.user_ids), len(_columns(job))
+            block = vecs[start : start + n * m].reshape(n, m, -1)
+            start += n * m
+            out[i] = BatchResult(user_ids=list(job.user_ids), columns=[*job.names, *job.queries],
+                                 vectors=block.tolist(), model_version=self.model.version,
+                                 feature_versions=[users.versions[u] for u in job.user_ids],
+                                 prefix_cached=[cached[u] for u in job.user_ids])  # fmt: skip
 
     def _read(self, user_ids: list[str], strict: bool = False) -> RequestUsers:
         """The users' online features; with ``strict`` an unknown user is a 404 right away."""
@@ -249,6 +250,11 @@ class EmbeddingService:
     def _update_metrics(self, invalidated: int = 0) -> None:
         if self.metrics is not None:
             self.metrics.update(self.cache.stats(), invalidated)
+
+
+def _columns(job: EmbedJob) -> list[tuple[str, str]]:
+    """A job's columns, tagged: a scenario name and free text that spells it stay apart."""
+    return [("s", n) for n in job.names] + [("q", q) for q in job.queries]
 
 
 def _unknown(users: list[str]) -> UnknownUsers:
