@@ -13,6 +13,7 @@ BENCHMARKS = [
     "benchmarks.pretrain_throughput",
     "benchmarks.multi_scenario",
     "benchmarks.feature_reads",
+    "benchmarks.serving_load",
 ]
 
 

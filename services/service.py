@@ -13,7 +13,7 @@ from __future__ import annotations
 import bentoml
 
 from qanchor.serving import schemas as S
-from qanchor.serving.auth import ApiKeyMiddleware
+from qanchor.serving.auth import RequestGuard
 from qanchor.serving.config import ServingConfig
 from qanchor.serving.http import http_errors
 
@@ -77,6 +77,4 @@ class QAnchor:
         return self.core.push(events)
 
 
-QAnchor.add_asgi_middleware(
-    ApiKeyMiddleware, max_body_bytes=ServingConfig.from_env().max_body_bytes
-)
+QAnchor.add_asgi_middleware(RequestGuard, max_body_bytes=ServingConfig.from_env().max_body_bytes)

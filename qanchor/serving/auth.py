@@ -1,4 +1,4 @@
-"""API-key access control and a request-size guard, as one ASGI middleware.
+"""API-key access control and request guards (size, JSON only), as one ASGI middleware.
 
     QANCHOR_API_KEY=... bentoml serve services.service:QAnchor       # or QANCHOR_API_KEY_FILE=path
     curl -H "Authorization: Bearer $QANCHOR_API_KEY" ...
@@ -6,8 +6,9 @@
 Every path needs ``Authorization: Bearer <key>`` except the probes and metrics that
 orchestrators and Prometheus call without credentials (``OPEN_PATHS``). The key is compared in
 constant time (``hmac.compare_digest``) and never logged or echoed; a missing or wrong key is a
-401 with a ``WWW-Authenticate`` header. An authorised request body larger than the limit is a
-413 before the API reads it.
+401 with a ``WWW-Authenticate`` header. Then, before the API reads anything, a body larger
+than the limit is a 413 and a POST whose ``Content-Type`` is not JSON a 415: the APIs speak JSON
+only, and BentoML's form parsers would answer a malformed multipart body with a 500.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from qanchor.errors import QAnchorError
 
 KEY_ENV, KEY_FILE_ENV = "QANCHOR_API_KEY", "QANCHOR_API_KEY_FILE"
 OPEN_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics"})
+JSON_TYPES = frozenset({"", "application/json"})  # no type: BentoML reads JSON
 MIN_KEY_CHARS = 16
 
 Scope = dict[str, Any]
@@ -60,8 +62,8 @@ def authorized(header: str | None, key: str) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), key.encode())
 
 
-class ApiKeyMiddleware:
-    """ASGI middleware: bearer key on every non-open path, then a body-size limit."""
+class RequestGuard:
+    """ASGI middleware: bearer key on every non-open path, then body size and content type."""
 
     def __init__(
         self, app: Callable, max_body_bytes: int = 1 << 20, key: str | None = None
@@ -80,6 +82,9 @@ class ApiKeyMiddleware:
                 "missing or wrong API key (Authorization: Bearer <key>)",
                 [(b"www-authenticate", b'Bearer realm="qanchor"')],
             )
+        kind = headers.get("content-type", "").split(";")[0].strip().lower()
+        if scope["method"] == "POST" and kind not in JSON_TYPES:
+            return await _reply(send, 415, "send JSON (Content-Type: application/json)")
         body = await _read_body(receive, self.max_body_bytes)
         if body is None:
             return await _reply(send, 413, f"request body over {self.max_body_bytes} bytes")

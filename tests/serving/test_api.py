@@ -96,3 +96,12 @@ def test_unparseable_body_is_a_client_error(client) -> None:
 def test_oversized_body_is_413(client) -> None:
     got = client.post("/embed", content=b"x" * ((1 << 20) + 1), headers=AUTH)
     assert got.status_code == 413
+
+
+@pytest.mark.parametrize(
+    "kind", ["multipart/form-data", "application/x-www-form-urlencoded", "text/plain"]
+)
+def test_json_only(client, users: list[str], kind: str) -> None:
+    body = b'{"user_id": "%s", "query": "q?"}' % users[0].encode()
+    got = client.post("/embed", content=body, headers={**AUTH, "Content-Type": kind})
+    assert got.status_code == 415, got.text
