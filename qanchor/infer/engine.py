@@ -82,7 +82,9 @@ class Embedder:
     # --- users ----------------------------------------------------------------------------
     def load_users(self, snapshots: pd.DataFrame, profiles: pd.DataFrame | None = None) -> None:
         """Set the users this embedder can serve (snapshot rows as built by ``data build``)."""
-        self._set_table(snapshots, profiles)
+        self.table = self._table(snapshots, profiles)
+        self._rows = self.table.index()
+        self._versions = [_input_version(self.table, i) for i in range(len(self.table.user_ids))]
         self._vectors = self._text_vectors(self.table.texts)
 
     def set_request_users(
@@ -90,10 +92,11 @@ class Embedder:
     ) -> None:
         """Set the users of one serving request, keyed in the cache by their feature versions.
 
-        Unlike :meth:`load_users` nothing is encoded up front: a user whose prefix is cached
-        costs no event encoding at all, and the event vectors of a missing prefix are looked up
-        (or encoded) when it is computed, without growing the on-disk vector cache. The prefix
-        cache persists across calls, so repeated requests for a user hit it.
+        Unlike :meth:`load_users` only users whose prefix is not cached get their inputs built
+        (profile featurisation costs more than a cached user's whole suffix pass), and nothing
+        is encoded up front: the event vectors of a missing prefix are looked up (or encoded)
+        when it is computed, without growing the on-disk vector cache. The prefix cache
+        persists across calls, so repeated requests for a user hit it.
 
         Args:
             snapshots: the users' snapshot rows (``online_snapshots(...).snapshots``).
@@ -101,13 +104,24 @@ class Embedder:
             versions: user -> feature version (``UserFeatures.versions()``), the cache key part
                 that changes whenever the user's served features change.
         """
-        self._set_table(snapshots, profiles)
-        self._versions = [versions[u] for u in self.table.user_ids]
+        ids = snapshots["user_id"].astype(str).tolist()
+        cold = {u for u in ids if (u, versions[u], self.model_version) not in self.cache}
+        keep = snapshots["user_id"].astype(str).isin(cold)
+        prof = None if profiles is None else profiles[profiles["user_id"].astype(str).isin(cold)]
+        built = self._table(snapshots[keep], prof) if cold else UserTable([], [], [])
+        at = built.index()
+        # A cached user has no inputs (None): computing its prefix would fail loudly, not
+        # silently; within one call nothing evicts it (prefixes() looks up before it inserts).
+        self.table = UserTable(
+            ids, built.texts, [built.inputs[at[u]] if u in at else None for u in ids]
+        )
+        self._rows = self.table.index()
+        self._versions = [versions[u] for u in ids]
         self._vectors = None
 
-    def _set_table(self, snapshots: pd.DataFrame, profiles: pd.DataFrame | None) -> None:
+    def _table(self, snapshots: pd.DataFrame, profiles: pd.DataFrame | None) -> UserTable:
         cfg = self.model.cfg
-        self.table = UserTable.from_snapshots(
+        return UserTable.from_snapshots(
             snapshots,
             cfg.sources,
             cfg.events_per_source,
@@ -115,8 +129,6 @@ class Embedder:
             profiles,
             self.featurizer,
         )
-        self._rows = self.table.index()
-        self._versions = [_input_version(self.table, i) for i in range(len(self.table.user_ids))]
 
     def _text_vectors(self, texts: list[str]) -> torch.Tensor | None:
         if self.model.cfg.encoder_lora_r:
