@@ -89,3 +89,16 @@ def test_config_from_environment() -> None:
     assert (store.data, store.online_store, store.redis_url) == ("/data/built", "redis", None)
     with pytest.raises(QAnchorError, match="cache_bytes"):
         ServingConfig.from_env({"QANCHOR_CACHE_BYTES": "lots"})
+
+
+def test_make_serve_generates_a_private_key_and_never_prints_it(tmp_path) -> None:
+    from qanchor.serving.launch import ensure_key
+
+    env: dict[str, str] = {}
+    shown = ensure_key(env, tmp_path / "home" / "api_key")
+    path = tmp_path / "home" / "api_key"
+    key = path.read_text().strip()
+    assert len(key) >= 32 and (path.stat().st_mode & 0o777) == 0o600
+    assert env["QANCHOR_API_KEY_FILE"] == str(path) and key not in shown and "cat" in shown
+    assert ensure_key(env, path) == shown and path.read_text().strip() == key  # kept, not replaced
+    assert ensure_key({"QANCHOR_API_KEY": "k" * 20}, path) == "$QANCHOR_API_KEY"
