@@ -11,7 +11,10 @@ Example::
     emb.load_users(snapshots, profiles)
     vecs = emb.embed(["u1", "u2"], ["cash_loan_default", "Will this user travel soon?"])  # [2, 2, d]
 
-``qanchor.infer.explain`` decodes a text description from the same cached prefixes.
+Serving (``qanchor.serving``) sets each request's users with ``set_request_users`` (keyed by
+their feature versions; the cache persists across requests) and runs merged requests' (user,
+column) pairs with ``embed_pairs``. ``qanchor.infer.explain`` decodes a text description from
+the same cached prefixes.
 """
 
 from __future__ import annotations

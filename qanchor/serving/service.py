@@ -1,6 +1,6 @@
 """The embedding service's logic, independent of the HTTP framework.
 
-    svc = EmbeddingService(ServingConfig.from_env(), metrics=bentoml.metrics)
+    svc = EmbeddingService(ServingConfig.from_env(), metrics=prometheus_client)
     svc.embed("u000042", scenario="cash_loan_default")          # -> EmbedResult
     svc.embed_batch(["u1", "u2"], ["cash_loan_default"], ["Will they travel?"])
     svc.explain("u000042", query="What does this user do?")
@@ -12,10 +12,13 @@ in a byte-bounded LRU keyed by (user, feature version, model version): changed f
 new model can never hit an old entry, and pushes through :meth:`push` (or a model swap) drop the
 superseded entries at once. Embedding requests are validated in the caller's thread and then
 merged with concurrent ones by an :class:`AdaptiveBatcher`; one worker thread owns the model.
+Unless a version is pinned, the promoted version is checked every ``reload_seconds`` and a newly
+promoted model is swapped in between batches.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -38,6 +41,8 @@ from qanchor.serving.schemas import (
     UnknownUsers,
 )
 from qanchor.serving.users import RequestUsers
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -231,9 +236,10 @@ class EmbeddingService:
         from qanchor import registry
 
         with self._lock:
-            target = registry.get(tag).tag if tag else registry.promoted(self.cfg.model_name).tag
-            if target == self.model.version:
+            version = registry.get(tag) if tag else registry.promoted(self.cfg.model_name)
+            if version is None or version.tag == self.model.version:
                 return False
+            target = version.tag
             self.model = ServedModel.load(self.cfg, self.cache, tag=target)
             dropped = self.cache.invalidate(lambda key: key[2] != target)
             self._update_metrics(invalidated=dropped)
@@ -245,7 +251,12 @@ class EmbeddingService:
             return
         if time.monotonic() - self._checked >= self.cfg.reload_seconds:
             self._checked = time.monotonic()
-            self.reload()
+            try:
+                self.reload()
+            except Exception:  # a broken store or pointer must not fail requests: keep serving
+                log.exception(
+                    "could not check or load the promoted model; serving %s", self.model.version
+                )
 
     def _update_metrics(self, invalidated: int = 0) -> None:
         if self.metrics is not None:
