@@ -15,6 +15,7 @@ PRESET ?= small
 MONITOR_WORKSPACE ?= monitoring/workspace
 MONITOR_PORT ?= 8000
 AIRFLOW_PORT ?= 8080
+SERVE_PORT ?= 3000
 SYNTH := $(DATA)/synthetic
 
 # Hermetic by default: nothing may be fetched from a model hub at run time.
@@ -30,8 +31,11 @@ run airflow: export QANCHOR_WORKDIR ?= $(CURDIR)/runs/airflow
 run airflow: export QANCHOR_DATASET ?= $(CURDIR)/$(SYNTH)
 # Stages read user snapshots through the Feast repo when the project has one.
 run airflow: export QANCHOR_FEATURE_REPO ?= $(if $(wildcard feature_repo/feature_store.yaml),$(CURDIR)/feature_repo)
+# The service serves the promoted model with the users of the run that produced it.
+serve: export QANCHOR_WORKDIR ?= $(CURDIR)/runs/airflow
+serve: export QANCHOR_FEATURE_REPO ?= $(CURDIR)/feature_repo
 
-.PHONY: help setup lock synth run airflow compile test test-all lint format bench monitor-ui clean
+.PHONY: help setup lock synth run airflow serve compile test test-all lint format bench monitor-ui clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -70,6 +74,9 @@ run: synth ## Main job: the qanchor_retrain DAG through Airflow (dag.test, no se
 airflow: setup ## Airflow UI + scheduler on 127.0.0.1:AIRFLOW_PORT, login required (see README)
 	@test -f $(SYNTH)/events.parquet || $(VENV)/bin/qanchor data synth --users $(USERS) --seed $(SEED) --out $(SYNTH)
 	$(PY) -m qanchor.orchestrate.airflow_local standalone --port $(AIRFLOW_PORT)
+
+serve: setup ## Serve the promoted model on 127.0.0.1:SERVE_PORT; prints an example curl (key: .bentoml/api_key)
+	$(PY) -m qanchor.serving.launch --port $(SERVE_PORT)
 
 compile: setup ## Compile the Kubeflow pipeline to components/qanchor_pipeline.yaml
 	$(VENV)/bin/qanchor pipeline compile --out components/qanchor_pipeline.yaml

@@ -14,6 +14,7 @@ BENCHMARKS = [
     "benchmarks.multi_scenario",
     "benchmarks.feature_reads",
     "benchmarks.scale",
+    "benchmarks.serving_load",
 ]
 
 

@@ -125,7 +125,10 @@ def _events(events: pd.DataFrame) -> pd.DataFrame:
     if missing:
         raise QAnchorError(f"pushed events lack column(s) {missing}; expected {EVENT_FIELDS}")
     ev = events.assign(value=events["value"] if "value" in events else float("nan"))[EVENT_FIELDS]
-    return ev.assign(user_id=ev["user_id"].astype(str), ts=pd.to_datetime(ev["ts"], utc=True))
+    # The online store keeps event times in whole seconds (Feast's UnixTimestamp): floored
+    # here, a redelivered sub-second event matches its stored copy and changes nothing.
+    ts = pd.to_datetime(ev["ts"], utc=True).dt.floor("s")
+    return ev.assign(user_id=ev["user_id"].astype(str), ts=ts)
 
 
 def _caps(cfg: FeatureStoreConfig) -> tuple[dict[str, int], int]:

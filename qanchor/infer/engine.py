@@ -11,7 +11,10 @@ Example::
     emb.load_users(snapshots, profiles)
     vecs = emb.embed(["u1", "u2"], ["cash_loan_default", "Will this user travel soon?"])  # [2, 2, d]
 
-``qanchor.infer.explain`` decodes a text description from the same cached prefixes.
+Serving (``qanchor.serving``) sets each request's users with ``set_request_users`` (keyed by
+their feature versions; the cache persists across requests) and runs merged requests' (user,
+column) pairs with ``embed_pairs``. ``qanchor.infer.explain`` decodes a text description from
+the same cached prefixes.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ class Embedder:
         self._rows: dict[str, int] = {}
         self._versions: list[str] = []
         self._vectors: torch.Tensor | None = None
+        self._vector_cache = None  # serving: a read-only VectorCache, loaded on first use
 
     @classmethod
     def from_dir(cls, model_dir: str | Path, **kwargs) -> Embedder:
@@ -81,8 +85,46 @@ class Embedder:
     # --- users ----------------------------------------------------------------------------
     def load_users(self, snapshots: pd.DataFrame, profiles: pd.DataFrame | None = None) -> None:
         """Set the users this embedder can serve (snapshot rows as built by ``data build``)."""
+        self.table = self._table(snapshots, profiles)
+        self._rows = self.table.index()
+        self._versions = [_input_version(self.table, i) for i in range(len(self.table.user_ids))]
+        self._vectors = self._text_vectors(self.table.texts)
+
+    def set_request_users(
+        self, snapshots: pd.DataFrame, profiles: pd.DataFrame | None, versions: dict[str, str]
+    ) -> None:
+        """Set the users of one serving request, keyed in the cache by their feature versions.
+
+        Unlike :meth:`load_users` only users whose prefix is not cached get their inputs built
+        (profile featurisation costs more than a cached user's whole suffix pass), and nothing
+        is encoded up front: the event vectors of a missing prefix are looked up (or encoded)
+        when it is computed, without growing the on-disk vector cache. The prefix cache
+        persists across calls, so repeated requests for a user hit it.
+
+        Args:
+            snapshots: the users' snapshot rows (``online_snapshots(...).snapshots``).
+            profiles: their tabular source (``online_snapshots(...).tabular``).
+            versions: user -> feature version (``UserFeatures.versions()``), the cache key part
+                that changes whenever the user's served features change.
+        """
+        ids = snapshots["user_id"].astype(str).tolist()
+        cold = {u for u in ids if (u, versions[u], self.model_version) not in self.cache}
+        keep = snapshots["user_id"].astype(str).isin(cold)
+        prof = None if profiles is None else profiles[profiles["user_id"].astype(str).isin(cold)]
+        built = self._table(snapshots[keep], prof) if cold else UserTable([], [], [])
+        at = built.index()
+        # A cached user has no inputs (None): computing its prefix would fail loudly, not
+        # silently; within one call nothing evicts it (prefixes() looks up before it inserts).
+        self.table = UserTable(
+            ids, built.texts, [built.inputs[at[u]] if u in at else None for u in ids]
+        )
+        self._rows = self.table.index()
+        self._versions = [versions[u] for u in ids]
+        self._vectors = None
+
+    def _table(self, snapshots: pd.DataFrame, profiles: pd.DataFrame | None) -> UserTable:
         cfg = self.model.cfg
-        self.table = UserTable.from_snapshots(
+        return UserTable.from_snapshots(
             snapshots,
             cfg.sources,
             cfg.events_per_source,
@@ -90,9 +132,6 @@ class Embedder:
             profiles,
             self.featurizer,
         )
-        self._rows = self.table.index()
-        self._versions = [_input_version(self.table, i) for i in range(len(self.table.user_ids))]
-        self._vectors = self._text_vectors(self.table.texts)
 
     def _text_vectors(self, texts: list[str]) -> torch.Tensor | None:
         if self.model.cfg.encoder_lora_r:
@@ -102,10 +141,25 @@ class Embedder:
         from qanchor.model.vectors import VectorCache
 
         cache = VectorCache(cache_root() / "event_vectors", encoder_fingerprint(self.model.cfg))
+        return torch.from_numpy(cache.get(texts, self._encode_texts)).to(self.device)
+
+    def _encode_texts(self, texts: list[str]) -> np.ndarray:
         enc = self.model.text_encoder
-        vecs = cache.get(
-            texts, lambda t: enc.encode(t, max_length=self.model.cfg.encoder_max_length).numpy()
-        )
+        return enc.encode(texts, max_length=self.model.cfg.encoder_max_length).numpy()
+
+    def _lookup_vectors(self, texts: list[str]) -> torch.Tensor:
+        """Vectors of a request's texts: from the on-disk cache as loaded once, else encoded.
+
+        New texts are not added: a long-running server must not grow without bound.
+        """
+        if self._vector_cache is None:
+            from qanchor.model.artifact import encoder_fingerprint
+            from qanchor.model.backbones import cache_root
+            from qanchor.model.vectors import VectorCache
+
+            fingerprint = encoder_fingerprint(self.model.cfg)
+            self._vector_cache = VectorCache(cache_root() / "event_vectors", fingerprint)
+        vecs = self._vector_cache.get(texts, self._encode_texts, save=False, keep=False)
         return torch.from_numpy(vecs).to(self.device)
 
     def rows(self, user_ids: list[str]) -> list[int]:
@@ -174,7 +228,10 @@ class Embedder:
         if self._vectors is not None:
             return self._vectors[ev_text]
         uniq, inv = torch.unique(ev_text, return_inverse=True)
-        return self.model.event_vectors([self.table.texts[i] for i in uniq.tolist()])[inv]
+        texts = [self.table.texts[i] for i in uniq.tolist()]
+        if self.model.cfg.encoder_lora_r:
+            return self.model.event_vectors(texts)[inv]
+        return self._lookup_vectors(texts)[inv]
 
     def _compute_prefixes(self, rows: list[int]) -> list[PrefixEntry]:
         from transformers import DynamicCache
@@ -221,6 +278,25 @@ class Embedder:
                 u = self._suffix_pass(sub, pmask[idx], [parts[j] for _, j in chunk])
                 for (i, j), vec in zip(chunk, u, strict=True):
                     out[b + i, j] = vec.float().cpu()
+        return out
+
+    @torch.no_grad()
+    def embed_pairs(
+        self, rows: list[int], suffixes: list[Suffix], pairs: list[tuple[int, int]]
+    ) -> torch.Tensor:
+        """[len(pairs), d]: pair (i, j) is user ``rows[i]`` with ``suffixes[j]``.
+
+        For serving, where merged requests ask for different users x columns: each prefix is
+        computed (or fetched from the cache) once, and the pairs run in batches of
+        ``max_batch`` whatever their user or suffix, instead of one cross product per request.
+        """
+        entries = self.prefixes(rows)
+        parts = [self.suffix_embeds(s) for s in suffixes]
+        out = torch.empty(len(pairs), self.model.cfg.emb_dim)
+        for k in range(0, len(pairs), self.max_batch):
+            chunk = pairs[k : k + self.max_batch]
+            u = self.suffix_forward([entries[i] for i, _ in chunk], [parts[j] for _, j in chunk])
+            out[k : k + len(chunk)] = u.float().cpu()
         return out
 
     def _stack(

@@ -38,15 +38,24 @@ class VectorCache:
         return len(self._keys)
 
     def get(
-        self, texts: list[str], encode: Callable[[list[str]], np.ndarray], save: bool = True
+        self,
+        texts: list[str],
+        encode: Callable[[list[str]], np.ndarray],
+        save: bool = True,
+        keep: bool = True,
     ) -> np.ndarray:
-        """[len(texts), d] float32 vectors; texts not cached yet are encoded and added."""
+        """[len(texts), d] float32 vectors; texts not cached yet are encoded and added.
+
+        With ``keep=False`` new texts are encoded but not added (a server's memory stays flat).
+        """
         keys = [text_key(t) for t in texts]
         missing = sorted(
             {k: t for k, t in zip(keys, texts, strict=True) if k not in self._keys}.items()
         )
         self.misses += len(missing)
         self.hits += len(texts) - len(missing)
+        if missing and not keep:
+            return self._without_adding(keys, missing, encode)
         if missing:
             new = np.asarray(encode([t for _, t in missing]), dtype=np.float32)
             base = 0 if self._vecs is None else len(self._vecs)
@@ -57,6 +66,16 @@ class VectorCache:
         idx = np.fromiter((self._keys[k] for k in keys), dtype=np.int64, count=len(keys))
         assert self._vecs is not None or not texts
         return self._vecs[idx] if len(idx) else np.zeros((0, 0), np.float32)
+
+    def _without_adding(
+        self, keys: list[bytes], missing: list[tuple[bytes, str]], encode: Callable
+    ) -> np.ndarray:
+        new = np.asarray(encode([t for _, t in missing]), dtype=np.float32)
+        fresh = {k: i for i, (k, _) in enumerate(missing)}
+        out = np.empty((len(keys), new.shape[1]), np.float32)
+        for i, k in enumerate(keys):
+            out[i] = new[fresh[k]] if k in fresh else self._vecs[self._keys[k]]
+        return out
 
     def save(self) -> None:
         """Write keys and vectors atomically (temp files, then rename)."""

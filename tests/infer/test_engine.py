@@ -118,3 +118,12 @@ def test_bf16_autocast_stays_close_to_fp32(tiny_model: Path, built_tiny: Path, e
     assert cos.min() > 0.98, cos
     torch.testing.assert_close(cached, emb16.embed_rows_uncached(rows, sfx), atol=3e-2, rtol=0)
     assert not torch.equal(cached, fp32)  # autocast really ran in bf16
+
+
+def test_pairs_match_the_cross_product(embedder: Embedder) -> None:
+    """Serving's flat (user, suffix) pairs give the vectors of the per-request cross product."""
+    rows, sfx = [2, 5, 7], suffixes(embedder)
+    grid = embedder.embed_rows(rows, sfx)
+    pairs = [(2, 0), (0, 2), (1, 1), (0, 0), (2, 2), (1, 0)]
+    flat = embedder.embed_pairs(rows, sfx, pairs)
+    torch.testing.assert_close(flat, torch.stack([grid[i, j] for i, j in pairs]), atol=1e-5, rtol=0)

@@ -1,0 +1,79 @@
+"""The served model: a registry version loaded into an :class:`Embedder` with its scenarios.
+
+    served = ServedModel.load(cfg, cache)      # promoted version (or cfg.model_tag)
+    served.version, served.scenarios, served.suffixes(["cash_loan_default"], ["free text?"])
+
+The prefix cache is passed in, not created: it outlives a model swap, and its keys carry the
+model version, so entries of the previous model can never be hit (and are dropped on the swap).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from qanchor.infer.engine import Embedder, Suffix
+from qanchor.infer.prefix_cache import PrefixCache
+from qanchor.serving.config import ServingConfig
+from qanchor.serving.schemas import ScenarioInfo, UnknownScenario
+
+
+@dataclass
+class ServedModel:
+    """One loaded model version."""
+
+    version: str  # the registry tag, e.g. qanchor:abc123
+    path: Path
+    embedder: Embedder
+    scenarios: list[ScenarioInfo]
+
+    @classmethod
+    def load(cls, cfg: ServingConfig, cache: PrefixCache, tag: str | None = None) -> ServedModel:
+        """Load ``tag``, else ``cfg.model_tag``, else the promoted version of ``cfg.model_name``."""
+        from qanchor import registry
+        from qanchor.io import sha256_tree
+        from qanchor.tune.adapters import adapter_dir, load_adapters
+
+        tag = tag or cfg.model_tag
+        path = registry.load_promoted(cfg.model_name, tag=tag)
+        version = registry.get(tag).tag if tag else registry.promoted(cfg.model_name).tag
+        emb = Embedder.from_dir(path, cache_bytes=cache.max_bytes, max_batch=cfg.engine_batch)
+        # Cache keys carry the registry version: two models trained on the same data (the
+        # engine's default version is the data hash) must not share prefixes.
+        emb.cache, emb.model_version = cache, version
+        scenarios = [
+            ScenarioInfo(
+                name=a.name,
+                query=a.query,
+                adapter_version=sha256_tree(adapter_dir(path, a.name))[:12],
+            )
+            for a in load_adapters(path)
+        ]
+        return cls(version, path, emb, scenarios)
+
+    @property
+    def names(self) -> list[str]:
+        return [s.name for s in self.scenarios]
+
+    def check(self, names: list[str]) -> None:
+        """Raise :class:`UnknownScenario` (400, listing the valid names) for an unknown name."""
+        unknown = [n for n in dict.fromkeys(names) if n not in self.embedder.adapters]
+        if unknown:
+            raise UnknownScenario(
+                f"unknown scenario(s) {unknown}; valid: {self.names}",
+                unknown=unknown,
+                valid=self.names,
+            )
+
+    def suffixes(self, names: list[str], queries: list[str]) -> list[Suffix]:
+        """Scenario suffixes (query + soft prompt) then free-text query suffixes."""
+        self.check(names)
+        # Free text is never looked up as a scenario name, even if it spells one.
+        return [self.embedder.adapters[n] for n in names] + [Suffix(q) for q in queries]
+
+    def query_of(self, scenario: str | None, query: str | None) -> str:
+        """The query text of a scenario name, or the free-text query itself."""
+        if scenario is not None:
+            self.check([scenario])
+            return self.embedder.adapters[scenario].query
+        return query or ""

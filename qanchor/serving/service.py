@@ -1,0 +1,282 @@
+"""The embedding service's logic, independent of the HTTP framework.
+
+    svc = EmbeddingService(ServingConfig.from_env(), metrics=prometheus_client)
+    svc.embed("u000042", scenario="cash_loan_default")          # -> EmbedResult
+    svc.embed_batch(["u1", "u2"], ["cash_loan_default"], ["Will they travel?"])
+    svc.explain("u000042", query="What does this user do?")
+    svc.push([PushEvent(...)])                                    # new events; stale prefixes go
+
+Per request the users' features are read from the Feast online store, so a user's latest
+pushed events are always what is embedded. Each user's prefix KV state is cached across requests
+in a byte-bounded LRU keyed by (user, feature version, model version): changed features or a
+new model can never hit an old entry, and pushes through :meth:`push` (or a model swap) drop the
+superseded entries at once. Embedding requests are validated in the caller's thread and then
+merged with concurrent ones by an :class:`AdaptiveBatcher`; one worker thread owns the model.
+Unless a version is pinned, the promoted version is checked every ``reload_seconds`` and a newly
+promoted model is swapped in between batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from types import ModuleType
+
+from qanchor.infer.prefix_cache import PrefixCache
+from qanchor.serving.batcher import AdaptiveBatcher
+from qanchor.serving.config import ServingConfig
+from qanchor.serving.model import ServedModel
+from qanchor.serving.schemas import (
+    BadRequest,
+    BatchResult,
+    EmbedResult,
+    Explanation,
+    PushEvent,
+    PushResult,
+    ScenarioList,
+    TooLarge,
+    UnknownScenario,
+    UnknownUsers,
+)
+from qanchor.serving.users import RequestUsers
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EmbedJob:
+    """Users x (scenario names, then free-text queries)."""
+
+    user_ids: tuple[str, ...]
+    names: tuple[str, ...]
+    queries: tuple[str, ...]
+
+    @property
+    def pairs(self) -> int:
+        return len(self.user_ids) * (len(self.names) + len(self.queries))
+
+
+class EmbeddingService:
+    """Loads the served model and answers embed, embed_batch, explain, scenarios and push."""
+
+    def __init__(self, cfg: ServingConfig, metrics: ModuleType | None = None) -> None:
+        from qanchor.serving.metrics import CacheMetrics
+
+        self.cfg, self.store = cfg, cfg.feature_store()
+        self.cache = PrefixCache(cfg.cache_bytes)
+        self.model = ServedModel.load(cfg, self.cache)
+        self.metrics = CacheMetrics(metrics) if metrics is not None else None
+        self._lock = threading.RLock()  # the model and the feature store: one user at a time
+        self._checked = time.monotonic()
+        self.batcher = AdaptiveBatcher(
+            self._run, cfg.max_batch_pairs, cfg.batch_wait_ms / 1000, size=lambda job: job.pairs
+        )
+        self._update_metrics()
+
+    # --- API ------------------------------------------------------------------------------
+    def scenarios(self) -> ScenarioList:
+        return ScenarioList(model_version=self.model.version, scenarios=self.model.scenarios)
+
+    def embed(
+        self, user_id: str, scenario: str | None = None, query: str | None = None
+    ) -> EmbedResult:
+        """One user's vector for a scenario name or a free-text query (exactly one of them)."""
+        if (scenario is None) == (query is None):
+            raise BadRequest("give exactly one of 'scenario' (a name) or 'query' (free text)")
+        names, queries = ([scenario], []) if scenario is not None else ([], [query])
+        got = self.embed_batch([user_id], names, queries)
+        return EmbedResult(
+            user_id=user_id,
+            scenario=scenario,
+            query=self.model.query_of(scenario, query),
+            vector=got.vectors[0][0],
+            model_version=got.model_version,
+            feature_version=got.feature_versions[0],
+            prefix_cached=got.prefix_cached[0],
+        )
+
+    def embed_batch(
+        self,
+        user_ids: list[str],
+        scenarios: list[str] | None = None,
+        queries: list[str] | None = None,
+    ) -> BatchResult:
+        """Users x (scenarios, then queries), merged with concurrent requests into one batch."""
+        job = EmbedJob(tuple(user_ids), tuple(scenarios or ()), tuple(queries or ()))
+        if not job.pairs:
+            raise BadRequest("nothing to embed: give user_ids and at least one scenario or query")
+        if job.pairs > self.cfg.max_batch_pairs:
+            raise TooLarge(
+                f"{job.pairs} (user, scenario) pairs; the limit is {self.cfg.max_batch_pairs}",
+                limit=self.cfg.max_batch_pairs,
+            )
+        self.model.check(list(job.names))  # fail fast; rechecked in the batch (a model swap)
+        return self.batcher.submit(job)
+
+    def explain(
+        self,
+        user_id: str,
+        scenario: str | None = None,
+        query: str | None = None,
+        max_tokens: int = 32,
+    ) -> Explanation:
+        """A short description of the user for a scenario's query or a free-text query."""
+        from qanchor.infer.explain import explain
+
+        if (scenario is None) == (query is None):
+            raise BadRequest("give exactly one of 'scenario' (a name) or 'query' (free text)")
+        with self._lock:
+            self._maybe_reload()
+            text = self.model.query_of(scenario, query)
+            users = self._read([user_id], strict=True)
+            cached = users.attach(self.model.embedder, [user_id])[user_id]
+            out = explain(
+                self.model.embedder, user_id, text, min(max_tokens, self.cfg.explain_tokens)
+            )
+            self._update_metrics()
+            return Explanation(
+                user_id=user_id,
+                query=text,
+                text=out,
+                model_version=self.model.version,
+                feature_version=users.versions[user_id],
+                prefix_cached=cached,
+            )
+
+    def push(self, events: list[PushEvent]) -> PushResult:
+        """Append new events to users' online histories; drop their now stale cached prefixes."""
+        import pandas as pd
+
+        from qanchor.features.push import push_events
+
+        if len(events) > self.cfg.push_max_events:
+            raise TooLarge(
+                f"{len(events)} events; the limit is {self.cfg.push_max_events}",
+                limit=self.cfg.push_max_events,
+            )
+        if not events:
+            return PushResult(events=0, stale=[], versions={}, invalidated=0)
+        frame = pd.DataFrame([e.model_dump() for e in events])
+        frame["ts"] = _utc_times(frame["ts"])
+        dropped = []
+        with self._lock:
+            hook = lambda users: dropped.append(self.cache.invalidate(lambda k: k[0] in users))  # noqa: E731
+            res = push_events(self.store, frame, on_stale=[hook])
+            self._update_metrics(invalidated=sum(dropped))
+        return PushResult(
+            events=res.events,
+            stale=sorted(res.stale),
+            versions=res.versions,
+            invalidated=sum(dropped),
+        )
+
+    def ready(self) -> bool:
+        return self.model is not None
+
+    # --- the batch worker -----------------------------------------------------------------
+    def _run(self, jobs: list[EmbedJob]) -> list[BatchResult | Exception]:
+        """Embed a batch of jobs: one feature read, each prefix once, all pairs batched together."""
+        with self._lock:
+            self._maybe_reload()
+            users = self._read([u for j in jobs for u in j.user_ids])
+            out: list[BatchResult | Exception | None] = [None] * len(jobs)
+            for i, job in enumerate(jobs):
+                if missing := users.unknown(list(job.user_ids)):
+                    out[i] = _unknown(missing)
+                else:
+                    try:  # a scenario the model swapped in just now lacks
+                        self.model.check(list(job.names))
+                    except UnknownScenario as exc:
+                        out[i] = exc
+            ok = [i for i, o in enumerate(out) if o is None]
+            if ok:
+                self._embed_jobs([jobs[i] for i in ok], users, out, ok)
+            self._update_metrics()
+            return out
+
+    def _embed_jobs(
+        self, jobs: list[EmbedJob], users: RequestUsers, out: list, idx: list[int]
+    ) -> None:
+        """Flatten the jobs' (user, column) pairs over shared user and suffix lists, embed once."""
+        emb = self.model.embedder
+        ids = list(dict.fromkeys(u for j in jobs for u in j.user_ids))
+        cached = users.attach(emb, ids)
+        # Scenario columns first, then free text: the order ServedModel.suffixes returns.
+        cols = sorted(
+            dict.fromkeys(c for j in jobs for c in _columns(j)), key=lambda c: c[0] == "q"
+        )
+        sfx = self.model.suffixes(
+            [c[1] for c in cols if c[0] == "s"], [c[1] for c in cols if c[0] == "q"]
+        )
+        at_user, at_col = {u: k for k, u in enumerate(ids)}, {c: k for k, c in enumerate(cols)}
+        pairs = [(at_user[u], at_col[c]) for j in jobs for u in j.user_ids for c in _columns(j)]
+        vecs = emb.embed_pairs(emb.rows(ids), sfx, pairs).numpy()
+        start = 0
+        for i, job in zip(idx, jobs, strict=True):
+            n, m = len(job.user_ids), len(_columns(job))
+            block = vecs[start : start + n * m].reshape(n, m, -1)
+            start += n * m
+            out[i] = BatchResult(user_ids=list(job.user_ids), columns=[*job.names, *job.queries],
+                                 vectors=block.tolist(), model_version=self.model.version,
+                                 feature_versions=[users.versions[u] for u in job.user_ids],
+                                 prefix_cached=[cached[u] for u in job.user_ids])  # fmt: skip
+
+    def _read(self, user_ids: list[str], strict: bool = False) -> RequestUsers:
+        """The users' online features; with ``strict`` an unknown user is a 404 right away."""
+        users = RequestUsers.read(self.store, user_ids)
+        if strict and (missing := users.unknown(user_ids)):
+            raise _unknown(missing)
+        return users
+
+    # --- model swaps and metrics ----------------------------------------------------------
+    def reload(self, tag: str | None = None) -> bool:
+        """Serve ``tag`` (default: the promoted version) if it is not served yet; True if swapped."""
+        from qanchor import registry
+
+        with self._lock:
+            version = registry.get(tag) if tag else registry.promoted(self.cfg.model_name)
+            if version is None or version.tag == self.model.version:
+                return False
+            target = version.tag
+            self.model = ServedModel.load(self.cfg, self.cache, tag=target)
+            dropped = self.cache.invalidate(lambda key: key[2] != target)
+            self._update_metrics(invalidated=dropped)
+            return True
+
+    def _maybe_reload(self) -> None:
+        """Follow promotions every ``reload_seconds`` unless a version is pinned."""
+        if self.cfg.model_tag or self.cfg.reload_seconds <= 0:
+            return
+        if time.monotonic() - self._checked >= self.cfg.reload_seconds:
+            self._checked = time.monotonic()
+            try:
+                self.reload()
+            except Exception:  # a broken store or pointer must not fail requests: keep serving
+                log.exception(
+                    "could not check or load the promoted model; serving %s", self.model.version
+                )
+
+    def _update_metrics(self, invalidated: int = 0) -> None:
+        if self.metrics is not None:
+            self.metrics.update(self.cache.stats(), invalidated)
+
+
+def _columns(job: EmbedJob) -> list[tuple[str, str]]:
+    """A job's columns, tagged: a scenario name and free text that spells it stay apart."""
+    return [("s", n) for n in job.names] + [("q", q) for q in job.queries]
+
+
+def _unknown(users: list[str]) -> UnknownUsers:
+    return UnknownUsers(f"unknown user(s) {users[:10]}", unknown=users[:10])
+
+
+def _utc_times(values) -> object:  # noqa: ANN001
+    """Event times as UTC timestamps; one outside pandas' range (years 1677-2262) is a 400."""
+    import pandas as pd
+
+    try:
+        return pd.to_datetime(values, utc=True)
+    except (ValueError, OverflowError, pd.errors.OutOfBoundsDatetime) as exc:
+        raise BadRequest(f"an event time is out of range: {exc}") from exc

@@ -1,0 +1,46 @@
+"""Users of a request, read from the Feast online store, and their prefix-cache keys.
+
+users = RequestUsers.read(store_cfg, ["u1", "u2"])
+users.unknown(["u1", "u9"])             # ["u9"]: the store has no event history for it
+users.attach(embedder, ["u1"])          # the embedder now serves u1, keyed by its version
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from qanchor.features.config import FeatureStoreConfig
+from qanchor.features.store import UserFeatures, online_snapshots
+from qanchor.infer.engine import Embedder
+
+
+@dataclass
+class RequestUsers:
+    """The online features of a set of users and their feature versions."""
+
+    features: UserFeatures
+    versions: dict[str, str]
+    known: set[str]
+
+    @classmethod
+    def read(cls, cfg: FeatureStoreConfig, user_ids: list[str]) -> RequestUsers:
+        """One online-store read for all ``user_ids`` (duplicates are read once)."""
+        feats = online_snapshots(cfg, list(dict.fromkeys(user_ids)))
+        snaps = feats.snapshots
+        # Feast answers an unknown user with nulls: no history row, so no row time.
+        known = set(snaps.loc[snaps["snapshot_ts"].notna(), "user_id"].astype(str))
+        return cls(feats, feats.versions(), known)
+
+    def unknown(self, user_ids: list[str]) -> list[str]:
+        return [u for u in dict.fromkeys(user_ids) if u not in self.known]
+
+    def attach(self, emb: Embedder, user_ids: list[str]) -> dict[str, bool]:
+        """Make ``emb`` serve ``user_ids``; returns, per user, whether its prefix is cached."""
+        keep = list(dict.fromkeys(user_ids))
+        snaps = self.features.snapshots
+        snaps = snaps[snaps["user_id"].isin(keep)].reset_index(drop=True)
+        tab = self.features.tabular
+        tab = None if tab is None else tab[tab["user_id"].isin(keep)].reset_index(drop=True)
+        emb.set_request_users(snaps, tab, self.versions)
+        rows = emb.rows(keep)
+        return {u: emb.cache_key(r) in emb.cache for u, r in zip(keep, rows, strict=True)}
