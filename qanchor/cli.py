@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 
+from qanchor.cli_ops import add_features, add_pipeline
 from qanchor.config import PRESETS, add_config_args, overrides_from_args, resolve
 from qanchor.errors import QAnchorError
 
@@ -137,57 +138,6 @@ def _cmd_drift(args: argparse.Namespace) -> None:
         print(f"e-mail:  {'sent' if result['sent'] else 'not sent'} ({result['reason']})")
 
 
-def _cmd_pipeline(args: argparse.Namespace) -> None:
-    from qanchor.orchestrate import kfp_runner
-    from qanchor.orchestrate.stages import summarize
-
-    if args.pipeline_command == "compile":
-        print(f"wrote {kfp_runner.compile_pipeline(args.out)}")
-        return
-    arguments = {"dataset": args.dataset, "run": args.run, "preset": args.preset,
-                 "scenarios": [s for s in (args.scenarios or "").split(",") if s],
-                 "tolerance": args.tolerance, "model_name": args.model_name,
-                 "feature_repo": args.feature_repo}  # fmt: skip
-    if args.pipeline_command == "local":
-        kfp_runner.run_pipeline_local(arguments, f"{args.run}/kfp-local")
-        summary = summarize(args.run)
-        print(f"gate: {(summary['gate'] or {}).get('reason')}")
-        print(f"metrics: {summary['metrics']}")
-        print(f"report:  {summary['report']}")
-        return
-    host = args.host or kfp_runner.kfp_host()
-    if not host:
-        raise QAnchorError("no Kubeflow Pipelines endpoint: set KFP_HOST or pass --host")
-    run_id = kfp_runner.submit_pipeline(arguments, host, wait=args.wait, package=args.package)
-    print(f"submitted Kubeflow run {run_id} to {host}")
-
-
-def _add_pipeline(top: argparse._SubParsersAction) -> None:
-    """``qanchor pipeline compile|submit|local``: the Kubeflow pipeline of components/."""
-    p = top.add_parser("pipeline", help="compile, submit or locally run the Kubeflow pipeline")
-    sub = p.add_subparsers(dest="pipeline_command", required=True)
-    c = sub.add_parser("compile", help="write the pipeline YAML")
-    c.add_argument("--out", default="components/qanchor_pipeline.yaml", help="YAML path")
-    c.set_defaults(func=_cmd_pipeline)
-    for name, text in (("submit", "submit to the Kubeflow endpoint (KFP_HOST or --host)"),
-                       ("local", "run with KFP's local runner (no Docker)")):  # fmt: skip
-        q = sub.add_parser(name, help=text, description=text)
-        q.set_defaults(func=_cmd_pipeline)
-        q.add_argument("--dataset", required=True, help="dataset directory in the input contract")
-        q.add_argument("--run", required=True, help="run directory (shared by every step)")
-        q.add_argument("--preset", choices=PRESETS, default="small", help="preset of every stage")
-        q.add_argument("--scenarios", default="", help="comma-separated scenarios (default: all)")
-        q.add_argument("--tolerance", type=float, default=0.01, help="quality gate tolerance (AUC)")
-        q.add_argument("--model-name", default="qanchor", help="BentoML model store name")
-        q.add_argument("--feature-repo", default="", help="Feast repo to read snapshots through")
-        if name == "submit":
-            q.add_argument("--host", default=None, help="endpoint (default: $KFP_HOST)")
-            q.add_argument("--wait", action="store_true", help="wait for the run to finish")
-            q.add_argument("--package", default=None,
-                           help="compiled pipeline YAML to submit as is (make compile: "
-                                "components/qanchor_pipeline.yaml); default: compile now")  # fmt: skip
-
-
 def _add_stage(
     sub: argparse._SubParsersAction,
     name: str,
@@ -209,59 +159,6 @@ def _add_stage(
         p.add_argument("--config", default=None, help="YAML file of config overrides")
         add_config_args(p, config_cls)
     return p
-
-
-def _cmd_features(args: argparse.Namespace) -> None:
-    import pandas as pd
-
-    from qanchor import features as F
-
-    overrides = overrides_from_args(args, F.FeatureStoreConfig)
-    cfg = resolve(F.FeatureStoreConfig, None, args.config, overrides)
-    if args.features_command == "apply":
-        print(f"applied {len(F.apply(cfg))} objects; registry in {cfg.state_dir}")
-    elif args.features_command == "materialize":
-        end = F.materialize(cfg, args.end, args.full)
-        print(f"materialised up to {end.isoformat()} ({cfg.online_store})")
-    else:
-        result = F.push_events(cfg, pd.read_parquet(args.events))
-        print(
-            f"pushed {result.events} events; {len(result.stale)} users stale: {sorted(result.stale)[:10]}"
-        )
-
-
-def _add_features(top: argparse._SubParsersAction) -> None:
-    """``qanchor features apply|materialize|push``: thin wrappers of :mod:`qanchor.features`."""
-    from qanchor.features import FeatureStoreConfig
-
-    sub = top.add_parser("features", help="the Feast feature store").add_subparsers(
-        dest="features_command", required=True
-    )
-    data = {"--data": "built dataset directory the feature sources read"}
-    _add_stage(
-        sub,
-        "apply",
-        "register feature_repo's views over a built dataset",
-        _cmd_features,
-        FeatureStoreConfig,
-        data,
-    )
-    p = _add_stage(
-        sub,
-        "materialize",
-        "load the latest features into the online store",
-        _cmd_features,
-        FeatureStoreConfig,
-        data,
-    )
-    p.add_argument("--end", default=None, help="materialise up to this time (default: now)")
-    p.add_argument(
-        "--full",
-        action="store_true",
-        help="load all rows again, not only those since the last run (a wiped online store)",
-    )
-    _add_stage(sub, "push", "append new events to users' online event history", _cmd_features,
-               FeatureStoreConfig, {**data, "--events": "parquet of new events (events.parquet columns)"})  # fmt: skip
 
 
 MODEL = {"--model": "model directory (with its scenario adapters)"}
@@ -378,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="Feast repo (e.g. feature_repo): stages read user snapshots through it",
     )
-    _add_features(top)
+    add_features(top)
 
     p = _add_stage(
         top,
@@ -405,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="alert de-duplication state file (default: alert_state.json beside --out)",
     )
-    _add_pipeline(top)
+    add_pipeline(top)
     return parser  # fmt: skip
 
 
