@@ -32,7 +32,7 @@ class ServedModel:
         """Load ``tag``, else ``cfg.model_tag``, else the promoted version of ``cfg.model_name``."""
         from qanchor import registry
         from qanchor.io import sha256_tree
-        from qanchor.tune.adapters import adapter_dir, load_adapters
+        from qanchor.tune.adapters import adapter_dir
 
         tag = tag or cfg.model_tag
         path = registry.load_promoted(cfg.model_name, tag=tag)
@@ -41,13 +41,14 @@ class ServedModel:
         # Cache keys carry the registry version: two models trained on the same data (the
         # engine's default version is the data hash) must not share prefixes.
         emb.cache, emb.model_version = cache, version
+        # The adapters the embedder loaded (from_dir), not a second read of their files.
         scenarios = [
             ScenarioInfo(
-                name=a.name,
-                query=a.query,
-                adapter_version=sha256_tree(adapter_dir(path, a.name))[:12],
+                name=name,
+                query=sfx.query,
+                adapter_version=sha256_tree(adapter_dir(path, name))[:12],
             )
-            for a in load_adapters(path)
+            for name, sfx in emb.adapters.items()
         ]
         return cls(version, path, emb, scenarios)
 

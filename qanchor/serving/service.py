@@ -149,7 +149,7 @@ class EmbeddingService:
         """Append new events to users' online histories; drop their now stale cached prefixes."""
         import pandas as pd
 
-        from qanchor.features.push import push_events
+        from qanchor.features.push import prefix_invalidator, push_events
 
         if len(events) > self.cfg.push_max_events:
             raise TooLarge(
@@ -162,7 +162,8 @@ class EmbeddingService:
         frame["ts"] = _utc_times(frame["ts"])
         dropped = []
         with self._lock:
-            hook = lambda users: dropped.append(self.cache.invalidate(lambda k: k[0] in users))  # noqa: E731
+            invalidate = prefix_invalidator(self.cache)
+            hook = lambda users: dropped.append(invalidate(users))  # noqa: E731 - counts drops
             res = push_events(self.store, frame, on_stale=[hook])
             self._update_metrics(invalidated=sum(dropped))
         return PushResult(
