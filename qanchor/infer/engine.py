@@ -157,11 +157,12 @@ class Embedder(UserInputs):
         from transformers import DynamicCache
 
         batch = self.prefix_batch(rows, left=True)
-        emb = self.model.input_embeds(batch, self.event_vectors(batch.ev_text))
+        emb, user = self.model.embeds_and_user(batch, self.event_vectors(batch.ev_text))
         cache = DynamicCache()
         with autocast(self.bf16, self.device):
             self.model.hidden(emb, batch.attention_mask, past_key_values=cache, use_cache=True)
         lengths = batch.attention_mask.sum(1).tolist()
+        keep_user = self.model.cfg.user_skip
         # Left padding: each user's real tokens are the last `length` positions.
         return [
             PrefixEntry(
@@ -170,6 +171,7 @@ class Embedder(UserInputs):
                     for lay in cache.layers
                 ],
                 n,
+                user[b].float().clone() if keep_user else None,
             )
             for b, n in enumerate(lengths)
         ]
@@ -189,13 +191,14 @@ class Embedder(UserInputs):
         parts = [self.suffix_embeds(s) for s in suffixes]
         out = torch.empty(len(rows), len(suffixes), self.model.cfg.emb_dim)
         for b in range(0, len(rows), block):
-            kv, pmask = self._stack(entries[b : b + block])
+            kv, pmask, users = self._stack(entries[b : b + block])
             pairs = [(i, j) for i in range(min(block, len(rows) - b)) for j in range(len(suffixes))]
             for k in range(0, len(pairs), self.max_batch):
                 chunk = pairs[k : k + self.max_batch]
                 idx = torch.tensor([i for i, _ in chunk], device=self.device)
                 sub = [(key[idx], val[idx]) for key, val in kv]
-                u = self._suffix_pass(sub, pmask[idx], [parts[j] for _, j in chunk])
+                sub_users = None if users is None else users[idx]
+                u = self._suffix_pass(sub, pmask[idx], [parts[j] for _, j in chunk], sub_users)
                 for (i, j), vec in zip(chunk, u, strict=True):
                     out[b + i, j] = vec.float().cpu()
         return out
@@ -221,8 +224,9 @@ class Embedder(UserInputs):
 
     def _stack(
         self, entries: list[PrefixEntry]
-    ) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]:
-        """Per-layer [N, kvh, n, hd] keys/values, left-padded to the longest prefix, and the mask."""
+    ) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor, torch.Tensor | None]:
+        """Per-layer [N, kvh, n, hd] keys/values left-padded to the longest prefix, the mask,
+        and the user tokens [N, d_llm] (None for a head without the user shortcut)."""
         n = max(e.length for e in entries)
         kv = []
         for layer in range(len(entries[0].kv)):
@@ -232,20 +236,24 @@ class Embedder(UserInputs):
         pmask = torch.tensor(
             [[0] * (n - e.length) + [1] * e.length for e in entries], device=self.device
         )
-        return kv, pmask
+        users = None
+        if self.model.cfg.user_skip:
+            users = torch.stack([e.user for e in entries]).to(self.device)
+        return kv, pmask, users
 
     def suffix_forward(
         self, entries: list[PrefixEntry], parts: list[tuple[torch.Tensor, int]]
     ) -> torch.Tensor:
         """u for each (prefix entry, suffix embeddings) pair; gradients flow into the suffix."""
-        kv, pmask = self._stack(entries)
-        return self._suffix_pass(kv, pmask, parts)
+        kv, pmask, users = self._stack(entries)
+        return self._suffix_pass(kv, pmask, parts, users)
 
     def _suffix_pass(
         self,
         kv: list[tuple[torch.Tensor, torch.Tensor]],
         pmask: torch.Tensor,
         parts: list[tuple[torch.Tensor, int]],
+        users: torch.Tensor | None = None,
     ) -> torch.Tensor:
         from transformers import DynamicCache
 
@@ -270,7 +278,7 @@ class Embedder(UserInputs):
         at = torch.tensor([p[1] for p in parts], device=self.device)
         h = out.last_hidden_state[torch.arange(len(parts), device=self.device), at]
         # The small head stays in fp32 in both paths (its standardisation is precision-sensitive).
-        return self.model.head(h.float(), "anchor")
+        return self.model.embed_head(h.float(), users)
 
     @torch.no_grad()
     def embed_rows_uncached(self, rows: list[int], suffixes: list[Suffix]) -> torch.Tensor:
@@ -280,7 +288,8 @@ class Embedder(UserInputs):
         whether the prefix is recomputed per scenario.
         """
         batch = self.prefix_batch(rows, left=False)
-        pre = self.model.input_embeds(batch, self.event_vectors(batch.ev_text))
+        pre, user = self.model.embeds_and_user(batch, self.event_vectors(batch.ev_text))
+        user = user.float()
         lengths = batch.attention_mask.sum(1).tolist()
         parts = [self.suffix_embeds(s) for s in suffixes]
         pairs = [(i, j) for i in range(len(rows)) for j in range(len(suffixes))]
@@ -296,9 +305,8 @@ class Embedder(UserInputs):
             with autocast(self.bf16, self.device):
                 h = self.model.hidden(emb, mask)
             at = torch.tensor([lengths[i] + parts[j][1] for i, j in chunk], device=self.device)
-            u = self.model.head(
-                h[torch.arange(len(chunk), device=self.device), at].float(), "anchor"
-            )
+            h_at = h[torch.arange(len(chunk), device=self.device), at].float()
+            u = self.model.embed_head(h_at, user[torch.tensor([i for i, _ in chunk])])
             for (i, j), vec in zip(chunk, u, strict=True):
                 out[i, j] = vec.float().cpu()
         return out

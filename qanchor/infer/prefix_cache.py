@@ -16,14 +16,20 @@ import torch
 
 @dataclass
 class PrefixEntry:
-    """One user's prefix state: per-layer (keys, values) and the prefix length."""
+    """One user's prefix state: per-layer (keys, values), the prefix length, the user token.
+
+    ``user`` is the encoder's user token [d_llm], kept for models whose head reads it
+    (``ModelConfig.user_skip``); it costs one token's width next to the per-layer keys/values.
+    """
 
     kv: list[tuple[torch.Tensor, torch.Tensor]]
     length: int
+    user: torch.Tensor | None = None
 
     @property
     def nbytes(self) -> int:
-        return sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in self.kv)
+        kv = sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in self.kv)
+        return kv + (0 if self.user is None else self.user.numel() * self.user.element_size())
 
 
 class PrefixCache:

@@ -41,6 +41,11 @@ class ModelConfig:
     max_answer_tokens: int = option(200, "answer tokens kept (semantic tower and next-token loss)")
     encoder_max_length: int = option(64, "tokens per event text in the event encoder")
     user_tokens: bool = option(True, "insert the user and modal tokens (ablation switch)")
+    user_skip: bool = option(
+        False,
+        "the head's hidden layer also reads the user token (a shortcut past the backbone, "
+        "for short CPU runs; the paper's head reads the <USER_EMB> state only)",
+    )
     seed: int = option(0, "seed of the randomly initialised modules")
     # Filled in from the data at pretraining time, then fixed for the model's lifetime.
     sources: list[str] = option([], "event sources, in prefix order (set from the data)")
@@ -66,6 +71,9 @@ class PretrainConfig:
     max_query_tokens: int = option(48, "query tokens kept")
     max_answer_tokens: int = option(200, "answer tokens kept")
     user_tokens: bool = option(True, "insert user and modal tokens (ablation: false)")
+    user_skip: bool = option(
+        False, "the head also reads the user token (shortcut past the backbone)"
+    )
     # --- loss ---
     temperature: float = option(0.07, "InfoNCE temperature")
     margin: float = option(0.1, "false-negative margin filter")
@@ -103,6 +111,7 @@ class PretrainConfig:
             "emb_dim": 16, "events_per_source": 3, "max_query_tokens": 48, "max_answer_tokens": 64,
             "steps": 12, "batch_size": 8, "lr": 3e-3, "warmup_steps": 2, "checkpoint_every": 0,
             "log_every": 2, "eval_users": 16, "eval_batch": 8, "lora_dropout": 0.0, "bf16": "off",
+            "user_skip": True,
         },
         "small": {
             "backbone": "default", "encoder": "default", "backbone_layers": 6, "lora_r": 8,
@@ -110,6 +119,7 @@ class PretrainConfig:
             "events_per_source": 8, "max_query_tokens": 24, "max_answer_tokens": 40,
             "steps": 200, "batch_size": 16, "lr": 1e-3, "warmup_steps": 15,
             "checkpoint_every": 50, "log_every": 5, "eval_users": 256, "eval_batch": 16,
+            "user_skip": True,
         },
         "paper": {
             "backbone": "default", "encoder": "default", "lora_r": 64, "lora_alpha": 32,

@@ -83,7 +83,12 @@ class UserEncoder(nn.Module):
         if self.profile_dim:
             assert profile is not None, "this model has a tabular source: pass profile features"
             tab_tok = self.tab_token(profile)
-            means = torch.cat([means, self.tab_pool(profile).unsqueeze(1)], dim=1)
+            # Unit length, like the sentence encoder's vectors: a raw Linear of ~100 standardised
+            # features came out ~16x longer than a mean of unit event vectors and drowned the
+            # events' content in the user token's average (linear-probe AUC of the user token
+            # after small pretraining: 0.726 without, 0.749 with the normalisation).
+            pooled = torch.nn.functional.normalize(self.tab_pool(profile), dim=-1)
+            means = torch.cat([means, pooled.unsqueeze(1)], dim=1)
             present = torch.cat([present, present.new_ones(n_users, 1)], dim=1)
         modal = self.modal_adapter(means)
         # The user token pools only the sources the user actually has.

@@ -127,3 +127,11 @@ def test_pairs_match_the_cross_product(embedder: Embedder) -> None:
     pairs = [(2, 0), (0, 2), (1, 1), (0, 0), (2, 2), (1, 0)]
     flat = embedder.embed_pairs(rows, sfx, pairs)
     torch.testing.assert_close(flat, torch.stack([grid[i, j] for i, j in pairs]), atol=1e-5, rtol=0)
+
+
+def test_cache_entries_keep_the_user_token_for_the_head(embedder: Embedder) -> None:
+    entry = embedder.prefixes([0])[0]
+    assert embedder.model.cfg.user_skip and entry.user is not None
+    assert entry.user.shape == (embedder.model.causal_lm.config.hidden_size,)
+    kv_bytes = sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in entry.kv)
+    assert entry.nbytes == kv_bytes + entry.user.numel() * entry.user.element_size()

@@ -127,3 +127,27 @@ def test_save_and_load_round_trip(model, tmp_path: Path) -> None:
     ev = torch.randn(len(b.ev_text), model.text_encoder.dim)
     torch.testing.assert_close(loaded.anchor(b, ev)[0], model.anchor(b, ev)[0])
     assert fz2 == fz and config["data_content_hash"] == "abc" and config["note"] == 1
+
+
+def test_user_shortcut_feeds_the_user_token_to_the_head(model) -> None:
+    b = make_batch(model)
+    ev = torch.randn(len(b.ev_text), model.text_encoder.dim)
+    emb, user = model.embeds_and_user(b, ev)
+    assert model.cfg.user_skip and user.shape == (2, model.causal_lm.config.hidden_size)
+    torch.testing.assert_close(emb[b.kinds == L.USER], user)  # the same token the prefix holds
+    h = model.hidden(emb, b.attention_mask)[b.kinds == L.USER_EMB]
+    with_user = model.embed_head(h, user)
+    torch.testing.assert_close(model.anchor(b, ev)[0], with_user)
+    assert (with_user - model.embed_head(h, user.flip(0))).abs().max() > 1e-3
+
+
+def test_without_the_shortcut_the_head_reads_the_state_only() -> None:
+    cfg = resolve(PretrainConfig, "tiny", overrides={"user_skip": False}).model_config(SOURCES, 3)
+    m = build_model(cfg).eval()
+    assert m.head.user_in is None
+    h, user = (
+        torch.randn(2, m.causal_lm.config.hidden_size),
+        torch.randn(2, m.causal_lm.config.hidden_size),
+    )
+    torch.testing.assert_close(m.embed_head(h, user), m.embed_head(h, None))
+    assert not any(n.startswith("head.user_") for n, _ in m.named_parameters())

@@ -89,9 +89,12 @@ def test_torchrun_two_processes_match_one(
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     a, b = weights(one), weights(tmp_path / "two")
+    # Adam divides by sqrt(v): for a weight whose gradient is near zero, the float noise of a
+    # different reduction order moves the update by a few percent of one step (lr 3e-3), so
+    # the tolerance is 1e-4, well under the 9e-3 any weight moves in 3 steps.
     for name in a:
         np.testing.assert_allclose(
-            a[name].numpy(), b[name].numpy(), atol=2e-5, rtol=1e-4, err_msg=name
+            a[name].numpy(), b[name].numpy(), atol=1e-4, rtol=1e-4, err_msg=name
         )
 
 
