@@ -278,7 +278,7 @@ class Embedder(UserInputs):
         at = torch.tensor([p[1] for p in parts], device=self.device)
         h = out.last_hidden_state[torch.arange(len(parts), device=self.device), at]
         # The small head stays in fp32 in both paths (its standardisation is precision-sensitive).
-        return self.model.embed_head(h.float(), users)
+        return self.model.head(h.float(), "anchor", users)
 
     @torch.no_grad()
     def embed_rows_uncached(self, rows: list[int], suffixes: list[Suffix]) -> torch.Tensor:
@@ -306,7 +306,8 @@ class Embedder(UserInputs):
                 h = self.model.hidden(emb, mask)
             at = torch.tensor([lengths[i] + parts[j][1] for i, j in chunk], device=self.device)
             h_at = h[torch.arange(len(chunk), device=self.device), at].float()
-            u = self.model.embed_head(h_at, user[torch.tensor([i for i, _ in chunk])])
+            rows_at = torch.tensor([i for i, _ in chunk], device=self.device)
+            u = self.model.head(h_at, "anchor", user[rows_at])
             for (i, j), vec in zip(chunk, u, strict=True):
                 out[i, j] = vec.float().cpu()
         return out

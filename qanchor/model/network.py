@@ -54,7 +54,8 @@ class Head(nn.Module):
     def forward(
         self, x: torch.Tensor, tower: str, user: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Embed hidden states ``x`` [N, d_in]; ``user`` [N, d_in] feeds the user shortcut."""
+        """Embed hidden states ``x`` [N, d_in]; ``user`` [N, d_in] feeds the user shortcut
+        (ignored by a head built without it)."""
         x = (x - getattr(self, f"{tower}_shift")) / getattr(self, f"{tower}_scale")
         z = self.net[0](x.to(self.net[0].weight.dtype))
         if self.user_norm is None or user is None:
@@ -137,10 +138,6 @@ class QAnchorModel(nn.Module):
         )
         return emb, user
 
-    def embed_head(self, h: torch.Tensor, user: torch.Tensor | None) -> torch.Tensor:
-        """u from hidden states at <USER_EMB> [N, d_llm] and the rows' user tokens [N, d_llm]."""
-        return self.head(h, "anchor", user if self.cfg.user_skip else None)
-
     @staticmethod
     def _put(emb: torch.Tensor, mask: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
         if values.shape[0] != int(mask.sum()):
@@ -189,7 +186,7 @@ class QAnchorModel(nn.Module):
         emb, user = self.embeds_and_user(batch, ev_vecs)
         h = self.hidden(emb, batch.attention_mask)
         # One <USER_EMB> per row, in row order (the layout puts exactly one in each suffix).
-        u = self.embed_head(h[batch.kinds == L.USER_EMB], user)
+        u = self.head(h[batch.kinds == L.USER_EMB], "anchor", user)
         lm_loss = None
         if batch.labels is not None:
             lm_loss = next_token_loss(h, batch.labels, self.causal_lm.get_output_embeddings())

@@ -136,9 +136,9 @@ def test_user_shortcut_feeds_the_user_token_to_the_head(model) -> None:
     assert model.cfg.user_skip and user.shape == (2, model.causal_lm.config.hidden_size)
     torch.testing.assert_close(emb[b.kinds == L.USER], user)  # the same token the prefix holds
     h = model.hidden(emb, b.attention_mask)[b.kinds == L.USER_EMB]
-    with_user = model.embed_head(h, user)
+    with_user = model.head(h, "anchor", user)
     torch.testing.assert_close(model.anchor(b, ev)[0], with_user)
-    assert (with_user - model.embed_head(h, user.flip(0))).abs().max() > 1e-3
+    assert (with_user - model.head(h, "anchor", user.flip(0))).abs().max() > 1e-3
 
 
 def test_without_the_shortcut_the_head_reads_the_state_only() -> None:
@@ -149,5 +149,5 @@ def test_without_the_shortcut_the_head_reads_the_state_only() -> None:
         torch.randn(2, m.causal_lm.config.hidden_size),
         torch.randn(2, m.causal_lm.config.hidden_size),
     )
-    torch.testing.assert_close(m.embed_head(h, user), m.embed_head(h, None))
+    torch.testing.assert_close(m.head(h, "anchor", user), m.head(h, "anchor"))
     assert not any(n.startswith("head.user_") for n, _ in m.named_parameters())

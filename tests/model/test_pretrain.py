@@ -91,7 +91,7 @@ def test_torchrun_two_processes_match_one(
     a, b = weights(one), weights(tmp_path / "two")
     # Adam divides by sqrt(v): for a weight whose gradient is near zero, the float noise of a
     # different reduction order moves the update by a few percent of one step (lr 3e-3), so
-    # the tolerance is 1e-4, well under the 9e-3 any weight moves in 3 steps.
+    # the tolerance is 1e-4, well under the up to 9e-3 a weight can move in 3 steps.
     for name in a:
         np.testing.assert_allclose(
             a[name].numpy(), b[name].numpy(), atol=1e-4, rtol=1e-4, err_msg=name
