@@ -43,6 +43,15 @@ def _cmd_build(args: argparse.Namespace) -> None:
     print(f"manifest: {out / 'manifest.json'}")
 
 
+def _cmd_import(args: argparse.Namespace) -> None:
+    from qanchor.data.movielens import import_movielens_100k
+
+    t0 = time.perf_counter()
+    out = import_movielens_100k(args.out)
+    print(f"wrote {args.dataset} to {out} in {time.perf_counter() - t0:.1f}s ({out / 'README.md'})")
+    print(f"next: qanchor data build --input {out} --out <built dir> --preset small")
+
+
 def _cmd_pretrain(args: argparse.Namespace) -> None:
     from qanchor.model.config import PretrainConfig
     from qanchor.model.pretrain import pretrain
@@ -179,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level")
     top = parser.add_subparsers(dest="command", required=True)
-    data = top.add_parser("data", help="synthesise and build datasets")
+    data = top.add_parser("data", help="synthesise, import and build datasets")
     data = data.add_subparsers(dest="data_command", required=True)
 
     _add_stage(
@@ -201,6 +210,14 @@ def build_parser() -> argparse.ArgumentParser:
             "--out": "output directory of the built dataset",
         },
     )
+    p = _add_stage(
+        data,
+        "import",
+        "import a public dataset into the input contract (fetched at run time, never committed)",
+        _cmd_import,
+        required={"--out": "output dataset directory"},
+    )
+    p.add_argument("dataset", choices=["movielens-100k"], help="which public dataset")
     p = _add_stage(
         top,
         "pretrain",
