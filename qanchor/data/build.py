@@ -35,7 +35,7 @@ OUTPUT_FILES = (
     "labels.parquet",  # user_id, scenario, label, split
     "history.parquet",  # clean events before the cutoff (feature store's event source)
     "future.parquet",  # clean events in [cutoff, cutoff + future_days)
-    "snapshots.parquet",  # per user: capped recent events per source as list columns
+    "snapshots.parquet",  # per user: capped recent events per source, whole-history bag (lists)
     "aggregates.parquet",  # per user: activity aggregates per source
     "profiles.parquet",  # per user: the tabular profile (absent if the dataset has none)
     "pairs.parquet",  # UserU pairs: user_id, split, kind, topic, query, answer
@@ -65,6 +65,9 @@ class BuildConfig:
     )
     source_caps: dict[str, int] = option(
         {}, "per-source overrides of max_events_per_source, e.g. app=10"
+    )
+    max_bag_texts: int = option(
+        2000, "distinct texts per user and source in the whole-history bag (most frequent)"
     )
     action_words: int = option(6, "words of an event text kept as its action key")
     future_max_items: int = option(8, "actions named in a D_future answer")
@@ -159,7 +162,9 @@ def _build_tables(ds: Dataset, cutoff: pd.Timestamp, cfg: BuildConfig) -> dict[s
         "labels.parquet": labels,
         "history.parquet": history,
         "future.parquet": future,
-        "snapshots.parquet": snapshots.snapshot_lists(capped, users, cutoff),
+        "snapshots.parquet": snapshots.snapshot_lists(capped, users, cutoff).merge(
+            snapshots.bag_lists(history, users, cfg.max_bag_texts), on="user_id"
+        ),
         "aggregates.parquet": snapshots.aggregates(history, users, ds.sources, cutoff),
         "pairs.parquet": _pairs(ds, history, future, user_tab, cutoff, cfg),
     }

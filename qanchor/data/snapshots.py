@@ -1,4 +1,5 @@
-"""Per-user snapshots at the cutoff: capped recent events per source, profile, activity aggregates.
+"""Per-user snapshots at the cutoff: capped recent events per source, the whole-history bag,
+activity aggregates.
 
 A snapshot is what the model reads for a user and what the feature store serves: one row per user,
 with the events as parallel lists (list-typed features), ordered by source then time.
@@ -32,36 +33,54 @@ def cap_events(history: pd.DataFrame, caps: dict[str, int], default_cap: int) ->
 def snapshot_lists(capped: pd.DataFrame, users: pd.Index, cutoff: pd.Timestamp) -> pd.DataFrame:
     """One row per user with list columns event_source/event_ts/event_text/event_value.
 
-    ``capped`` must be sorted by user_id (as :func:`cap_events` returns it). Lists are cut from
-    the flat columns by offsets (Arrow list arrays), not by a Python groupby-agg per user.
-    Users without history get empty lists, not nulls: "no events" is a fact, not missing data.
+    ``capped`` must be sorted by user_id (as :func:`cap_events` returns it). Users without
+    history get empty lists, not nulls: "no events" is a fact, not missing data.
     """
+    # Event times in microseconds (naive UTC): Feast turns datetime64[ns] list elements into
+    # integer nanoseconds (ndarray.tolist) when it materialises them; [us] gives datetimes.
+    ts = capped["ts"].dt.tz_localize(None).astype("datetime64[us]")
+    columns = {"event_source": capped["source"], "event_ts": ts, "event_text": capped["text"],
+               "event_value": capped["value"]}  # fmt: skip
+    out = {"user_id": users.to_numpy(), "snapshot_ts": cutoff}
+    return pd.DataFrame(out | _list_columns(capped["user_id"], users, columns))
+
+
+def bag_lists(history: pd.DataFrame, users: pd.Index, max_texts: int) -> pd.DataFrame:
+    """Per user, the whole history as distinct (source, text) pairs with their counts.
+
+    List columns ``bag_source``, ``bag_text``, ``bag_count``: what the model's coarse tokens
+    and bag-of-events channel read (every history event, not only the capped recent ones),
+    in a form whose size grows with a user's distinct texts rather than their events. At most
+    ``max_texts`` texts per user and source are kept (the most frequent, then most recent).
+    """
+    g = history.groupby(["user_id", "source", "text"], sort=False, observed=True)
+    bag = g["ts"].agg(["size", "max"]).reset_index()
+    bag = bag.sort_values(["user_id", "source", "size", "max", "text"],
+                          ascending=[True, True, False, False, True], kind="stable")  # fmt: skip
+    bag = bag[bag.groupby(["user_id", "source"], sort=False).cumcount() < max_texts]
+    columns = {"bag_source": bag["source"], "bag_text": bag["text"],
+               "bag_count": bag["size"].astype(np.int64)}  # fmt: skip
+    return pd.DataFrame({"user_id": users.to_numpy()} | _list_columns(bag["user_id"], users, columns))
+
+
+def _list_columns(
+    user_of_row: pd.Series, users: pd.Index, columns: dict[str, pd.Series]
+) -> dict[str, pd.Series]:
+    """Cut flat columns into one list per user of ``users`` (Arrow list arrays by offsets,
+    not a Python groupby-agg per user); rows must be grouped by user, in any user order."""
     import pyarrow as pa
 
-    uids = capped["user_id"].to_numpy()
-    pos = users.get_indexer(uids)
+    pos = users.get_indexer(user_of_row.to_numpy())
     if (pos < 0).any():
-        raise ValueError("capped events contain users outside `users`")
+        raise ValueError("rows contain users outside `users`")
     counts = np.bincount(pos, minlength=len(users))
-    # Reorder events to follow `users` order; stable keeps (source, ts) order within a user.
+    # Reorder rows to follow `users` order; stable keeps the order within a user.
     order = np.argsort(pos, kind="stable")
     offsets = pa.array(np.r_[0, np.cumsum(counts)].astype(np.int32))
-    out = {"user_id": users.to_numpy(), "snapshot_ts": cutoff}
-    for col, src in (
-        ("event_source", "source"),
-        ("event_ts", "ts"),
-        ("event_text", "text"),
-        ("event_value", "value"),
-    ):
-        # Event times in microseconds (naive UTC): Feast turns datetime64[ns] list elements into
-        # integer nanoseconds (ndarray.tolist) when it materialises them; [us] gives datetimes.
-        values = (
-            pa.array(capped[src].to_numpy()[order])
-            if src != "ts"
-            else pa.array(capped[src].iloc[order].dt.tz_localize(None).astype("datetime64[us]"))
-        )
-        out[col] = pa.ListArray.from_arrays(offsets, values).to_pandas()
-    return pd.DataFrame(out)
+    return {
+        name: pa.ListArray.from_arrays(offsets, pa.array(col.to_numpy()[order])).to_pandas()
+        for name, col in columns.items()
+    }
 
 
 def aggregates(
