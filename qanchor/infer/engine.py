@@ -139,10 +139,15 @@ class Embedder(UserInputs):
         lay = self.model.layout
         return L.collate(
             [[lay.prefix(self.table.inputs[r])] for r in rows],
-            [self.table.inputs[r].profile for r in rows],
+            [self.table.inputs[r] for r in rows],
             lay.pad,
             left=left,
         ).to(self.device)
+
+    def batch_vectors(self, batch: L.Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Text vectors of a batch's event slots and of its whole-history bag (None: unused)."""
+        bag = self.event_vectors(batch.bag_text) if self.model.cfg.whole_history else None
+        return self.event_vectors(batch.ev_text), bag
 
     def event_vectors(self, ev_text: torch.Tensor) -> torch.Tensor:
         if self._vectors is not None:
@@ -157,7 +162,7 @@ class Embedder(UserInputs):
         from transformers import DynamicCache
 
         batch = self.prefix_batch(rows, left=True)
-        emb, user = self.model.embeds_and_user(batch, self.event_vectors(batch.ev_text))
+        emb, user = self.model.embeds_and_user(batch, *self.batch_vectors(batch))
         cache = DynamicCache()
         with autocast(self.bf16, self.device):
             self.model.hidden(emb, batch.attention_mask, past_key_values=cache, use_cache=True)
@@ -288,7 +293,7 @@ class Embedder(UserInputs):
         whether the prefix is recomputed per scenario.
         """
         batch = self.prefix_batch(rows, left=False)
-        pre, user = self.model.embeds_and_user(batch, self.event_vectors(batch.ev_text))
+        pre, user = self.model.embeds_and_user(batch, *self.batch_vectors(batch))
         user = user.float()
         lengths = batch.attention_mask.sum(1).tolist()
         parts = [self.suffix_embeds(s) for s in suffixes]

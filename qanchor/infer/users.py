@@ -63,13 +63,9 @@ class UserInputs:
     def _table(self, snapshots: pd.DataFrame, profiles: pd.DataFrame | None) -> UserTable:
         cfg = self.model.cfg
         return UserTable.from_snapshots(
-            snapshots,
-            cfg.sources,
-            cfg.events_per_source,
-            cfg.source_caps,
-            profiles,
-            self.featurizer,
-        )
+            snapshots, cfg.sources, cfg.events_per_source, cfg.source_caps, profiles,
+            self.featurizer, cfg.whole_history, self.model.bag_vectorizer,
+        )  # fmt: skip
 
     def _text_vectors(self, texts: list[str]) -> torch.Tensor | None:
         if self.model.cfg.encoder_lora_r:
@@ -107,6 +103,11 @@ def _input_version(table: UserTable, row: int) -> str:
     h = hashlib.blake2b(digest_size=8)
     for s, ids in u.events:
         h.update(f"{s}:".encode() + "\x1f".join(table.texts[i] for i in ids).encode())
-    if u.profile is not None:
-        h.update(np.ascontiguousarray(u.profile).tobytes())
+    src, text_ids, counts = u.bag
+    if len(text_ids):
+        h.update(b"\x1ebag:" + "\x1f".join(table.texts[i] for i in text_ids).encode())
+        h.update(np.ascontiguousarray(src).tobytes() + np.ascontiguousarray(counts).tobytes())
+    for dense in (u.profile, u.bag_vec):
+        if dense is not None:
+            h.update(np.ascontiguousarray(dense).tobytes())
     return h.hexdigest()

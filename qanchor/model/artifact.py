@@ -6,6 +6,7 @@ A model directory holds::
     weights.safetensors    every trainable tensor (LoRA, adapters, head, <USER_EMB>)
     tokenizer/             the backbone tokenizer
     data_manifest.json     the manifest of the built dataset it was trained on
+    bag_vectorizer.npz     the bag-of-events channel's TF-IDF + SVD (models with bag_dim > 0)
 
 The frozen backbone and event encoder are referenced (``"default"``, ``"tiny"`` or a path), not
 copied: they are hundreds of MB and identical across every model trained from them.
@@ -27,6 +28,7 @@ from qanchor.model.network import QAnchorModel
 from qanchor.model.profile import ProfileFeaturizer
 
 FORMAT_VERSION = 1
+BAG_FILE = "bag_vectorizer.npz"
 ENCODER_LORA_TARGETS = ["query", "key", "value", "dense"]
 
 
@@ -98,6 +100,8 @@ def save_model(
     }
     (out / "config.json").write_text(json.dumps(config, indent=2, default=str) + "\n")
     (out / "data_manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+    if model.bag_vectorizer is not None:
+        model.bag_vectorizer.save(out / BAG_FILE)
 
 
 def read_config(model_dir: str | Path) -> dict[str, Any]:
@@ -127,4 +131,8 @@ def load_model(model_dir: str | Path) -> tuple[QAnchorModel, ProfileFeaturizer, 
             f"{model_dir}: weights do not match the config (missing {missing}, unexpected {extra})"
         )
     model.load_state_dict(state, strict=False)
+    if model.cfg.bag_dim:
+        from qanchor.data.bag import BagVectorizer
+
+        model.bag_vectorizer = BagVectorizer.load(Path(model_dir) / BAG_FILE)
     return model.eval(), ProfileFeaturizer.from_dict(config["profile_featurizer"]), config

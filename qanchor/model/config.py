@@ -46,6 +46,15 @@ class ModelConfig:
         "the head's hidden layer also reads the user token (a shortcut past the backbone, "
         "for short CPU runs; the paper's head reads the <USER_EMB> state only)",
     )
+    whole_history: bool = option(
+        False, "modal and user tokens pool every history event (false: the capped event tokens')"
+    )
+    coarse_pool: str = option(
+        "mean", "how coarse tokens pool event vectors: 'mean' (over events) or 'attention'"
+    )
+    bag_dim: int = option(
+        0, "width of the bag-of-events channel (TF-IDF of the whole history, SVD); 0 = off"
+    )
     seed: int = option(0, "seed of the randomly initialised modules")
     # Filled in from the data at pretraining time, then fixed for the model's lifetime.
     sources: list[str] = option([], "event sources, in prefix order (set from the data)")
@@ -74,6 +83,11 @@ class PretrainConfig:
     user_skip: bool = option(
         False, "the head also reads the user token (shortcut past the backbone)"
     )
+    whole_history: bool = option(
+        False, "modal and user tokens pool every history event (false: the capped event tokens')"
+    )
+    coarse_pool: str = option("mean", "coarse token pooling: 'mean' (over events) or 'attention'")
+    bag_dim: int = option(0, "bag-of-events channel width (TF-IDF + SVD of the history); 0 = off")
     # --- loss ---
     temperature: float = option(0.07, "InfoNCE temperature")
     margin: float = option(0.1, "false-negative margin filter")
@@ -111,7 +125,7 @@ class PretrainConfig:
             "emb_dim": 16, "events_per_source": 3, "max_query_tokens": 48, "max_answer_tokens": 64,
             "steps": 12, "batch_size": 8, "lr": 3e-3, "warmup_steps": 2, "checkpoint_every": 0,
             "log_every": 2, "eval_users": 16, "eval_batch": 8, "lora_dropout": 0.0, "bf16": "off",
-            "user_skip": True,
+            "user_skip": True, "whole_history": True, "bag_dim": 8,
         },
         "small": {
             "backbone": "default", "encoder": "default", "backbone_layers": 6, "lora_r": 8,
@@ -119,13 +133,14 @@ class PretrainConfig:
             "events_per_source": 8, "max_query_tokens": 24, "max_answer_tokens": 40,
             "steps": 200, "batch_size": 16, "lr": 1e-3, "warmup_steps": 15,
             "checkpoint_every": 50, "log_every": 5, "eval_users": 256, "eval_batch": 16,
-            "user_skip": True,
+            "user_skip": True, "whole_history": True, "bag_dim": 64,
         },
         "paper": {
             "backbone": "default", "encoder": "default", "lora_r": 64, "lora_alpha": 32,
             "encoder_lora_r": 64, "head_hidden": 512, "emb_dim": 128, "events_per_source": 150,
             "source_caps": {"bill": 250, "miniprogram": 150, "spm": 150, "app": 10, "search": 100},
             "steps": 50_000, "batch_size": 2048, "lr": 2e-4, "warmup_steps": 500,
+            "whole_history": True, "bag_dim": 128,
         },
     }  # fmt: skip
 

@@ -83,8 +83,11 @@ class QAnchorModel(nn.Module):
         d_llm = lm.config.hidden_size
         token_rms = float(lm.get_input_embeddings().weight.detach().float().pow(2).mean().sqrt())
         self.encoder = UserEncoder(
-            len(cfg.sources), text_encoder.dim, d_llm, cfg.profile_dim, token_rms
-        )
+            len(cfg.sources), text_encoder.dim, d_llm, cfg.profile_dim, token_rms,
+            bag_dim=cfg.bag_dim, coarse_pool=cfg.coarse_pool,
+        )  # fmt: skip
+        # The fitted bag-of-events vectorizer (qanchor.data.bag), saved with the model.
+        self.bag_vectorizer = None
         self.emb_token = nn.Parameter(torch.randn(d_llm) * token_rms)
         self.head = Head(d_llm, cfg.head_hidden, cfg.emb_dim, cfg.user_skip)
         self.layout = L.Layout(
@@ -94,6 +97,7 @@ class QAnchorModel(nn.Module):
             cfg.user_tokens,
             cfg.max_query_tokens,
             cfg.max_answer_tokens,
+            has_bag=cfg.bag_dim > 0,
         )
 
     @property
@@ -103,7 +107,9 @@ class QAnchorModel(nn.Module):
         return get() if get is not None else self.backbone
 
     # --- embeddings -----------------------------------------------------------------------
-    def input_embeds(self, batch: L.Batch, ev_vecs: torch.Tensor) -> torch.Tensor:
+    def input_embeds(
+        self, batch: L.Batch, ev_vecs: torch.Tensor, bag_vecs: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Token embeddings with encoder outputs and <USER_EMB> written in.
 
         Soft prompts are written by the suffix path (``qanchor.infer.engine``), the only place
@@ -112,11 +118,13 @@ class QAnchorModel(nn.Module):
         Args:
             batch: the padded batch.
             ev_vecs: [T, d_enc] text vectors of ``batch.ev_text``.
+            bag_vecs: [N, d_enc] text vectors of ``batch.bag_text`` (the whole history the
+                coarse tokens pool over), or None: they pool the events.
         """
-        return self.embeds_and_user(batch, ev_vecs)[0]
+        return self.embeds_and_user(batch, ev_vecs, bag_vecs)[0]
 
     def embeds_and_user(
-        self, batch: L.Batch, ev_vecs: torch.Tensor
+        self, batch: L.Batch, ev_vecs: torch.Tensor, bag_vecs: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`input_embeds` and each row's user token [B, d_llm] (zeros without a prefix)."""
         emb = self.causal_lm.get_input_embeddings()(batch.input_ids)
@@ -124,14 +132,18 @@ class QAnchorModel(nn.Module):
         user = emb.new_zeros(n_users, emb.shape[-1])
         needs_prefix = bool((kinds == L.EVENT).any() or (kinds == L.USER).any())
         if needs_prefix:
-            ev_tok, modal, user, tab = self.encoder(
-                ev_vecs, batch.ev_source, batch.ev_example, n_users, batch.profile
-            )
+            history = None
+            if self.cfg.whole_history:
+                history = (bag_vecs, batch.bag_source, batch.bag_example, batch.bag_weight)
+            ev_tok, modal, user, dense = self.encoder(
+                ev_vecs, batch.ev_source, batch.ev_example, n_users, batch.profile, history,
+                batch.bag_vec,
+            )  # fmt: skip
             if self.cfg.user_tokens:
                 emb = self._put(emb, kinds == L.USER, user)
                 emb = self._put(emb, kinds == L.MODAL, modal.reshape(-1, modal.shape[-1]))
             emb = self._put(
-                emb, kinds == L.EVENT, self._event_slots(ev_tok, tab, batch.ev_example, n_users)
+                emb, kinds == L.EVENT, self._event_slots(ev_tok, dense, batch.ev_example, n_users)
             )
         emb = self._put(
             emb, kinds == L.USER_EMB, self.emb_token.expand(int((kinds == L.USER_EMB).sum()), -1)
@@ -146,20 +158,23 @@ class QAnchorModel(nn.Module):
 
     @staticmethod
     def _event_slots(
-        ev_tok: torch.Tensor, tab: torch.Tensor | None, ev_example: torch.Tensor, n_users: int
+        ev_tok: torch.Tensor, dense: list[torch.Tensor], ev_example: torch.Tensor, n_users: int
     ) -> torch.Tensor:
-        """Event tokens in row-major slot order: each row's events, then its profile token."""
-        if tab is None:
+        """Event tokens in row-major slot order: each row's events, then its dense tokens."""
+        if not dense:
             return ev_tok
+        k = len(dense)
         counts = torch.bincount(ev_example, minlength=n_users)
-        row_start = torch.cumsum(counts + 1, 0) - (counts + 1)
+        row_start = torch.cumsum(counts + k, 0) - (counts + k)
         rank_in_row = (
             torch.arange(len(ev_example), device=ev_tok.device)
             - (torch.cumsum(counts, 0) - counts)[ev_example]
         )
-        out = ev_tok.new_zeros(len(ev_example) + n_users, ev_tok.shape[-1])
+        out = ev_tok.new_zeros(len(ev_example) + k * n_users, ev_tok.shape[-1])
         out = out.index_copy(0, row_start[ev_example] + rank_in_row, ev_tok)
-        return out.index_copy(0, row_start + counts, tab.to(out.dtype))
+        for j, tok in enumerate(dense):
+            out = out.index_copy(0, row_start + counts + j, tok.to(out.dtype))
+        return out
 
     def hidden(self, embeds: torch.Tensor, attention_mask: torch.Tensor, **kw) -> torch.Tensor:
         """Last-layer hidden states of the backbone for given input embeddings."""
@@ -172,18 +187,20 @@ class QAnchorModel(nn.Module):
         return out.last_hidden_state
 
     # --- towers ---------------------------------------------------------------------------
-    def anchor_hidden(self, batch: L.Batch, ev_vecs: torch.Tensor) -> torch.Tensor:
+    def anchor_hidden(
+        self, batch: L.Batch, ev_vecs: torch.Tensor, bag_vecs: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Backbone hidden state at <USER_EMB>, before the head [B, d_llm]."""
-        h = self.hidden(self.input_embeds(batch, ev_vecs), batch.attention_mask)
+        h = self.hidden(self.input_embeds(batch, ev_vecs, bag_vecs), batch.attention_mask)
         return h[batch.kinds == L.USER_EMB]
 
     def anchor(
-        self, batch: L.Batch, ev_vecs: torch.Tensor
+        self, batch: L.Batch, ev_vecs: torch.Tensor, bag_vecs: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """u (normalised) at <USER_EMB>, and the next-token loss if the batch has labels."""
         from qanchor.model.losses import next_token_loss
 
-        emb, user = self.embeds_and_user(batch, ev_vecs)
+        emb, user = self.embeds_and_user(batch, ev_vecs, bag_vecs)
         h = self.hidden(emb, batch.attention_mask)
         # One <USER_EMB> per row, in row order (the layout puts exactly one in each suffix).
         u = self.head(h[batch.kinds == L.USER_EMB], "anchor", user)

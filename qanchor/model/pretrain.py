@@ -23,7 +23,7 @@ from qanchor.model import layout as L
 from qanchor.model import trainer as T
 from qanchor.model.artifact import build_model, encoder_fingerprint, save_model, trainable_state
 from qanchor.model.config import PretrainConfig
-from qanchor.model.data import BuiltData, PairSampler, UserTable
+from qanchor.model.data import BuiltData, PairSampler, UserTable, fit_bag_vectorizer
 from qanchor.model.losses import gather_with_grad, info_nce
 from qanchor.model.network import QAnchorModel
 from qanchor.model.profile import ProfileFeaturizer
@@ -53,9 +53,14 @@ def prepare(built_dir: str | Path, cfg: PretrainConfig, rt: T.Runtime) -> Setup:
     featurizer = ProfileFeaturizer.fit(None if prof is None else prof[prof["user_id"].isin(train)])
     mcfg = cfg.model_config(data.sources, featurizer.dim)
     model = build_model(mcfg).to(rt.device)
+    if mcfg.bag_dim:
+        model.bag_vectorizer = fit_bag_vectorizer(
+            data.snapshots, mcfg.sources, train, mcfg.bag_dim, cfg.seed
+        )
     table = UserTable.from_snapshots(
-        data.snapshots, mcfg.sources, mcfg.events_per_source, mcfg.source_caps, prof, featurizer
-    )
+        data.snapshots, mcfg.sources, mcfg.events_per_source, mcfg.source_caps, prof, featurizer,
+        mcfg.whole_history, model.bag_vectorizer,
+    )  # fmt: skip
     vectors = frozen_vectors(model, table.texts, rt) if mcfg.encoder_lora_r == 0 else None
     s = Setup(cfg, rt, data, model, featurizer, table, vectors)
     calibrate_head(s)
@@ -75,8 +80,8 @@ def calibrate_head(s: Setup, n: int = 256) -> None:
     for k in range(0, len(items), 32):
         chunk = items[k : k + 32]
         batch = L.collate([[lay.prefix(s.table.inputs[r]), lay.suffix(q)] for r, q, _ in chunk],
-                          [s.table.inputs[r].profile for r, _, _ in chunk], lay.pad).to(s.rt.device)  # fmt: skip
-        anchors.append(model.anchor_hidden(batch, event_vectors(s, batch.ev_text)))
+                          [s.table.inputs[r] for r, _, _ in chunk], lay.pad).to(s.rt.device)  # fmt: skip
+        anchors.append(model.anchor_hidden(batch, *batch_vectors(s, batch)))
         sem = [lay.semantic(a) for _, _, a in chunk]
         ids, mask = (
             L.pad(sem, lay.pad).to(s.rt.device),
@@ -108,6 +113,12 @@ def frozen_vectors(model: QAnchorModel, texts: list[str], rt: T.Runtime) -> torc
     return torch.from_numpy(vecs).to(rt.device)
 
 
+def batch_vectors(s: Setup, batch: L.Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Text vectors of a batch's event slots and of its whole-history bag (None: not read)."""
+    bag = event_vectors(s, batch.bag_text) if s.model.cfg.whole_history else None
+    return event_vectors(s, batch.ev_text), bag
+
+
 def event_vectors(s: Setup, ev_text: torch.Tensor) -> torch.Tensor:
     """Vectors of a batch's events: looked up (frozen encoder) or encoded with gradients."""
     if s.vectors is not None:
@@ -122,16 +133,14 @@ def micro_step(
     """Loss of one micro-batch of (user row, query, answer); negatives gathered across ranks."""
     lay, cfg = s.model.layout, s.cfg
     segs = [[lay.prefix(s.table.inputs[r]), lay.suffix(q), lay.answer(a)] for r, q, a in items]
-    batch = L.collate(segs, [s.table.inputs[r].profile for r, _, _ in items], lay.pad).to(
-        s.rt.device
-    )
+    batch = L.collate(segs, [s.table.inputs[r] for r, _, _ in items], lay.pad).to(s.rt.device)
     sem = [lay.semantic(a) for _, _, a in items]
     sem_ids, sem_mask = (
         L.pad(sem, lay.pad).to(s.rt.device),
         L.pad([[1] * len(x) for x in sem], 0).to(s.rt.device),
     )
     with s.rt.autocast():
-        u, lm = s.model.anchor(batch, event_vectors(s, batch.ev_text))
+        u, lm = s.model.anchor(batch, *batch_vectors(s, batch))
         v = s.model.semantic(sem_ids, sem_mask)
     u_all, world = gather_with_grad(u)
     v_all, _ = gather_with_grad(v)

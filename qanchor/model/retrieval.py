@@ -21,13 +21,16 @@ def embed_pairs(
     segs = [
         [lay.prefix(table.inputs[r]), lay.suffix(q)] for r, q in zip(rows, queries, strict=True)
     ]
-    batch = L.collate(segs, [table.inputs[r].profile for r in rows], lay.pad).to(device)
-    if vectors is not None:
-        ev = vectors[batch.ev_text]
-    else:
-        uniq, inv = torch.unique(batch.ev_text, return_inverse=True)
-        ev = model.event_vectors([table.texts[i] for i in uniq.tolist()])[inv]
-    u, _ = model.anchor(batch, ev)
+    batch = L.collate(segs, [table.inputs[r] for r in rows], lay.pad).to(device)
+
+    def lookup(ids: torch.Tensor) -> torch.Tensor:
+        if vectors is not None:
+            return vectors[ids]
+        uniq, inv = torch.unique(ids, return_inverse=True)
+        return model.event_vectors([table.texts[i] for i in uniq.tolist()])[inv]
+
+    bag = lookup(batch.bag_text) if model.cfg.whole_history else None
+    u, _ = model.anchor(batch, lookup(batch.ev_text), bag)
     sem = [lay.semantic(a) for a in answers]
     v = model.semantic(
         L.pad(sem, lay.pad).to(device), L.pad([[1] * len(x) for x in sem], 0).to(device)
