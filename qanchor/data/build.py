@@ -24,6 +24,7 @@ from qanchor.data import snapshots, stats
 from qanchor.data.contract import write_scenarios
 from qanchor.data.loader import Dataset, load_dataset, write_quarantine
 from qanchor.data.manifest import write_manifest, write_report
+from qanchor.data.sources import write_sources
 from qanchor.data.split import assign_splits
 from qanchor.errors import QAnchorError
 from qanchor.io import atomic_dir
@@ -113,6 +114,8 @@ def build_dataset(input_dir: str | Path, out_dir: str | Path, cfg: BuildConfig) 
         for name, df in tables.items():
             df.to_parquet(tmp / name, index=False)
         write_scenarios(ds.scenarios, tmp / "scenarios.yaml")
+        # Every source of the events with its effective spec (neutral where undeclared).
+        write_sources([ds.source_spec(s) for s in ds.sources], tmp / "sources.yaml")
         quarantined = write_quarantine(ds, tmp)
         manifest = write_manifest(
             tmp, ds, tables, cutoff, to_dict(cfg), quarantined, time.perf_counter() - t0
@@ -198,7 +201,7 @@ def _pairs(
     hbins = stats.count_bins(stats.source_counts(hist)) if len(hist) else {}
     fbins = stats.count_bins(stats.source_counts(fut)) if len(fut) else {}
     profiles = ds.profiles.set_index("user_id").to_dict("index") if ds.profiles is not None else {}
-    gen = pairs_mod.TemplateGenerator(hbins, salt=cfg.seed)
+    gen = pairs_mod.TemplateGenerator(hbins, salt=cfg.seed, sources=ds.source_specs)
     rows = []
     for uid, split in zip(users["user_id"], users["split"], strict=True):
         answer = pairs_mod.future_answer(fstats.get(uid), fbins, cfg.future_max_items)

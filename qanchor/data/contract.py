@@ -1,9 +1,9 @@
 """The input contract (DESIGN.md section 3): file names, columns, and ``scenarios.yaml``.
 
 A dataset is a directory holding ``events.parquet``, ``labels.parquet`` and ``scenarios.yaml``,
-and optionally ``profiles.parquet`` and ``qa.parquet``. This module only declares that shape and
-reads/writes the scenario list; the checks on the parquet files live in ``validate`` and the
-assembly in ``loader``.
+and optionally ``profiles.parquet``, ``qa.parquet`` and ``sources.yaml``. This module only declares
+that shape and reads/writes the scenario list; ``sources.yaml`` is parsed in ``sources``, the
+checks on the parquet files live in ``validate`` and the assembly in ``loader``.
 
 Example::
 
@@ -19,12 +19,13 @@ from typing import Any
 
 from qanchor.errors import ContractError
 
-EVENTS, PROFILES, LABELS, SCENARIOS, QA = (
+EVENTS, PROFILES, LABELS, SCENARIOS, QA, SOURCE_SPECS = (
     "events.parquet",
     "profiles.parquet",
     "labels.parquet",
     "scenarios.yaml",
     "qa.parquet",
+    "sources.yaml",
 )
 REQUIRED_FILES = (EVENTS, LABELS, SCENARIOS)
 SPLITS = ("train", "val", "test")
@@ -84,19 +85,9 @@ def read_scenarios(path: Path) -> list[Scenario]:
     Raises:
         ContractError: The file is missing, unreadable, not YAML, or breaks the contract.
     """
-    import yaml  # kept local: importing the package must stay cheap
-
     path = Path(path)
     file = path.name
-    try:
-        with path.open(encoding="utf-8") as stream:  # a stream, so YAML errors name the file
-            data = yaml.safe_load(stream)
-    except FileNotFoundError as exc:
-        raise ContractError(file, f"required file not found: expected {path}") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ContractError(file, f"cannot read {path}: {exc}") from exc
-    except yaml.YAMLError as exc:
-        raise ContractError(file, f"not valid YAML: {_one_line(exc)}") from exc
+    data = load_yaml(path)
     if data is None or data == []:
         raise ContractError(file, "the scenario list is empty; define at least one scenario")
     if not isinstance(data, list):
@@ -109,6 +100,28 @@ def read_scenarios(path: Path) -> list[Scenario]:
     scenarios = [_parse_entry(file, i, entry) for i, entry in enumerate(data)]
     _check_unique(file, scenarios)
     return scenarios
+
+
+def load_yaml(path: Path, required: bool = True) -> Any:
+    """The parsed content of a contract YAML file (None if empty, or absent and not required).
+
+    Raises:
+        ContractError: The file is required but missing, unreadable, or not YAML.
+    """
+    import yaml  # kept local: importing the package must stay cheap
+
+    file = path.name
+    try:
+        with path.open(encoding="utf-8") as stream:  # a stream, so YAML errors name the file
+            return yaml.safe_load(stream)
+    except FileNotFoundError as exc:
+        if not required:
+            return None
+        raise ContractError(file, f"required file not found: expected {path}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ContractError(file, f"cannot read {path}: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ContractError(file, f"not valid YAML: {_one_line(exc)}") from exc
 
 
 def write_scenarios(scenarios: list[Scenario], path: Path) -> None:

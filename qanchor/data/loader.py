@@ -23,6 +23,7 @@ import pyarrow as pa
 from qanchor.data import contract as c
 from qanchor.data import validate as v
 from qanchor.data.contract import Scenario, read_scenarios
+from qanchor.data.sources import SourceSpec, read_sources, spec_for
 from qanchor.errors import ContractError
 
 _EVENT_KINDS = {"user_id": "string", "ts": "timestamp", "source": "string", "text": "string",
@@ -47,6 +48,8 @@ class Dataset:
         quarantine: Source file name -> its quarantined rows (the contract columns as read,
             unparseable ``ts`` kept as the original string) plus a ``reason`` column; the index,
             named ``row``, is the 0-based row number in the file. Only files with bad rows.
+        source_specs: The entries of ``sources.yaml`` (empty without the file), in file order;
+            :meth:`source_spec` fills in the neutral default for the others.
     """
 
     root: Path
@@ -56,11 +59,16 @@ class Dataset:
     profiles: pd.DataFrame | None = None
     qa: pd.DataFrame | None = None
     quarantine: dict[str, pd.DataFrame] = field(default_factory=dict)
+    source_specs: dict[str, SourceSpec] = field(default_factory=dict)
 
     @property
     def sources(self) -> list[str]:
         """Sorted distinct event sources (whatever the data holds)."""
         return sorted(self.events["source"].unique().tolist())
+
+    def source_spec(self, name: str) -> SourceSpec:
+        """What source ``name`` and its values are (neutral when ``sources.yaml`` is silent)."""
+        return spec_for(self.source_specs, name)
 
     def quarantine_counts(self) -> dict[str, dict[str, int]]:
         """File -> reason -> number of quarantined rows."""
@@ -88,6 +96,7 @@ def load_dataset(path: str | Path) -> Dataset:
         raise ContractError(str(root), f"dataset directory {what}: expected a directory with "
                             f"{', '.join(c.REQUIRED_FILES)}")  # fmt: skip
     scenarios = read_scenarios(root / c.SCENARIOS)
+    specs = read_sources(root / c.SOURCE_SPECS)  # before the parquet files: a typo fails fast
     raw_events, ts, codes, rows = _read_events(root)
     raw_labels = _read_labels(root, [s.name for s in scenarios])
 
@@ -104,7 +113,8 @@ def load_dataset(path: str | Path) -> Dataset:
     qa = _read_qa(root, quarantine)
     quarantine = {file: df for file, df in quarantine.items() if len(df)}
     profiles = _read_profiles(root)
-    return Dataset(root, events, labels.reset_index(drop=True), scenarios, profiles, qa, quarantine)
+    labels = labels.reset_index(drop=True)
+    return Dataset(root, events, labels, scenarios, profiles, qa, quarantine, specs)
 
 
 def write_quarantine(ds: Dataset, out_dir: Path) -> dict[str, int]:

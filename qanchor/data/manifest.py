@@ -45,6 +45,8 @@ def write_manifest(
         "build_seconds": round(seconds, 2),
         "cutoff": cutoff.isoformat(),
         "sources": ds.sources,
+        "source_values": {s: ds.source_spec(s).value for s in ds.sources},
+        "sources_without_events": sources_without_events(ds),
         "scenarios": [s.name for s in ds.scenarios],
         "has_profiles": ds.profiles is not None,
         "rows": {name: int(len(df)) for name, df in tables.items()},
@@ -58,6 +60,27 @@ def write_manifest(
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
     return manifest
+
+
+def sources_without_events(ds: Dataset) -> list[str]:
+    """Sources ``sources.yaml`` declares but no kept event has: a warning, not an error."""
+    return sorted(set(ds.source_specs) - set(ds.sources))
+
+
+def _sources_section(ds: Dataset) -> str:
+    """The "Sources" section: what each source's value means, and declared sources never seen."""
+    rows = []
+    for s in ds.sources:
+        spec = ds.source_spec(s)
+        scale = f"{spec.scale[0]:g} to {spec.scale[1]:g}" if spec.scale else ""
+        detail = spec.currency or spec.unit or scale
+        rows.append((s, spec.value, detail, spec.description.replace("|", "\\|")))
+    table = pd.DataFrame(rows, columns=["source", "value", "currency/unit/scale", "description"])
+    text = f"## Sources\n\n{_md_table(table)}"
+    missing = sources_without_events(ds)
+    if missing:
+        text += f"\n\n**Warning:** `sources.yaml` declares sources without events: {missing}."
+    return text
 
 
 def _md_table(df: pd.DataFrame) -> str:
@@ -108,6 +131,7 @@ def write_report(
             f"# Dataset build report\n\nInput `{manifest['input']}`; cutoff {manifest['cutoff']}; "
             f"built in {manifest['build_seconds']} s; content hash `{manifest['content_hash'][:16]}`.",
             f"## Events per source\n\n{_md_table(per_source)}",
+            _sources_section(ds),
             f"## Users per split\n\n{_md_table(per_split)}",
             f"## Label rates per scenario\n\n{_md_table(rates)}",
             "## Quarantined rows\n\n"

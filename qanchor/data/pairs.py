@@ -2,8 +2,9 @@
 
 Both are built from :class:`~qanchor.data.stats.UserStats`, i.e. only from the user's own log,
 so every claim in an answer is supported by the data (the paper needs an LLM reflection pass
-for that; templates get it by construction). A :class:`PairGenerator` is the seam where an LLM
-generator can replace the templates later.
+for that; templates get it by construction). Event values are worded by what ``sources.yaml``
+says they are (``wording``): money only for an ``amount`` source, neutral without a declaration.
+A :class:`PairGenerator` is the seam where an LLM generator can replace the templates later.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from qanchor.data.stats import UserStats, bin_label
+from qanchor.data.sources import SourceSpec, spec_for
+from qanchor.data.stats import Action, UserStats, bin_label
+from qanchor.data.wording import value_answers
 
 FUTURE_QUERY = "What is this user most likely to do next period?"
 
@@ -40,8 +43,8 @@ def _events(n: int) -> str:
     return f"{n} event" if n == 1 else f"{n} events"
 
 
-def _fmt_actions(actions: list[tuple[str, int, float]], k: int) -> str:
-    return ", ".join(f"{a} ({n}x)" for a, n, _ in actions[:k])
+def _fmt_actions(actions: list[Action], k: int) -> str:
+    return ", ".join(f"{a.name} ({a.n}x)" for a in actions[:k])
 
 
 def future_answer(
@@ -62,7 +65,7 @@ def future_answer(
         for s in order:
             acts = stats.actions.get(s, [])
             if depth < len(acts) and budget > 0:
-                picked[s].append(acts[depth][0])
+                picked[s].append(acts[depth].name)
                 budget -= 1
         depth += 1
     parts = [
@@ -84,18 +87,6 @@ def _topic_activity(st: UserStats, bins: dict) -> str:
     ]
     return (
         f"{_events(st.total)} on {st.active_days} active days; by source: " + ", ".join(parts) + "."
-    )
-
-
-def _topic_spending(st: UserStats, bins: dict) -> str | None:
-    spend = [(a, s, v) for s, acts in st.actions.items() for a, _, v in acts if v > 0]
-    if not spend:
-        return None
-    spend.sort(key=lambda x: -x[2])
-    return (
-        "Largest amounts go to "
-        + ", ".join(f"{a} ({s}, {v:.0f} in total)" for a, s, v in spend[:4])
-        + "."
     )
 
 
@@ -139,7 +130,6 @@ def _topic_profile(st: UserStats, bins: dict) -> str | None:
 
 TOPICS: dict[str, tuple[str, Callable[[UserStats, dict], str | None]]] = {
     "activity": ("How active is this user, and in which sources?", _topic_activity),
-    "spending": ("What does this user spend the most money on?", _topic_spending),
     "recent": ("What has this user been doing recently?", _topic_recent),
     "timing": ("When is this user usually active?", _topic_timing),
     "trend": ("How is this user's activity changing over time?", _topic_trend),
@@ -147,13 +137,30 @@ TOPICS: dict[str, tuple[str, Callable[[UserStats, dict], str | None]]] = {
 }
 
 
+def _source_query(spec: SourceSpec) -> str:
+    # The description tells the model what the (often terse) source name stands for.
+    about = f" ({spec.description})" if spec.description else ""
+    return f"What does this user do in {spec.name}{about}?"
+
+
 class TemplateGenerator:
-    """Default D_uqa generator: topic templates plus one per-source question."""
+    """Default D_uqa generator: topic templates, one pair per value kind, one per source.
+
+    Args:
+        bins: Per-source count terciles of the population (``stats.count_bins``).
+        salt: Salt of the per-user topic rotation.
+        sources: ``sources.yaml`` specs; undeclared sources are worded neutrally.
+    """
 
     name = "template"
 
-    def __init__(self, bins: dict[str, tuple[float, float]], salt: int = 0) -> None:
-        self.bins, self.salt = bins, salt
+    def __init__(
+        self,
+        bins: dict[str, tuple[float, float]],
+        salt: int = 0,
+        sources: dict[str, SourceSpec] | None = None,
+    ) -> None:
+        self.bins, self.salt, self.sources = bins, salt, sources or {}
 
     def generate(self, stats: UserStats, n: int) -> list[Pair]:
         candidates = [
@@ -161,11 +168,17 @@ class TemplateGenerator:
             for topic, (query, fn) in TOPICS.items()
             if (answer := fn(stats, self.bins))
         ]
+        # Right after "activity" (where the one money topic used to be): a dataset whose only
+        # valued source is an amount source keeps its topic order and rotation.
+        candidates[1:1] = [
+            Pair("uqa", topic, query, answer)
+            for topic, query, answer in value_answers(stats, self.sources)
+        ]
         candidates += [
             Pair(
                 "uqa",
                 f"source:{s}",
-                f"What does this user do in {s}?",
+                _source_query(spec_for(self.sources, s)),
                 f"In {s}: {_fmt_actions(acts, 4)}.",
             )
             for s, acts in sorted(stats.actions.items())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -31,10 +32,15 @@ def action_keys(text: pd.Series, words: int) -> pd.Series:
 
 
 def action_table(events: pd.DataFrame) -> pd.DataFrame:
-    """Counts, value sums and last time per (user, source, action), most frequent first."""
+    """Counts, value sums and counts, last time per (user, source, action), most frequent first."""
     key = events["action"].where(events["action"] != "", events["source"])
     grouped = events.assign(action=key).groupby(["user_id", "source", "action"], sort=False)
-    table = grouped.agg(n=("ts", "size"), value_sum=("value", "sum"), last_ts=("ts", "max"))
+    table = grouped.agg(
+        n=("ts", "size"),
+        value_sum=("value", "sum"),
+        value_n=("value", "count"),
+        last_ts=("ts", "max"),
+    )
     table = table.reset_index()
     return table.sort_values(
         ["user_id", "n", "last_ts", "action"], ascending=[True, False, False, True], kind="stable"
@@ -78,13 +84,29 @@ def iter_groups(df: pd.DataFrame, key: str = "user_id") -> Iterator[tuple[str, l
         yield keys[s], rows[s:e]
 
 
+class Action(NamedTuple):
+    """One kind of action of a user in one source (see :func:`action_keys`).
+
+    Attributes:
+        name: The action key.
+        n: Number of events.
+        total: Sum of their non-null values (0.0 without any).
+        valued: Number of events with a value, so ``total / valued`` is a mean (e.g. a rating).
+    """
+
+    name: str
+    n: int
+    total: float
+    valued: int
+
+
 @dataclass
 class UserStats:
     """What the pair generators may say about one user: derived only from that user's log."""
 
     user_id: str
     counts: dict[str, int] = field(default_factory=dict)
-    actions: dict[str, list[tuple[str, int, float]]] = field(default_factory=dict)
+    actions: dict[str, list[Action]] = field(default_factory=dict)
     active_days: int = 0
     days_since_last: float | None = None
     tod_share: dict[str, float] = field(default_factory=dict)
@@ -103,14 +125,15 @@ def user_stats(
 ) -> dict[str, UserStats]:
     """Compute :class:`UserStats` for every user in ``events`` (needs an ``action`` column)."""
     stats: dict[str, UserStats] = {}
-    cols = ["user_id", "source", "action", "n", "value_sum"]  # no timestamps: slow to iterate
+    # Timestamps left out: iterating them is slow.
+    cols = ["user_id", "source", "action", "n", "value_sum", "value_n"]
     for uid, rows in iter_groups(action_table(events)[cols]):
         st = stats.setdefault(uid, UserStats(uid))
-        for _, src, action, n, vsum in rows:
+        for _, src, action, n, vsum, vn in rows:
             st.counts[src] = st.counts.get(src, 0) + int(n)
             lst = st.actions.setdefault(src, [])
             if len(lst) < top_k:
-                lst.append((action, int(n), float(vsum)))
+                lst.append(Action(action, int(n), float(vsum), int(vn)))
     _add_time_stats(events, cutoff, stats)
     _add_recent(events, cutoff, recent_days, top_k, stats)
     return stats

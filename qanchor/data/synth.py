@@ -31,6 +31,18 @@ if TYPE_CHECKING:  # numpy/pandas load on first use, so `qanchor --help` stays f
     import pandas as pd
 
 SOURCES = ("bill", "miniprogram", "spm", "search", "app")  # event sources; "profile" is a table
+# ``sources.yaml``: what each source's ``value`` holds (the renderers in synth_sources/synth_apps).
+# No currency: the synthetic world's amounts are unitless prices.
+SOURCE_ENTRIES: dict[str, dict[str, str]] = {
+    "bill": {"description": "a payment, repayment, fee, cash advance or transfer",
+             "value": "amount"},
+    "miniprogram": {"description": "a use of a mini-program", "value": "duration",
+                    "unit": "seconds"},
+    "spm": {"description": "a navigation path from an entry page", "value": "duration",
+            "unit": "seconds"},
+    "search": {"description": "a search query", "value": "none"},
+    "app": {"description": "an app installed", "value": "none"},
+}  # fmt: skip
 TRUTH_DIR = "_truth"  # generator ground truth, not part of the contract
 _STREAM_IDS = {
     "latents": 1,
@@ -124,14 +136,15 @@ def synthesize(cfg: SynthConfig) -> SyntheticData:
 
 
 def write_dataset(data: SyntheticData, out: str | Path) -> Path:
-    """Write the four contract files, plus ``_truth/traits.parquet`` (generator ground truth).
+    """Write the five contract files, plus ``_truth/traits.parquet`` (generator ground truth).
 
     Returns:
         The dataset directory.
     """
     import yaml
 
-    from qanchor.data.contract import EVENTS, LABELS, PROFILES, SCENARIOS
+    from qanchor.data.contract import EVENTS, LABELS, PROFILES, SCENARIOS, SOURCE_SPECS
+    from qanchor.data.sources import SourceSpec, write_sources
 
     out = Path(out)
     (out / TRUTH_DIR).mkdir(parents=True, exist_ok=True)
@@ -140,6 +153,8 @@ def write_dataset(data: SyntheticData, out: str | Path) -> Path:
     data.labels.to_parquet(out / LABELS, index=False)
     text = yaml.safe_dump(data.scenarios, sort_keys=False, allow_unicode=True, width=100)
     (out / SCENARIOS).write_text(text, encoding="utf-8")
+    specs = [SourceSpec(name, **entry) for name, entry in SOURCE_ENTRIES.items()]
+    write_sources(specs, out / SOURCE_SPECS)
     data.traits.to_parquet(out / TRUTH_DIR / "traits.parquet", index=False)
     (out / TRUTH_DIR / "README.txt").write_text(
         "Ground truth of the synthetic generator (latent traits and episodes per user).\n"
