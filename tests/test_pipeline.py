@@ -32,8 +32,10 @@ def test_run_tiny_end_to_end(tmp_path: Path, capsys) -> None:
     assert set(metrics["models"]) == {
         "qanchor_tuned",
         "qanchor_base",
+        "tfidf_lr",
         "gbdt_features",
         "text_mean_pool",
+        "text_mean_pool_recent",
         "llm_untrained",
     }
     assert len(metrics["scenarios"]) >= 10
@@ -42,6 +44,12 @@ def test_run_tiny_end_to_end(tmp_path: Path, capsys) -> None:
     adapters = sorted(p.name for p in (out / "model" / "scenarios").iterdir())
     assert adapters == sorted(metrics["scenarios"])
     assert (out / "eval" / "report.md").is_file() and (out / "eval" / "roc_curves.png").is_file()
+    # The verdict opens the report, names the preset and warns that tiny models are random.
+    verdict = json.loads((out / "eval" / "eval_details.json").read_text())["verdict"]
+    report = (out / "eval" / "report.md").read_text()
+    assert report.split("\n\n")[1].startswith(f"**Verdict:** `{verdict['winner']}` wins")
+    assert verdict["preset"] == "tiny" and "Preset `tiny`." in report
+    assert "Warning: random models" in report and verdict["ci95"] is not None
     run = json.loads((out / "run.json").read_text())
     assert set(run["seconds"]) == {"build", "features", "pretrain", "tune", "evaluate"}
     assert run["feature_repo"] == str(REPO)

@@ -2,13 +2,18 @@
 
 - ``gbdt_features``: LightGBM per scenario on the activity aggregates plus the profile, the
   classic tabular model of risk and marketing teams (scores directly, no probe).
-- ``text_mean_pool``: per user, the mean event-encoder vector of the snapshot's events; the
-  features then go through the same linear probe as our embeddings.
+- ``text_mean_pool``: per user, the count-weighted mean event-encoder vector of the whole
+  history (the snapshot's bag of distinct texts); ``text_mean_pool_recent``: the plain mean over
+  the capped recent events the model's event tokens read. Both go through the same linear probe
+  as our embeddings.
+
+(``tfidf_lr``, the other whole-history baseline, lives in :mod:`qanchor.eval.bag_baselines`.)
 
 Example::
 
     results = gbdt_features("data/built", seed=0)                      # scenario -> (y, scores)
     feats = text_mean_pool_features("data/built", encoder="default")  # index user_id
+    recent = text_mean_pool_recent_features("data/built", per_source=32)
 """
 
 from __future__ import annotations
@@ -111,36 +116,18 @@ def _sources(built: Path, snaps: pd.DataFrame) -> list[str]:
     return sorted({s for lst in snaps["event_source"] for s in lst})
 
 
-def text_mean_pool_features(
-    built_dir: str | Path,
-    encoder: str = "default",
-    per_source: int = 32,
-    caps: dict[str, int] | None = None,
-    max_length: int = 64,
-) -> pd.DataFrame:
-    """Per user, the mean event-encoder vector over the snapshot's most recent events.
+def _event_vectors(texts: list[str], encoder: str, max_length: int) -> np.ndarray:
+    """[texts, dim] frozen event-encoder vectors from the disk cache pretraining fills.
 
-    The events are those a model with ``events_per_source=per_source`` reads (the most recent
-    ``per_source`` per source, ``caps`` overriding per source). Vectors come from the disk
-    cache pretraining fills (same fingerprint as ``ModelConfig(encoder=encoder,
-    encoder_max_length=max_length)``), so texts encoded once are never encoded again; the
-    encoder is loaded only if some text is missing from the cache.
-
-    Returns:
-        Frame indexed by user_id (every user of the built dataset), columns ``dim0..``; users
-        without events get zeros.
+    Same fingerprint as ``ModelConfig(encoder=encoder, encoder_max_length=max_length)``, so
+    texts encoded once are never encoded again; the encoder is loaded only if some text is
+    missing from the cache (or, for no texts at all, to learn the width).
     """
-    import scipy.sparse as sp
-
     from qanchor.model.artifact import encoder_fingerprint
     from qanchor.model.backbones import cache_root, load_text_encoder
     from qanchor.model.config import ModelConfig
-    from qanchor.model.data import UserTable
     from qanchor.model.vectors import VectorCache
 
-    built = Path(built_dir)
-    snaps = pd.read_parquet(built / "snapshots.parquet")
-    table = UserTable.from_snapshots(snaps, _sources(built, snaps), per_source, caps)
     fingerprint = encoder_fingerprint(ModelConfig(encoder=encoder, encoder_max_length=max_length))
     loaded = []  # the encoder, once loaded
 
@@ -149,26 +136,99 @@ def text_mean_pool_features(
             loaded.append(load_text_encoder(encoder))
         return loaded[0]
 
-    def encode(texts: list[str]) -> np.ndarray:
-        return text_encoder().encode(texts, max_length=max_length).numpy()
+    def encode(batch: list[str]) -> np.ndarray:
+        return text_encoder().encode(batch, max_length=max_length).numpy()
 
-    vecs = VectorCache(cache_root() / "event_vectors", fingerprint).get(table.texts, encode)
-    dim = vecs.shape[1] if len(table.texts) else text_encoder().dim
-    # Sparse [users, texts] matrix of 1/n_events weights: the mean pool is one product.
+    if not texts:
+        return np.zeros((0, text_encoder().dim), np.float32)
+    return VectorCache(cache_root() / "event_vectors", fingerprint).get(texts, encode)
+
+
+def _mean_pool(
+    built: Path, user_ids: list[str], weights, vecs: np.ndarray, name: str
+) -> pd.DataFrame:
+    """Rows of ``weights`` [users, texts] normalised to sum 1, times ``vecs``, as a frame.
+
+    Users with no weight (no events) get zeros, and so do users of users.parquet that have no
+    snapshot row; the frame is indexed by user_id with columns ``dim0..``.
+    """
+    import scipy.sparse as sp
+
+    totals = np.asarray(weights.sum(1), dtype=np.float64).ravel()
+    inv = np.divide(1.0, totals, out=np.zeros_like(totals), where=totals > 0)
+    pooled = sp.diags(inv) @ sp.csr_matrix(weights, dtype=np.float64) @ vecs
+    frame = pd.DataFrame(np.asarray(pooled, np.float32), index=pd.Index(user_ids, name="user_id"))
+    frame.columns = [f"dim{i}" for i in range(vecs.shape[1])]
+    users = built / "users.parquet"
+    if users.is_file():
+        frame = frame.reindex(pd.read_parquet(users)["user_id"], fill_value=0.0)
+    log.info("%s: %d users x %d dims from %d texts", name, *frame.shape, weights.shape[1])
+    return frame
+
+
+def text_mean_pool_features(
+    built_dir: str | Path, encoder: str = "default", max_length: int = 64
+) -> pd.DataFrame:
+    """Per user, the count-weighted mean event-encoder vector over the WHOLE history.
+
+    Reads the snapshot's bag (every history event as distinct texts with counts), so an
+    event long past the model's per-source cap still counts, as it does for ``tfidf_lr``.
+    Vectors come from the same cache as :func:`text_mean_pool_recent_features`.
+
+    Returns:
+        Frame indexed by user_id (every user of the built dataset), columns ``dim0..``; users
+        without events get zeros.
+
+    Raises:
+        QAnchorError: if the build has no bag columns (built by an older qanchor).
+    """
+    import scipy.sparse as sp
+
+    from qanchor.eval.bag_baselines import read_bags
+
+    built = Path(built_dir)
+    user_ids, bags = read_bags(built)
+    # Vectors are per text (the cache key), so one text under two sources is one column.
+    texts, cols = np.unique(bags["text"].to_numpy(dtype=str), return_inverse=True)
+    rows = pd.Index(user_ids).get_indexer(bags["user_id"])
+    weights = sp.csr_matrix(
+        (bags["count"].to_numpy(np.float64), (rows, cols)), shape=(len(user_ids), len(texts))
+    )
+    vecs = _event_vectors(texts.tolist(), encoder, max_length)
+    return _mean_pool(built, user_ids, weights, vecs, "text_mean_pool")
+
+
+def text_mean_pool_recent_features(
+    built_dir: str | Path,
+    encoder: str = "default",
+    per_source: int = 32,
+    caps: dict[str, int] | None = None,
+    max_length: int = 64,
+) -> pd.DataFrame:
+    """Per user, the mean event-encoder vector over the snapshot's most recent events.
+
+    The events are those the model's event tokens read with ``events_per_source=per_source``
+    (the most recent ``per_source`` per source, ``caps`` overriding per source).
+
+    Returns:
+        Frame indexed by user_id (every user of the built dataset), columns ``dim0..``; users
+        without events get zeros.
+    """
+    import scipy.sparse as sp
+
+    from qanchor.model.data import UserTable
+
+    built = Path(built_dir)
+    snaps = pd.read_parquet(built / "snapshots.parquet")
+    table = UserTable.from_snapshots(snaps, _sources(built, snaps), per_source, caps)
     rows, cols = [], []
     for r, inp in enumerate(table.inputs):
         ids = [t for _, text_ids in inp.events for t in text_ids]
         rows += [r] * len(ids)
         cols += ids
-    counts = np.bincount(rows, minlength=len(table.inputs)).astype(np.float64)
-    weights = 1.0 / counts[rows] if rows else []
-    pool = sp.csr_matrix((weights, (rows, cols)), shape=(len(table.inputs), len(table.texts)))
-    pooled = pool @ vecs if len(table.texts) else np.zeros((len(table.inputs), dim))
-    index = pd.Index(table.user_ids, name="user_id")
-    frame = pd.DataFrame(np.asarray(pooled, np.float32), index=index)
-    frame.columns = [f"dim{i}" for i in range(dim)]
-    users = built / "users.parquet"
-    if users.is_file():  # users whose snapshot row is missing: no events, zeros
-        frame = frame.reindex(pd.read_parquet(users)["user_id"], fill_value=0.0)
-    log.info("text_mean_pool: %d users x %d dims from %d texts", *frame.shape, len(table.texts))
-    return frame
+    # One weight per event: a text seen twice among the recent events counts twice.
+    weights = sp.csr_matrix(
+        (np.ones(len(rows)), (rows, cols)), shape=(len(table.inputs), len(table.texts))
+    )
+    vecs = _event_vectors(table.texts, encoder, max_length)
+    return _mean_pool(built, table.user_ids, weights, vecs, "text_mean_pool_recent")

@@ -3,7 +3,9 @@
     qanchor evaluate --model runs/model --data data/built --out runs/eval --preset small
 
 Every model's features go through the same linear probe per scenario (trained on train+val
-users, scored on test users), so the comparison isolates the representations.
+users, scored on test users), so the comparison isolates the representations. ``tfidf_lr`` and
+``gbdt_features`` are classifiers of their own, trained on the same users. report.md opens with
+a verdict: the winner, its margin with a paired bootstrap interval, the preset.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from pathlib import Path
 import pandas as pd
 
 from qanchor.config import option
+from qanchor.eval.report import MODEL_ORDER
 
 log = logging.getLogger(__name__)
 
-MODELS = ("qanchor_tuned", "qanchor_base", "gbdt_features", "text_mean_pool", "llm_untrained")
+MODELS = MODEL_ORDER
+BAG_BASELINES = ("tfidf_lr", "text_mean_pool")  # need the build's whole-history bag columns
 
 
 @dataclass
@@ -27,7 +31,8 @@ class EvalConfig:
     """Settings of ``qanchor evaluate``."""
 
     baselines: list[str] = option(
-        ["gbdt_features", "text_mean_pool", "llm_untrained"], "baselines to run"
+        ["tfidf_lr", "gbdt_features", "text_mean_pool", "text_mean_pool_recent", "llm_untrained"],
+        "baselines to run",
     )
     llm_per_source: int = option(3, "events per source in the llm_untrained text")
     llm_max_prefix_tokens: int = option(192, "token cap of the llm_untrained events text")
@@ -37,11 +42,15 @@ class EvalConfig:
     feature_repo: str | None = option(
         None, "Feast repo to read user snapshots from (None: the build's snapshots.parquet)"
     )
+    bootstrap_resamples: int = option(1000, "paired bootstrap resamples of the verdict's interval")
+    preset: str | None = option(None, "the preset these settings came from (named in the report)")
 
+    # Each preset records its own name, so every caller that resolves one (CLI, `qanchor run`,
+    # the orchestrated stages) gets it into the report without passing it separately.
     PRESETS = {
-        "tiny": {"llm_per_source": 2, "llm_max_prefix_tokens": 64, "bf16": "off"},
-        "small": {},
-        "paper": {"llm_per_source": 10, "llm_max_prefix_tokens": 1024},
+        "tiny": {"preset": "tiny", "llm_per_source": 2, "llm_max_prefix_tokens": 64, "bf16": "off"},
+        "small": {"preset": "small"},
+        "paper": {"preset": "paper", "llm_per_source": 10, "llm_max_prefix_tokens": 1024},
     }
 
 
@@ -74,10 +83,16 @@ def evaluate(
 ) -> Path:
     """Run every model and baseline; returns the directory holding metrics.json and report.md."""
     from qanchor.data.contract import read_scenarios
-    from qanchor.eval.baselines import gbdt_features, text_mean_pool_features
+    from qanchor.eval.bag_baselines import read_bags, tfidf_lr
+    from qanchor.eval.baselines import (
+        gbdt_features,
+        text_mean_pool_features,
+        text_mean_pool_recent_features,
+    )
     from qanchor.eval.llm_baseline import llm_untrained_features
     from qanchor.eval.probe import probe_scenarios
-    from qanchor.eval.report import write_metrics, write_report
+    from qanchor.eval.report import add_details, write_metrics, write_report
+    from qanchor.eval.verdict import verdict
     from qanchor.io import atomic_dir
     from qanchor.model.artifact import read_config
     from qanchor.model.data import BuiltData
@@ -87,22 +102,28 @@ def evaluate(
     scen = read_scenarios(data.root / "scenarios.yaml")
     names = [s.name for s in scen]
     labels = pd.read_parquet(data.root / "labels.parquet")
-    mcfg = read_config(model_dir)["model"]
+    config = read_config(model_dir)
+    mcfg = config["model"]
+    if any(b in cfg.baselines for b in BAG_BASELINES):
+        read_bags(data.root)  # fail before the expensive embedding if the build lacks the bag
     results, times = {}, {}
     tuned, base, times = qanchor_features(model_dir, data, names, cfg.cache_mb, cfg.bf16)
     results["qanchor_tuned"] = probe_scenarios(tuned, labels)
     results["qanchor_base"] = probe_scenarios(base, labels)
+    if "tfidf_lr" in cfg.baselines:
+        results["tfidf_lr"] = tfidf_lr(data.root, seed=cfg.seed)
     if "gbdt_features" in cfg.baselines:
         results["gbdt_features"] = gbdt_features(data.root, seed=cfg.seed)
+    enc = {"encoder": mcfg["encoder"], "max_length": mcfg["encoder_max_length"]}
     if "text_mean_pool" in cfg.baselines:
-        feats = text_mean_pool_features(
-            data.root,
-            encoder=mcfg["encoder"],
-            per_source=mcfg["events_per_source"],
-            caps=mcfg["source_caps"],
-            max_length=mcfg["encoder_max_length"],
+        results["text_mean_pool"] = probe_scenarios(
+            text_mean_pool_features(data.root, **enc), labels
         )
-        results["text_mean_pool"] = probe_scenarios(feats, labels)
+    if "text_mean_pool_recent" in cfg.baselines:
+        feats = text_mean_pool_recent_features(
+            data.root, per_source=mcfg["events_per_source"], caps=mcfg["source_caps"], **enc
+        )
+        results["text_mean_pool_recent"] = probe_scenarios(feats, labels)
     if "llm_untrained" in cfg.baselines:
         t0 = time.perf_counter()
         feats = llm_untrained_features(mcfg["backbone"], mcfg["backbone_layers"], data.snapshots,
@@ -112,10 +133,18 @@ def evaluate(
     sizes = {a.name: a.meta.get("bytes") for a in load_adapters(model_dir)}
     extra = _extra_md(sizes, times)
     out_dir = Path(out_dir)
+    preset = cfg.preset or config.get("pretrain", {}).get("preset")
     with atomic_dir(out_dir) as tmp:
         metrics = write_metrics(tmp, data.manifest.get("input", str(data.root)), names, results)
-        write_report(tmp, metrics, results, extra)
+        v = verdict(metrics, results, preset, random_parts(mcfg), cfg.bootstrap_resamples, cfg.seed)
+        add_details(tmp, verdict=v)
+        write_report(tmp, metrics, results, extra, verdict=v)
     return out_dir
+
+
+def random_parts(model_cfg: dict) -> list[str]:
+    """Which parts of a model are random weights: the ``tiny`` backbone/encoder of tests."""
+    return [f"{k} `tiny`" for k in ("backbone", "encoder") if model_cfg.get(k) == "tiny"]
 
 
 def _extra_md(sizes: dict, times: dict) -> str:

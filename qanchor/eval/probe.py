@@ -43,6 +43,27 @@ class ProbeResults(dict):
         self.skipped[scenario] = reason
 
 
+def cv_logreg(y_train: np.ndarray, cs: tuple[float, ...], seed: int = 0, max_iter: int = 2000):
+    """A class-balanced L2 logistic regression whose C is chosen by stratified CV (ROC AUC).
+
+    Folds are ``min(CV_FOLDS, minority count)``; a single minority example cannot be
+    cross-validated, so then the middle of ``cs`` is used without CV.
+    """
+    from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+    from sklearn.model_selection import StratifiedKFold
+
+    classes, counts = np.unique(y_train, return_counts=True)
+    if len(classes) != 2:
+        raise ValueError(f"a probe needs both classes in y_train; got {classes.tolist()}")
+    common = {"solver": "lbfgs", "max_iter": max_iter, "class_weight": "balanced"}
+    folds = int(min(CV_FOLDS, counts.min()))
+    if folds < 2:
+        return LogisticRegression(C=cs[len(cs) // 2], **common)
+    cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    return LogisticRegressionCV(Cs=list(cs), l1_ratios=(0.0,), cv=cv, scoring="roc_auc",
+                                use_legacy_attributes=False, **common)  # fmt: skip
+
+
 def linear_probe(
     X_train: ArrayLike, y_train: ArrayLike, X_test: ArrayLike, seed: int = 0
 ) -> np.ndarray:
@@ -55,26 +76,12 @@ def linear_probe(
     Raises:
         ValueError: if ``y_train`` does not hold both classes.
     """
-    from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
-    from sklearn.model_selection import StratifiedKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
     from threadpoolctl import threadpool_limits
 
     y = np.asarray(y_train).ravel()
-    classes, counts = np.unique(y, return_counts=True)
-    if len(classes) != 2:
-        raise ValueError(f"linear_probe needs both classes in y_train; got {classes.tolist()}")
-    common = {"solver": "lbfgs", "max_iter": 2000, "class_weight": "balanced"}
-    folds = int(min(CV_FOLDS, counts.min()))
-    if folds >= 2:
-        cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
-        clf = LogisticRegressionCV(Cs=list(CS), l1_ratios=(0.0,), cv=cv, scoring="roc_auc",
-                                   use_legacy_attributes=False, **common)  # fmt: skip
-    else:
-        # A single minority example cannot be cross-validated: use the middle C.
-        clf = LogisticRegression(C=CS[len(CS) // 2], **common)
-    pipe = make_pipeline(StandardScaler(), clf)
+    pipe = make_pipeline(StandardScaler(), cv_logreg(y, CS, seed))
     # One BLAS thread: probe matrices are small (thousands x hundreds), and on a busy 2-core
     # machine multi-threaded OpenBLAS spun so much that a fit took ~20x longer (measured).
     with threadpool_limits(limits=1, user_api="blas"):

@@ -3,7 +3,8 @@
 Example::
 
     metrics = write_metrics(out, "data/synthetic", scenarios, results)
-    write_report(out, metrics, results, extra_md="## Timings\n...")   # out/report.md
+    write_report(out, metrics, results, extra_md="## Timings\n...", verdict=v)  # out/report.md
+    add_details(out, verdict=v)                                        # into eval_details.json
 
 ``results`` maps a model key to ``scenario -> (y_test, scores)`` (what
 :func:`qanchor.eval.probe.probe_scenarios` and :func:`qanchor.eval.baselines.gbdt_features`
@@ -25,8 +26,10 @@ from qanchor.eval.probe import Result
 
 log = logging.getLogger(__name__)
 
-# Our two models first, then the baselines (DESIGN.md section 4); other keys follow.
-MODEL_ORDER = ("qanchor_tuned", "qanchor_base", "gbdt_features", "text_mean_pool", "llm_untrained")
+# Our two models first, then the baselines (DESIGN.md section 4), tfidf_lr first: it is the
+# bar on real logs. Other keys follow.
+MODEL_ORDER = ("qanchor_tuned", "qanchor_base", "tfidf_lr", "gbdt_features", "text_mean_pool",
+               "text_mean_pool_recent", "llm_untrained")  # fmt: skip
 ORDER = MODEL_ORDER
 CHARTS = {"auc": "auc_bars.png", "ks": "ks_bars.png", "roc": "roc_curves.png"}
 
@@ -157,8 +160,19 @@ def _skipped(metrics: dict, results: dict[str, Result]) -> list[str]:
     return lines
 
 
+def add_details(out_dir: str | Path, **entries) -> None:
+    """Add top-level entries (e.g. the verdict) to the ``eval_details.json`` of ``out_dir``."""
+    path = Path(out_dir) / "eval_details.json"
+    details = json.loads(path.read_text()) if path.is_file() else {}
+    path.write_text(json.dumps(details | entries, indent=2) + "\n")
+
+
 def write_report(
-    out_dir: str | Path, metrics: dict, results: dict[str, Result], extra_md: str = ""
+    out_dir: str | Path,
+    metrics: dict,
+    results: dict[str, Result],
+    extra_md: str = "",
+    verdict: dict | None = None,
 ) -> Path:
     """Write ``report.md`` with summary and per-scenario tables and three PNG charts.
 
@@ -167,6 +181,8 @@ def write_report(
         metrics: what :func:`write_metrics` returned.
         results: model key -> scenario -> (y_test, scores), for the ROC curves.
         extra_md: Markdown appended at the end (adapter sizes, timings, ...).
+        verdict: what :func:`qanchor.eval.verdict.verdict` returned; its line opens the
+            report, right under the title.
 
     Returns:
         Path of ``report.md``.
@@ -178,12 +194,17 @@ def write_report(
     bar_chart(metrics, models, "ks", out_dir / CHARTS["ks"])
     roc_grid({m: results[m] for m in models if m in results}, scenarios, out_dir / CHARTS["roc"])
     sizes = _test_sizes(results)
-    parts = [
-        f"# Evaluation report: `{metrics['dataset']}`",
+    parts = [f"# Evaluation report: `{metrics['dataset']}`"]
+    if verdict is not None:
+        parts.append(verdict["line"])
+    parts += [
         f"{len(scenarios)} scenarios, {len(models)} models. Every embedding is scored by the "
         "same linear probe per scenario (standardised logistic regression, trained on train+val "
-        "users, scored on test users); `gbdt_features` is LightGBM on activity aggregates and "
-        "the profile. KS = max(TPR − FPR) over the ROC curve.",
+        "users, scored on test users); `tfidf_lr` is a logistic regression on the TF-IDF bag of "
+        "each user's whole-history event texts; `gbdt_features` is LightGBM on activity "
+        "aggregates and the profile; `text_mean_pool` averages event-encoder vectors over the "
+        "whole history, `text_mean_pool_recent` over the capped recent events the model's event "
+        "tokens read. KS = max(TPR − FPR) over the ROC curve.",
         "## Summary (sorted by mean AUC)",
         "\n".join(_summary(metrics)) if models else "No model could be scored.",
         "## AUC per scenario",
