@@ -2,6 +2,7 @@
 
 python -m benchmarks            # all
 python -m benchmarks pretrain   # those whose module name contains "pretrain"
+python -m benchmarks quality -- --seeds 0 --datasets synthetic   # flags after -- go to each one
 """
 
 from __future__ import annotations
@@ -15,14 +16,18 @@ BENCHMARKS = [
     "benchmarks.feature_reads",
     "benchmarks.scale",
     "benchmarks.serving_load",
+    "benchmarks.quality",
 ]
 
 
 def main(argv: list[str]) -> int:
-    selected = [b for b in BENCHMARKS if not argv or any(a in b for a in argv)]
+    names, flags = (
+        (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
+    )
+    selected = [b for b in BENCHMARKS if not names or any(a in b for a in names)]
     for module in selected:
         print(f"== {module}", flush=True)
-        code = subprocess.call([sys.executable, "-m", module])
+        code = subprocess.call([sys.executable, "-m", module, *flags])
         if code:
             return code
     return 0

@@ -32,16 +32,26 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (platform.processor() is often just the arch)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    line = next((x for x in text.splitlines() if x.startswith("model name")), "")
+    return line.split(":", 1)[-1].strip() or platform.machine()
+
+
 def machine() -> dict:
     return {"python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "cpu": platform.processor() or platform.machine()}  # fmt: skip
+            "cpu": platform.processor() or platform.machine(), "cpu_model": cpu_model()}  # fmt: skip
 
 
-def write(name: str, result: dict, table: str) -> None:
-    """Write results/<name>.json and results/<name>.md, and print the table."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(
+def write(name: str, result: dict, table: str, results_dir: Path = RESULTS) -> None:
+    """Write <results_dir>/<name>.json and <name>.md (default: benchmarks/results), print the table."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    (results_dir / f"{name}.json").write_text(
         json.dumps({"machine": machine(), **result}, indent=2) + "\n"
     )
-    (RESULTS / f"{name}.md").write_text(table + "\n")
+    (results_dir / f"{name}.md").write_text(table + "\n")
     print(table)

@@ -120,7 +120,7 @@ def _cmd_explain(args: argparse.Namespace) -> None:
 def _cmd_run(args: argparse.Namespace) -> None:
     from qanchor.pipeline import run_all
 
-    summary = run_all(args.data, args.out, args.preset, args.feature_repo)
+    summary = run_all(args.data, args.out, args.preset, args.feature_repo, seed=args.seed)
     print(f"finished in {summary['total_seconds']:.0f}s: {summary['seconds']}")
     print(f"metrics: {summary['paths']['eval']}/metrics.json")
     print(f"report:  {summary['paths']['eval']}/report.md")
@@ -291,6 +291,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--feature-repo",
         default=None,
         help="Feast repo (e.g. feature_repo): stages read user snapshots through it",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed of every stage (build split salt, initialisation, sampling, probes); "
+        "default: each stage's own",
     )
     add_features(top)
 

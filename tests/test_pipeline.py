@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from qanchor.cli import main
+import pytest
+
+from qanchor.cli import build_parser, main
+from qanchor.config import resolve
 from qanchor.data.synth import SynthConfig, synth
+from qanchor.errors import QAnchorError
 
 REPO = Path(__file__).resolve().parents[1] / "feature_repo"
 
@@ -24,6 +28,8 @@ def test_run_tiny_end_to_end(tmp_path: Path, capsys) -> None:
         "tiny",
         "--feature-repo",
         str(REPO),
+        "--seed",
+        "3",
     ]
     assert main(args) == 0
     printed = capsys.readouterr().out
@@ -52,7 +58,77 @@ def test_run_tiny_end_to_end(tmp_path: Path, capsys) -> None:
     assert "Warning: random models" in report and verdict["ci95"] is not None
     run = json.loads((out / "run.json").read_text())
     assert set(run["seconds"]) == {"build", "features", "pretrain", "tune", "evaluate"}
-    assert run["feature_repo"] == str(REPO)
+    assert run["feature_repo"] == str(REPO) and run["seed"] == 3
     assert (out / "built" / "feature_store" / "online_store.db").is_file()
     config = json.loads((out / "model" / "config.json").read_text())
     assert config["pretrain"]["feature_repo"] == str(REPO)  # pretraining read the store
+    assert config["pretrain"]["seed"] == 3
+    manifest = json.loads((out / "built" / "manifest.json").read_text())
+    assert manifest["config"]["seed"] == 3  # the seed also salted the user split
+
+
+def test_run_parses_seed() -> None:
+    args = build_parser().parse_args(["run", "--data", "d", "--out", "o"])
+    assert args.seed is None  # each stage keeps its own default
+    args = build_parser().parse_args(["run", "--data", "d", "--out", "o", "--seed", "7"])
+    assert args.seed == 7
+
+
+@pytest.fixture
+def fake_stages(monkeypatch: pytest.MonkeyPatch) -> dict:
+    """Replace the four stage functions by recorders of the config each one receives."""
+    import qanchor.data.build
+    import qanchor.eval.evaluate
+    import qanchor.model.pretrain
+    import qanchor.tune.prompt
+
+    seen: dict = {}
+
+    def recorder(name: str):
+        return lambda *args: seen.__setitem__(name, args[-1])
+
+    monkeypatch.setattr(qanchor.data.build, "build_dataset", recorder("build"))
+    monkeypatch.setattr(qanchor.model.pretrain, "pretrain", recorder("pretrain"))
+    monkeypatch.setattr(qanchor.tune.prompt, "tune_model", recorder("tune"))
+    monkeypatch.setattr(qanchor.eval.evaluate, "evaluate", recorder("evaluate"))
+    return seen
+
+
+def test_run_all_seed_and_overrides_reach_every_stage(tmp_path: Path, fake_stages: dict) -> None:
+    from qanchor.pipeline import run_all
+
+    over = {"pretrain": {"steps": "5", "user_skip": False}, "build": {"val_fraction": 0.3}}
+    run = run_all(tmp_path / "raw", tmp_path / "run", "tiny", seed=4, overrides=over)
+    assert {name: cfg.seed for name, cfg in fake_stages.items()} == dict.fromkeys(
+        ("build", "pretrain", "tune", "evaluate"), 4
+    )
+    assert fake_stages["pretrain"].steps == 5 and fake_stages["pretrain"].user_skip is False
+    assert fake_stages["pretrain"].lr == 3e-3  # the rest is still the tiny preset
+    assert fake_stages["build"].val_fraction == 0.3
+    saved = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert saved["seed"] == run["seed"] == 4 and saved["overrides"] == over
+
+
+def test_run_all_without_seed_keeps_the_presets(tmp_path: Path, fake_stages: dict) -> None:
+    from qanchor.data.build import BuildConfig
+    from qanchor.eval.evaluate import EvalConfig
+    from qanchor.model.config import PretrainConfig
+    from qanchor.pipeline import run_all
+    from qanchor.tune.config import TuneConfig
+
+    run_all(tmp_path / "raw", tmp_path / "run", "tiny")
+    classes = {"build": BuildConfig, "pretrain": PretrainConfig, "tune": TuneConfig,
+               "evaluate": EvalConfig}  # fmt: skip
+    assert fake_stages == {name: resolve(cls, "tiny") for name, cls in classes.items()}
+
+
+def test_run_all_rejects_unknown_stages_and_fields_before_running(
+    tmp_path: Path, fake_stages: dict
+) -> None:
+    from qanchor.pipeline import run_all
+
+    with pytest.raises(QAnchorError, match="unknown stage"):
+        run_all(tmp_path / "raw", tmp_path / "run", "tiny", overrides={"train": {"steps": 1}})
+    with pytest.raises(QAnchorError, match="unknown field"):
+        run_all(tmp_path / "raw", tmp_path / "run", "tiny", overrides={"tune": {"stepz": 1}})
+    assert fake_stages == {}  # nothing ran
