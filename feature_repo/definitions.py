@@ -5,8 +5,10 @@ variable ``QANCHOR_FEATURE_DATA`` (the access layer ``qanchor.features`` sets it
 ``feast`` CLI export it yourself). Everything else is fixed here:
 
 - entity ``user`` (join key ``user_id``);
-- ``user_event_history``: the capped recent events per source as parallel lists, fed in batch by
-  ``snapshots.parquet`` and in streaming by the push source ``user_events_push``;
+- ``user_event_history``: the capped recent events per source and the whole-history bag
+  (distinct texts with counts and last times) as parallel lists, fed in batch by
+  ``snapshots.parquet`` and in streaming by the push source ``user_events_push``: one view,
+  so one online read serves both and a push replaces both at once;
 - ``user_profile`` and ``user_activity``: the profile and the activity aggregates; their columns
   depend on the dataset (any set of sources), so Feast infers their schema at ``apply``;
 - services ``qanchor_training`` (everything, point-in-time) and ``qanchor_serving`` (what the
@@ -26,7 +28,7 @@ from feast import (
     PushSource,
     ValueType,
 )
-from feast.types import Array, Float64, String, UnixTimestamp
+from feast.types import Array, Float64, Int64, String, UnixTimestamp
 
 DATA = os.environ.get("QANCHOR_FEATURE_DATA", "../data/built")
 # A snapshot stays valid until the next one replaces it (its freshness is the build and push
@@ -43,7 +45,8 @@ snapshots_source = FileSource(
     name="user_snapshots",
     path=f"{DATA}/snapshots.parquet",
     timestamp_field="snapshot_ts",
-    description="Per user and snapshot time: capped recent events per source (list columns)",
+    description="Per user and snapshot time: capped recent events per source and the "
+    "whole-history bag (list columns)",
 )
 aggregates_source = FileSource(
     name="user_aggregates",
@@ -70,6 +73,10 @@ user_event_history = FeatureView(
         Field(name="event_ts", dtype=Array(UnixTimestamp)),
         Field(name="event_text", dtype=Array(String)),
         Field(name="event_value", dtype=Array(Float64)),
+        Field(name="bag_source", dtype=Array(String)),
+        Field(name="bag_text", dtype=Array(String)),
+        Field(name="bag_count", dtype=Array(Int64)),
+        Field(name="bag_last_ts", dtype=Array(UnixTimestamp)),
     ],
     source=events_push,
     online=True,

@@ -12,6 +12,10 @@ import re
 import numpy as np
 import pandas as pd
 
+# The list columns of a snapshot row: the capped recent events and the whole-history bag.
+EVENT_COLUMNS = ("event_source", "event_ts", "event_text", "event_value")
+BAG_COLUMNS = ("bag_source", "bag_text", "bag_count", "bag_last_ts")
+
 
 def source_column(source: str) -> str:
     """A column-safe name for a source ("Mini Program" -> "mini_program")."""
@@ -48,19 +52,45 @@ def snapshot_lists(capped: pd.DataFrame, users: pd.Index, cutoff: pd.Timestamp) 
 def bag_lists(history: pd.DataFrame, users: pd.Index, max_texts: int) -> pd.DataFrame:
     """Per user, the whole history as distinct (source, text) pairs with their counts.
 
-    List columns ``bag_source``, ``bag_text``, ``bag_count``: what the model's coarse tokens
-    and bag-of-events channel read (every history event, not only the capped recent ones),
-    in a form whose size grows with a user's distinct texts rather than their events. At most
-    ``max_texts`` texts per user and source are kept (the most frequent, then most recent).
+    List columns ``bag_source``, ``bag_text``, ``bag_count``, ``bag_last_ts``: what the
+    model's coarse tokens and bag-of-events channel read (every history event, not only the
+    capped recent ones), in a form whose size grows with a user's distinct texts rather than
+    their events. At most ``max_texts`` texts per user and source are kept (:func:`cap_bag`).
     """
-    g = history.groupby(["user_id", "source", "text"], sort=False, observed=True)
-    bag = g["ts"].agg(["size", "max"]).reset_index()
-    bag = bag.sort_values(["user_id", "source", "size", "max", "text"],
+    return bag_snapshot(cap_bag(bag_counts(history), max_texts), users)
+
+
+def bag_counts(events: pd.DataFrame) -> pd.DataFrame:
+    """Long bag rows ``user_id, source, text, count, last_ts`` of events (``ts`` UTC).
+
+    ``last_ts`` is floored to whole seconds, the resolution the online store keeps: a push
+    re-orders a served bag by the same keys the build ordered it by (:func:`cap_bag`).
+    """
+    g = events.groupby(["user_id", "source", "text"], sort=False, observed=True)
+    bag = g["ts"].agg(count="size", last_ts="max").reset_index()
+    return bag.assign(count=bag["count"].astype(np.int64), last_ts=bag["last_ts"].dt.floor("s"))
+
+
+def cap_bag(bag: pd.DataFrame, max_texts: int) -> pd.DataFrame:
+    """Order long bag rows and keep the first ``max_texts`` per user and source.
+
+    The order, per (user, source): count descending, then last time descending, then text. It
+    is total, so the build (:func:`bag_lists`) and a push (``qanchor.features.push``) that hold
+    the same rows produce the same lists. Rows come out grouped by user.
+    """
+    bag = bag.sort_values(["user_id", "source", "count", "last_ts", "text"],
                           ascending=[True, True, False, False, True], kind="stable")  # fmt: skip
-    bag = bag[bag.groupby(["user_id", "source"], sort=False).cumcount() < max_texts]
+    return bag[bag.groupby(["user_id", "source"], sort=False).cumcount() < max_texts]
+
+
+def bag_snapshot(bag: pd.DataFrame, users: pd.Index) -> pd.DataFrame:
+    """``user_id`` and the ``bag_*`` list columns of long bag rows grouped by user (in order)."""
+    last = bag["last_ts"].dt.tz_localize(None).astype("datetime64[us]")  # as snapshot_lists
     columns = {"bag_source": bag["source"], "bag_text": bag["text"],
-               "bag_count": bag["size"].astype(np.int64)}  # fmt: skip
-    return pd.DataFrame({"user_id": users.to_numpy()} | _list_columns(bag["user_id"], users, columns))
+               "bag_count": bag["count"].astype(np.int64), "bag_last_ts": last}  # fmt: skip
+    return pd.DataFrame(
+        {"user_id": users.to_numpy()} | _list_columns(bag["user_id"], users, columns)
+    )
 
 
 def _list_columns(

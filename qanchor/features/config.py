@@ -144,3 +144,24 @@ def _without(svc: Any, gone: set[str]) -> Any:
     features = [f for f in svc._features if getattr(f, "name", None) not in gone]
     return FeatureService(name=svc.name, features=features, tags=svc.tags,
                           description=svc.description, owner=svc.owner)  # fmt: skip
+
+
+def check_columns(objects: list[Any]) -> None:
+    """Fail clearly if a view's declared features are not columns of its parquet file.
+
+    A dataset built before a view gained a feature (the whole-history bag, say) would otherwise
+    register fine and fail only at materialisation, deep inside Feast.
+    """
+    import pyarrow.parquet as pq
+    from feast import FeatureView, FileSource
+
+    for view in objects:
+        src = getattr(view, "batch_source", None)
+        if not (isinstance(view, FeatureView) and isinstance(src, FileSource) and view.features):
+            continue
+        missing = sorted({f.name for f in view.features} - set(pq.read_schema(src.path).names))
+        if missing:
+            raise QAnchorError(
+                f"{src.path} lacks the columns {missing} of feature view {view.name!r}: it was "
+                "built by an older qanchor; rebuild it (`qanchor data build`) and apply again"
+            )

@@ -21,11 +21,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from qanchor.data.snapshots import BAG_COLUMNS, EVENT_COLUMNS
 from qanchor.errors import QAnchorError
-from qanchor.features.config import FeatureStoreConfig, load_objects, repo_config
+from qanchor.features.config import FeatureStoreConfig, check_columns, load_objects, repo_config
 
 HISTORY_VIEW, PROFILE_VIEW, ACTIVITY_VIEW = "user_event_history", "user_profile", "user_activity"
-EVENT_COLUMNS = ("event_source", "event_ts", "event_text", "event_value")
+# The list features of the event-history view, with the numpy dtype snapshots.parquet holds.
+LIST_DTYPES = {"event_source": object, "event_ts": "datetime64[us]", "event_text": object,
+               "event_value": np.float64, "bag_source": object, "bag_text": object,
+               "bag_count": np.int64, "bag_last_ts": "datetime64[us]"}  # fmt: skip
+assert tuple(LIST_DTYPES) == EVENT_COLUMNS + BAG_COLUMNS
 TRAINING_SERVICE, SERVING_SERVICE = "qanchor_training", "qanchor_serving"
 # Epoch start of a first materialisation: the views have no ttl, so all history counts.
 EPOCH = datetime(1970, 1, 2, tzinfo=UTC)
@@ -39,7 +44,8 @@ class UserFeatures:
     """Per-user features, one row per requested user, in request order.
 
     Attributes:
-        snapshots: ``user_id``, ``snapshot_ts`` and the event lists, as in snapshots.parquet.
+        snapshots: ``user_id``, ``snapshot_ts``, the recent-event and the whole-history bag
+            lists, as in snapshots.parquet.
         profiles: ``user_id`` plus the profile columns (None if the store has no profile view).
         aggregates: ``user_id`` plus the activity aggregates (None if not requested).
     """
@@ -93,6 +99,7 @@ def store(cfg: FeatureStoreConfig) -> Any:
 def apply(cfg: FeatureStoreConfig) -> list[str]:
     """Register the repo's declarations over ``cfg.data`` (idempotent). Returns object names."""
     objects = load_objects(cfg)
+    check_columns(objects)
     fs = store(cfg)
     fs.apply(objects)
     fs.refresh_registry()
@@ -181,7 +188,7 @@ def online_snapshots(
     """The latest features of ``user_ids`` from the online store (what serving reads).
 
     ``snapshot_ts`` is the time of the user's event-history row (the build's cutoff, or the
-    time of the last push); users the store does not know get empty event lists.
+    time of the last push); users the store does not know get empty lists (events and bag).
     """
     fs, svc = store(cfg), _service(cfg, service)
     resp = fs.get_online_features(features=svc, entity_rows=[{"user_id": u} for u in user_ids])
@@ -213,9 +220,10 @@ def _split(cols: dict[str, Any], svc: Any) -> UserFeatures:
     views = {p.name: [f.name for f in p.features] for p in svc.feature_view_projections}
     n = len(cols["user_id"])
     snaps = {"user_id": cols["user_id"], "snapshot_ts": cols["snapshot_ts"]}
-    for col in EVENT_COLUMNS:
+    for col, dtype in LIST_DTYPES.items():
         values = [[] if _missing(v) else v for v in cols.get(col, [None] * n)]
-        snaps[col] = _times(values) if col == "event_ts" else [_as_array(v, col) for v in values]
+        is_time = dtype == "datetime64[us]"
+        snaps[col] = _times(values) if is_time else [_as_array(v, dtype) for v in values]
 
     def part(view: str) -> pd.DataFrame | None:
         if view not in views:
@@ -230,7 +238,8 @@ def _missing(value: Any) -> bool:
 
 
 def _times(values: list[Any]) -> list[np.ndarray]:
-    """Event-time lists as datetime64[us] arrays (naive UTC, like the parquet).
+    """Time lists (``event_ts``, ``bag_last_ts``) as datetime64[us] arrays (naive UTC, like
+    the parquet).
 
     Offline reads give numpy arrays; online reads give UTC-aware datetimes, converted here in
     one vectorised call for all users (per-element conversion dominated a 100-user read).
@@ -246,8 +255,8 @@ def _times(values: list[Any]) -> list[np.ndarray]:
     return np.split(arr.astype("datetime64[us]"), splits)
 
 
-def _as_array(value: Any, col: str) -> np.ndarray:
+def _as_array(value: Any, dtype: Any) -> np.ndarray:
     """One list feature as the numpy array snapshots.parquet holds."""
-    if col == "event_value":
+    if dtype is np.float64:  # a null value (Feast's None) is NaN, as in the parquet
         return np.asarray([np.nan if v is None else v for v in value], dtype=np.float64)
-    return np.asarray(value, dtype=object)
+    return np.asarray(value, dtype=dtype)

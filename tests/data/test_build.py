@@ -73,6 +73,28 @@ def test_snapshots_keep_the_most_recent_events_per_source_in_order(built: Path) 
             assert [pd.Timestamp(t) for t in ts] == list(expected)
 
 
+def test_the_bag_counts_distinct_texts_most_frequent_then_most_recent() -> None:
+    from qanchor.data.snapshots import bag_lists
+
+    rows = [("u1", "2026-01-01 10:00:00.7", "a", "old"), ("u1", "2026-01-02", "a", "new"),
+            ("u1", "2026-01-03", "a", "twice"), ("u1", "2026-01-04", "a", "twice"),
+            ("u1", "2026-01-05", "b", "tie-b"), ("u1", "2026-01-05", "b", "tie-a")]  # fmt: skip
+    hist = pd.DataFrame(rows, columns=["user_id", "ts", "source", "text"])
+    hist["ts"] = pd.to_datetime(hist["ts"], utc=True, format="ISO8601")
+    users = pd.Index(["u0", "u1"], name="user_id")  # u0 has no history
+    bag = bag_lists(hist, users, max_texts=2).set_index("user_id")
+    # Per source: count desc, last time desc, text; at most two texts ("old" is dropped).
+    assert list(bag.loc["u1", "bag_source"]) == ["a", "a", "b", "b"]
+    assert list(bag.loc["u1", "bag_text"]) == ["twice", "new", "tie-a", "tie-b"]
+    assert list(bag.loc["u1", "bag_count"]) == [2, 1, 1, 1]
+    assert bag.loc["u1", "bag_count"].dtype == "int64"
+    assert bag.loc["u1", "bag_last_ts"][0] == pd.Timestamp("2026-01-04").to_datetime64()
+    assert all(len(bag.loc["u0", c]) == 0 for c in bag.columns)
+    # Last times are whole seconds (the online store's resolution): a push orders alike.
+    kept = bag_lists(hist, users, max_texts=3).set_index("user_id").loc["u1", "bag_last_ts"]
+    assert pd.Timestamp(kept[2]) == pd.Timestamp("2026-01-01 10:00:00")
+
+
 def test_aggregates_count_history_events(built: Path) -> None:
     hist, agg = (
         read(built, "history.parquet"),

@@ -44,7 +44,9 @@ def two_snapshots(built_tiny: Path, tmp_path_factory: pytest.TempPathFactory) ->
     index = pd.Index(users["user_id"], name="user_id")
     build = json.loads((root / "manifest.json").read_text())["config"]
     capped = S.cap_events(events, build["source_caps"], build["max_events_per_source"])
-    later = S.snapshot_lists(capped, index, cutoff + LATER)
+    later = S.snapshot_lists(capped, index, cutoff + LATER).merge(
+        S.bag_lists(events, index, build["max_bag_texts"]), on="user_id"
+    )
     sources = sorted(events["source"].unique())
     later_agg = S.aggregates(events, index, sources, cutoff + LATER)
     for name, new in (("snapshots.parquet", later), ("aggregates.parquet", later_agg)):

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from feature_helpers import as_lists
+from feature_helpers import as_lists, bag_of, rebuilt
 
 from qanchor.features import (
     FeatureStoreConfig,
@@ -55,6 +55,56 @@ def test_pushed_events_are_served_and_mark_users_stale(fresh_store: FeatureStore
     again = push_events(fresh_store, events, on_stale=[calls.append])
     assert again.stale == set() and calls == [set(users[:2])]
     assert online_snapshots(fresh_store, users).versions() == after.versions()
+
+
+def test_a_push_serves_what_a_build_with_the_new_events_writes(
+    fresh_store: FeatureStoreConfig,
+) -> None:
+    # The future period's events arrive on the stream: after the push, the online rows (recent
+    # events and whole-history bag) are those of a build over history + these events.
+    root = Path(fresh_store.data)
+    history, future = (pd.read_parquet(root / f) for f in ("history.parquet", "future.parquet"))
+    users = sorted(future["user_id"].unique())[:6]
+    first = future[future["user_id"] == users[0]]
+    pushed = pd.concat([future[future["user_id"].isin(users)], first.assign(user_id="newcomer")])
+    before = as_lists(online_snapshots(fresh_store, users).snapshots)
+    result = push_events(fresh_store, pushed)
+    assert result.stale == {*users, "newcomer"}
+    served = online_snapshots(fresh_store, [*users, "newcomer"])
+    build = json.loads((root / "manifest.json").read_text())["config"]
+    want = rebuilt(pd.concat([history, pushed]), [*users, "newcomer"], build)
+    assert as_lists(served.snapshots) == as_lists(want)
+    # Not vacuous: pushed texts the bags already held were counted on top of the old counts.
+    after = as_lists(served.snapshots)
+    grown = [
+        k for u in users for k, n in bag_of(after[u]).items() if n > bag_of(before[u]).get(k, 0) > 0
+    ]
+    assert grown
+    # The stream redelivers the whole batch: nothing changes, nobody is stale, no row rewritten.
+    assert push_events(fresh_store, pushed).stale == set()
+    again = online_snapshots(fresh_store, [*users, "newcomer"]).snapshots
+    assert as_lists(again) == after
+    assert again["snapshot_ts"].tolist() == served.snapshots["snapshot_ts"].tolist()
+
+
+def test_an_old_event_redelivered_after_leaving_the_window_is_not_counted_again(
+    fresh_store: FeatureStoreConfig,
+) -> None:
+    root = Path(fresh_store.data)
+    history = pd.read_parquet(root / "history.parquet")
+    cap = json.loads((root / "manifest.json").read_text())["config"]["max_events_per_source"]
+    sizes = history.groupby(["user_id", "source"]).size()
+    user, source = sizes[sizes > cap].index[0]  # a full window: older events fell out of it
+    old = history[(history["user_id"] == user) & (history["source"] == source)].head(1)
+    before = online_snapshots(fresh_store, [user])
+    served = as_lists(before.snapshots)[user]
+    assert (source, old["text"].iloc[0]) in bag_of(served)  # the build counted it in the bag
+    window = [
+        t for s, t in zip(served["event_source"], served["event_ts"], strict=True) if s == source
+    ]
+    assert old["ts"].iloc[0].tz_localize(None) < min(window)  # ... and it left the window
+    assert push_events(fresh_store, old).stale == set()
+    assert as_lists(online_snapshots(fresh_store, [user]).snapshots) == as_lists(before.snapshots)
 
 
 def test_push_of_a_new_user_starts_its_history(fresh_store: FeatureStoreConfig) -> None:

@@ -23,7 +23,9 @@ def test_apply_registers_the_declared_objects(sqlite_store: FeatureStoreConfig) 
     assert set(views) == {"user_event_history", "user_profile", "user_activity"}
     history = {f.name: str(f.dtype) for f in views["user_event_history"].features}
     assert history == {"event_source": "Array(String)", "event_ts": "Array(UnixTimestamp)",
-                       "event_text": "Array(String)", "event_value": "Array(Float64)"}  # fmt: skip
+                       "event_text": "Array(String)", "event_value": "Array(Float64)",
+                       "bag_source": "Array(String)", "bag_text": "Array(String)",
+                       "bag_count": "Array(Int64)", "bag_last_ts": "Array(UnixTimestamp)"}  # fmt: skip
     # Aggregate and profile columns depend on the dataset: Feast inferred them at apply.
     sources = json.loads(Path(sqlite_store.data, "manifest.json").read_text())["sources"]
     activity = {f.name for f in views["user_activity"].features}

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from feature_helpers import as_lists, assert_profiles_equal
 from feature_helpers import copy_built as copy
 
 from qanchor.cli import main
+from qanchor.data.snapshots import BAG_COLUMNS
 from qanchor.errors import QAnchorError
 from qanchor.features import (
     FeatureStoreConfig,
@@ -18,7 +20,7 @@ from qanchor.features import (
     online_snapshots,
     store,
 )
-from qanchor.model.data import BuiltData, UserTable
+from qanchor.model.data import BuiltData, UserTable, fit_bag_vectorizer
 from qanchor.model.profile import ProfileFeaturizer
 
 
@@ -37,13 +39,27 @@ def test_built_data_from_the_store_equals_the_parquet(
     assert as_lists(again.snapshots) == as_lists(feast.snapshots)
     assert_profiles_equal(again.profiles, feast.profiles)
     assert [p.name for p in (root / "feature_store" / "saved").iterdir()] == [saved.name]
+    # What a whole-history model with a bag channel reads: pretraining fits the bag vectorizer
+    # on the snapshots it loaded (here through Feast), then every user's inputs.
     fz = ProfileFeaturizer.fit(parquet.profiles)
-    sources = parquet.sources
-    a = UserTable.from_snapshots(parquet.snapshots, sources, 3, None, parquet.profiles, fz)
-    b = UserTable.from_snapshots(feast.snapshots, sources, 3, None, feast.profiles, fz)
+    sources, train = parquet.sources, set(parquet.split_users("train"))
+    vec = fit_bag_vectorizer(parquet.snapshots, sources, train, dim=4, seed=0)
+    vec_feast = fit_bag_vectorizer(feast.snapshots, sources, train, dim=4, seed=0)
+    assert vec.terms == vec_feast.terms and (vec.idf == vec_feast.idf).all()
+    tables = [
+        UserTable.from_snapshots(d.snapshots, sources, 3, None, d.profiles, fz, True, vec)
+        for d in (parquet, feast)
+    ]
+    a, b = tables
     assert a.user_ids == b.user_ids and a.texts == b.texts
     for x, y in zip(a.inputs, b.inputs, strict=True):
         assert x.events == y.events and (x.profile == y.profile).all()
+        for p, q in zip(x.bag, y.bag, strict=True):
+            np.testing.assert_array_equal(p, q)
+        np.testing.assert_array_equal(x.bag_vec, y.bag_vec)
+    # Not vacuous: the bags hold more than the capped recent events.
+    assert sum(len(x.bag[1]) for x in a.inputs) > sum(len(t) for x in a.inputs for _, t in x.events)
+    assert np.abs(np.stack([x.bag_vec for x in a.inputs])).sum() > 0
 
 
 def test_reading_an_unapplied_store_says_what_to_run(
@@ -51,6 +67,16 @@ def test_reading_an_unapplied_store_says_what_to_run(
 ) -> None:
     with pytest.raises(QAnchorError, match="qanchor features apply"):
         BuiltData.load(copy(built_tiny, tmp_path / "built"), feature_repo=repo_copy)
+
+
+def test_applying_a_build_without_the_bag_says_to_rebuild(
+    built_tiny: Path, repo_copy: Path, tmp_path: Path
+) -> None:
+    root = copy(built_tiny, tmp_path / "built")
+    snaps = pd.read_parquet(root / "snapshots.parquet")
+    snaps.drop(columns=list(BAG_COLUMNS)).to_parquet(root / "snapshots.parquet", index=False)
+    with pytest.raises(QAnchorError, match=r"lacks the columns \['bag_count'.*qanchor data build"):
+        apply(FeatureStoreConfig(data=str(root), repo=str(repo_copy)))
 
 
 def test_a_dataset_without_profiles_serves_events_and_aggregates(
