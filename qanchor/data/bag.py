@@ -66,7 +66,9 @@ class BagVectorizer:
         return 0 if self.components is None else int(self.components.shape[0])
 
     @classmethod
-    def fit(cls, texts: list[str], counts: sp.spmatrix, dim: int = 0, seed: int = 0) -> BagVectorizer:
+    def fit(
+        cls, texts: list[str], counts: sp.spmatrix, dim: int = 0, seed: int = 0
+    ) -> BagVectorizer:
         """Learn vocabulary, idf and (``dim > 0``) the SVD from training users.
 
         Args:
@@ -134,13 +136,11 @@ class BagVectorizer:
     def load(cls, path: str | Path) -> BagVectorizer:
         with np.load(path, allow_pickle=False) as z:
             comps = z["components"].astype(np.float64) if "components" in z else None
-            scale = z["scale"] if "scale" in z else None
+            scale = z.get("scale")
             return cls(z["terms"].tolist(), z["idf"], comps, scale)
 
 
-def count_matrix(
-    user_ids: list[str], bags: pd.DataFrame
-) -> tuple[list[str], sp.csr_matrix]:
+def count_matrix(user_ids: list[str], bags: pd.DataFrame) -> tuple[list[str], sp.csr_matrix]:
     """Distinct ``source_texts`` and the [users, texts] count matrix of long-form bag rows.
 
     Args:
@@ -148,7 +148,9 @@ def count_matrix(
         bags: rows ``user_id, source, text, count`` (e.g. exploded ``bag_*`` snapshot lists).
     """
     keys = pd.Series(source_texts(bags["source"].to_numpy(), bags["text"].to_numpy()), dtype=object)
-    texts, cols = np.unique(keys.to_numpy(dtype=str), return_inverse=True) if len(keys) else ([], [])
+    texts, cols = (
+        np.unique(keys.to_numpy(dtype=str), return_inverse=True) if len(keys) else ([], [])
+    )
     rows = pd.Index(user_ids).get_indexer(bags["user_id"])
     ok = rows >= 0
     mat = sp.csr_matrix(

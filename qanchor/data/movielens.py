@@ -68,7 +68,17 @@ def fetch_files(cache: Path) -> dict[str, Path]:
     wheels = sorted(cache.glob("recbole-*.whl"))
     if not wheels:
         log.info("downloading %s (no dependencies) into %s", WHEEL, cache)
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(cache), WHEEL]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--quiet",
+            "-d",
+            str(cache),
+            WHEEL,
+        ]
         done = subprocess.run(cmd, capture_output=True, text=True)
         wheels = sorted(cache.glob("recbole-*.whl"))
         if done.returncode or not wheels:

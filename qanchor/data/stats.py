@@ -134,6 +134,8 @@ def user_stats(
             lst = st.actions.setdefault(src, [])
             if len(lst) < top_k:
                 lst.append(Action(action, int(n), float(vsum), int(vn)))
+    if not stats:  # e.g. an empty future window: the time stats below need a timestamp
+        return stats
     _add_time_stats(events, cutoff, stats)
     _add_recent(events, cutoff, recent_days, top_k, stats)
     return stats

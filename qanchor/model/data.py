@@ -66,7 +66,9 @@ class UserTable:
         src_idx = pd.Categorical(long["event_source"], categories=sources).codes
         user_ids = snapshots["user_id"].astype(str).tolist()
         events: dict[str, dict[int, list[int]]] = {u: {} for u in user_ids}
-        for uid, s, t in zip(long["user_id"].to_numpy(), src_idx, text_idx[: len(long)], strict=True):
+        for uid, s, t in zip(
+            long["user_id"].to_numpy(), src_idx, text_idx[: len(long)], strict=True
+        ):
             events[uid].setdefault(int(s), []).append(int(t))
         feats = _profile_features(user_ids, profiles, featurizer)
         bags = _user_bags(user_ids, bag, text_idx[len(long) :], sources) if whole_history else {}

@@ -132,6 +132,8 @@ def test_pairs_match_the_cross_product(embedder: Embedder) -> None:
 def test_cache_entries_keep_the_user_token_for_the_head(embedder: Embedder) -> None:
     entry = embedder.prefixes([0])[0]
     assert embedder.model.cfg.user_skip and entry.user is not None
-    assert entry.user.shape == (embedder.model.causal_lm.config.hidden_size,)
+    # The user token, and the bag token beside it (tiny has a bag channel).
+    n = embedder.model.n_summary
+    assert n == 2 and entry.user.shape == (n * embedder.model.causal_lm.config.hidden_size,)
     kv_bytes = sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in entry.kv)
     assert entry.nbytes == kv_bytes + entry.user.numel() * entry.user.element_size()
