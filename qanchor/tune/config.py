@@ -22,6 +22,11 @@ class TuneConfig:
     min_positives: int = option(
         50, "in 'auto', scenarios with fewer training positives share a prompt"
     )
+    val_guard: bool = option(
+        True,
+        "keep a tuned prompt only if its linear-probe AUC on validation users beats the untuned "
+        "query's; otherwise store an empty prompt (the scenario serves the base embedding)",
+    )
     cache_mb: int = option(1024, "prefix KV cache budget while tuning (MB)")
     seed: int = option(0, "sampling and initialisation seed")
     bf16: str = option("auto", "bf16 autocast: auto (where native: CUDA, AVX512-BF16/AMX), on, off")

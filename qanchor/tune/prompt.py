@@ -8,6 +8,12 @@ The backbone, encoder and head stay frozen. Prompts sit after the user prefix, s
 KV states come from the shared cache (computed once, without gradients) and only the short
 suffix is run forward and backward: tuning a scenario costs a fraction of pretraining. Loss:
 softmax over cosine similarities of u to the K prototypes (K=2 for a binary label).
+
+With ``TuneConfig.val_guard`` a tuned prompt is kept only if it helps: a linear probe fitted on
+training users' embeddings must score validation users better (ROC AUC) with the prompt than
+with the untuned query. On MovieLens-100k (small preset) tuning lowered the mean probe AUC by
+0.003-0.008 for every step count and learning rate tried, while on other data it helps; the
+guard makes the tuned embedding never knowingly worse than the base one.
 """
 
 from __future__ import annotations
@@ -165,15 +171,57 @@ def tune_model(
     chosen = [s for s in defined if scenarios is None or s.name in scenarios]
     labels = pd.read_parquet(data.root / "labels.parquet")
     train = labels[labels["split"] == "train"]
-    train_users = set(train["user_id"])
+    val = labels[labels["split"] == "val"] if cfg.val_guard else labels.iloc[:0]
+    users = set(train["user_id"]) | set(val["user_id"])
     emb = Embedder.from_dir(model_dir, cache_bytes=cfg.cache_mb << 20, bf16=cfg.bf16)
-    emb.load_users(data.snapshots[data.snapshots["user_id"].isin(train_users)], data.profiles)
+    emb.load_users(data.snapshots[data.snapshots["user_id"].isin(users)], data.profiles)
     positives = train[train["label"] == 1].groupby("scenario").size().to_dict()
     encoder = emb.model.text_encoder
     adapters = []
     for group in groups_for(chosen, positives, cfg, lambda t: encoder.encode(t).numpy()):
         log.info("tuning %s", [s.name for s in group])
         for adapter in tune_group(emb, group, train, cfg):
+            if cfg.val_guard:
+                adapter = guard(emb, adapter, train, val, cfg)
             save_adapter(model_dir, adapter)
             adapters.append(adapter)
     return adapters
+
+
+def guard(
+    emb: Embedder,
+    adapter: ScenarioAdapter,
+    train: pd.DataFrame,
+    val: pd.DataFrame,
+    cfg: TuneConfig,
+) -> ScenarioAdapter:
+    """``adapter``, or (if its prompt does not beat the untuned query on validation users) the
+    same scenario with an empty prompt and prototypes re-fitted under the bare query.
+
+    The verdict and both AUCs are recorded in the adapter's meta (``val_guard``).
+    """
+    from qanchor.eval.metrics import auc_ks
+    from qanchor.eval.probe import linear_probe
+
+    tr = train[(train["scenario"] == adapter.name) & train["user_id"].isin(emb._rows)]
+    va = val[(val["scenario"] == adapter.name) & val["user_id"].isin(emb._rows)]
+    if tr["label"].nunique() < 2 or va["label"].nunique() < 2:
+        adapter.meta["val_guard"] = {"kept": True, "reason": "a split lacks a class"}
+        return adapter
+    ids = tr["user_id"].tolist() + va["user_id"].tolist()
+    aucs = {}
+    for name, sfx in (("tuned", adapter), ("base", Suffix(adapter.query))):
+        x = emb.embed_rows(emb.rows(ids), [sfx]).numpy()[:, 0]
+        scores = linear_probe(x[: len(tr)], tr["label"].to_numpy(), x[len(tr) :], cfg.seed)
+        aucs[name] = round(auc_ks(va["label"].to_numpy(), scores)[0], 4)
+    kept = aucs["tuned"] > aucs["base"]
+    adapter.meta["val_guard"] = {"kept": kept, "val_auc": aucs}
+    if kept:
+        return adapter
+    log.info("%s: the tuned prompt does not beat the query on val users %s", adapter.name, aucs)
+    empty = adapter.prompt[:0].clone()
+    pools = _class_pools(emb, tr)
+    rng = np.random.default_rng(cfg.seed)
+    s = Scenario(adapter.name, adapter.query)
+    protos = _init_prototypes(emb, s, empty, pools, rng, cfg)
+    return ScenarioAdapter(adapter.name, adapter.query, empty, protos, adapter.meta)

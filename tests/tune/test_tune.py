@@ -14,10 +14,10 @@ import torch
 from qanchor.config import resolve
 from qanchor.data.contract import Scenario
 from qanchor.infer.engine import Embedder
-from qanchor.tune.adapters import load_adapters
+from qanchor.tune.adapters import ScenarioAdapter, load_adapters
 from qanchor.tune.clusters import cluster_scenarios
 from qanchor.tune.config import TuneConfig
-from qanchor.tune.prompt import groups_for, tune_model
+from qanchor.tune.prompt import groups_for, guard, tune_model
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,8 @@ def tuned(tiny_model: Path, built_tiny: Path, tmp_path_factory) -> Path:
     tune_model(
         model,
         built_tiny,
-        resolve(TuneConfig, "tiny", overrides={"share": "none"}),
+        # The guard could drop a prompt of this random model; these tests are about the prompts.
+        resolve(TuneConfig, "tiny", overrides={"share": "none", "val_guard": False}),
         ["cash_loan_default", "churn_next_month"],
     )
     return model
@@ -61,6 +62,45 @@ def test_reloaded_adapters_reproduce_embeddings(tuned: Path, built_tiny: Path) -
         b.embed(users, ["cash_loan_default", "churn_next_month"]), tuned_vecs, atol=1e-6
     )
     assert not np.allclose(tuned_vecs[:, 0], base_vecs[:, 0])  # the prompt changes the embedding
+
+
+def test_val_guard_records_its_verdict_and_a_dropped_prompt_serves_the_base(
+    tiny_model: Path, built_tiny: Path, tmp_path: Path
+) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    # Scenarios whose tiny validation split holds both classes.
+    tune_model(model, built_tiny, resolve(TuneConfig, "tiny", overrides={"share": "none"}),
+               ["coupon_redemption", "daily_active_next_month"])  # fmt: skip
+    snaps = pd.read_parquet(built_tiny / "snapshots.parquet")
+    emb = Embedder.from_dir(model)
+    emb.load_users(snaps, pd.read_parquet(built_tiny / "profiles.parquet"))
+    users = emb.table.user_ids[:6]
+    for a in load_adapters(model):
+        verdict = a.meta["val_guard"]
+        assert verdict["kept"] == (verdict["val_auc"]["tuned"] > verdict["val_auc"]["base"])
+        assert a.prompt.shape[0] == (2 if verdict["kept"] else 0)
+        same = np.allclose(emb.embed(users, [a.name]), emb.embed(users, [a.name], tuned=False))
+        assert same != verdict["kept"]
+
+
+def test_val_guard_drops_a_prompt_that_does_not_beat_the_query(
+    tiny_model: Path, built_tiny: Path
+) -> None:
+    labels = pd.read_parquet(built_tiny / "labels.parquet")
+    labels = labels[labels["scenario"] == "coupon_redemption"]
+    emb = Embedder.from_dir(tiny_model)
+    emb.load_users(pd.read_parquet(built_tiny / "snapshots.parquet"),
+                   pd.read_parquet(built_tiny / "profiles.parquet"))  # fmt: skip
+    # An empty prompt is the bare query: it ties with the base and a tie is not an improvement.
+    tied = ScenarioAdapter(
+        "coupon_redemption", "Will this user redeem a coupon?", torch.zeros(0, 32), torch.eye(2, 16)
+    )
+    out = guard(emb, tied, labels[labels["split"] == "train"], labels[labels["split"] == "val"],
+                resolve(TuneConfig, "tiny"))  # fmt: skip
+    assert out.meta["val_guard"]["kept"] is False
+    assert out.prompt.shape == (0, 32) and out.prototypes.shape == (2, 16)
+    torch.testing.assert_close(out.prototypes.norm(dim=-1), torch.ones(2))
 
 
 def test_unknown_scenario_is_a_clear_error(tiny_model: Path, built_tiny: Path) -> None:
