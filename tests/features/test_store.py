@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from feature_helpers import LATER, REPO, as_lists, assert_profiles_equal, copy_built, rows_at
 
@@ -120,3 +121,32 @@ def test_materialize_reaches_rows_dated_after_now(
     user = pd.read_parquet(root / "users.parquet")["user_id"].iloc[0]
     assert end > pd.Timestamp.now(tz="UTC") + later / 2
     assert len(as_lists(online_snapshots(cfg, [user]).snapshots)[user]["event_text"]) > 0
+
+
+def test_a_served_user_gets_the_bag_vector_and_embedding_of_the_offline_path(
+    sqlite_store: FeatureStoreConfig, two_snapshots: Path, tiny_model: Path
+) -> None:
+    from qanchor.infer.engine import Embedder
+
+    users = pd.read_parquet(two_snapshots / "users.parquet")
+    ids = users["user_id"].tolist()[:6]
+    latest = rows_at(pd.read_parquet(two_snapshots / "snapshots.parquet"),
+                     users["cutoff"].iloc[0] + LATER)  # fmt: skip
+    latest = latest.set_index("user_id").loc[ids].reset_index()
+    live = online_snapshots(sqlite_store, ids)
+    # Serving: one request's users from the online store, the bag vectorizer saved with the model.
+    served = Embedder.from_dir(tiny_model)
+    served.set_request_users(live.snapshots, live.tabular, live.versions())
+    # Offline (evaluation, batch refresh): the build's own snapshot rows.
+    offline = Embedder.from_dir(tiny_model)
+    offline.load_users(latest, live.tabular)
+    assert served.model.bag_vectorizer is not None
+    for u in ids:
+        a = served.table.inputs[served.rows([u])[0]].bag_vec
+        b = offline.table.inputs[offline.rows([u])[0]].bag_vec
+        np.testing.assert_array_equal(a, b)
+    assert np.abs(np.stack([x.bag_vec for x in served.table.inputs])).sum() > 0
+    scenario = "cash_loan_default"
+    np.testing.assert_allclose(
+        served.embed(ids, [scenario]), offline.embed(ids, [scenario]), atol=1e-5
+    )
