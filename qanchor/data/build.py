@@ -70,6 +70,11 @@ class BuildConfig:
     max_bag_texts: int = option(
         2000, "distinct texts per user and source in the whole-history bag (most frequent)"
     )
+    source_semantics: bool = option(
+        True,
+        "word pair answers by sources.yaml; false ignores the file (neutral wording: an "
+        "ablation of the source semantics)",
+    )
     action_words: int = option(6, "words of an event text kept as its action key")
     future_max_items: int = option(8, "actions named in a D_future answer")
     uqa_per_user: int = option(4, "D_uqa topic pairs per user")
@@ -108,6 +113,8 @@ def build_dataset(input_dir: str | Path, out_dir: str | Path, cfg: BuildConfig) 
     """Build a training-ready dataset directory from a contract dataset. Returns ``out_dir``."""
     t0 = time.perf_counter()
     ds = select_scenarios(load_dataset(input_dir), cfg.scenarios)
+    if not cfg.source_semantics:
+        ds = dataclasses.replace(ds, source_specs={})
     cutoff = resolve_cutoff(ds.events, cfg)
     with atomic_dir(out_dir) as tmp:
         tables = _build_tables(ds, cutoff, cfg)

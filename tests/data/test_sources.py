@@ -244,6 +244,18 @@ def test_build_without_sources_yaml_is_neutral(toy_dataset: Path, tmp_path: Path
     assert read_sources(out / "sources.yaml") == {s: SourceSpec(s) for s in ("call", "shop", "web")}
 
 
+def test_source_semantics_off_ignores_the_file(toy_dataset: Path, tmp_path: Path) -> None:
+    specs = {s: {"value": "rating", "scale": [0, 50]} for s in ("shop", "web", "call")}
+    (toy_dataset / "sources.yaml").write_text(yaml.safe_dump(specs))
+    on = pd.read_parquet(build_dataset(toy_dataset, tmp_path / "on", CFG) / "pairs.parquet")
+    off_cfg = BuildConfig(**{**CFG.__dict__, "source_semantics": False})
+    out = build_dataset(toy_dataset, tmp_path / "off", off_cfg)
+    off = pd.read_parquet(out / "pairs.parquet")
+    assert (on["topic"] == "ratings").any() and not (off["topic"] == "ratings").any()
+    assert (off["topic"] == "values").any()
+    assert read_sources(out / "sources.yaml") == {s: SourceSpec(s) for s in ("call", "shop", "web")}
+
+
 def test_synthetic_data_declares_its_sources_and_keeps_money_for_bills(built_tiny: Path) -> None:
     raw = read_sources(built_tiny.parent / "raw" / "sources.yaml")
     assert {s: spec.value for s, spec in raw.items()} == {
