@@ -5,10 +5,10 @@
     registry.promote(tag)
     registry.load_promoted()          # -> local model directory for the service
 
-A registered version is a BentoML model named ``qanchor`` (versioned by BentoML) holding the
-model directory with its scenario adapters under ``model/`` and the evaluation's ``metrics.json``;
-the metrics summary, the data manifest summary and a content fingerprint are attached as metadata
-and labels (``bentoml models get qanchor:<version>`` shows them). Which version serves is a small
+A registered version is a BentoML model named ``qanchor`` whose version is the model's identity
+(``qanchor.model.identity.model_id``: a content hash of the model directory, adapters included),
+holding that directory under ``model/`` and the evaluation's ``metrics.json``; the metrics summary
+and the data manifest summary are attached as metadata and labels (``bentoml models get qanchor:<version>`` shows them). Which version serves is a small
 pointer file in the BentoML home (``$BENTOML_HOME/registry/<name>.json``, written atomically):
 BentoML labels are fixed when a model is saved, and the pointer also keeps the promotion history.
 The store location is BentoML's own (``BENTOML_HOME``, default ``~/bentoml``).
@@ -16,7 +16,6 @@ The store location is BentoML's own (``BENTOML_HOME``, default ``~/bentoml``).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from qanchor.errors import QAnchorError
-from qanchor.io import atomic_write_json, sha256_file, sha256_tree
+from qanchor.io import atomic_write_json
 
 MODEL_NAME = "qanchor"
 MODEL_SUBDIR = "model"  # the qanchor model directory inside a store version
@@ -107,8 +106,9 @@ def register(
 ) -> str:
     """Copy a model directory (and its adapters) into the store as a new version; returns its tag.
 
-    Idempotent: registering the same model and metrics again (a retried task) returns the
-    existing tag instead of adding a version.
+    The version is :func:`qanchor.model.identity.model_id` of the directory, so registering the
+    same model again (a retried task) returns the existing tag, whose metrics are those first
+    attached, instead of adding a version.
 
     Args:
         model_dir: a pretrained (and tuned) qanchor model directory.
@@ -116,17 +116,19 @@ def register(
         name: the store name (one per model family; ``qanchor`` by default).
         labels: extra labels (e.g. the Airflow run id).
     """
+    from qanchor.model.identity import model_id
+
     model_dir = Path(model_dir)
     metrics = json.loads(Path(metrics_path).read_text()) if metrics_path else None
-    # What the version stores: the model tree and its metrics (a re-evaluation may differ).
-    digest = sha256_tree(model_dir) + (sha256_file(metrics_path) if metrics_path else "")
-    fingerprint = hashlib.sha256(digest.encode()).hexdigest()[:16]
+    # The version is the model's identity (a content hash of the model directory): the same
+    # model registered twice (a retried task, a re-evaluation) is one version.
+    version = model_id(model_dir)
     for v in versions(name):
-        if v.labels.get("fingerprint") == fingerprint:
+        if v.version == version:
             return v.tag
     manifest = _manifest_summary(model_dir)
     auc = (metrics or {}).get("models", {}).get("qanchor_tuned", {}).get("mean_auc")
-    all_labels = {"fingerprint": fingerprint, "dataset": str(manifest["content_hash"])[:12],
+    all_labels = {"model_id": version, "dataset": str(manifest["content_hash"])[:12],
                   "mean_auc": f"{auc:.4f}" if auc is not None else "none", **(labels or {})}  # fmt: skip
     metadata = {
         "data": manifest,
@@ -134,7 +136,9 @@ def register(
     }
     if metrics is not None:
         metadata["metrics"] = metrics_summary(metrics)
-    with _bentoml().models.create(name, labels=all_labels, metadata=metadata) as bento_model:
+    with _bentoml().models.create(
+        f"{name}:{version}", labels=all_labels, metadata=metadata
+    ) as bento_model:
         shutil.copytree(model_dir, Path(bento_model.path) / MODEL_SUBDIR)
         if metrics_path:
             shutil.copy2(metrics_path, Path(bento_model.path) / "metrics.json")

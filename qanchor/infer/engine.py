@@ -69,15 +69,16 @@ class Embedder(UserInputs):
     def from_dir(cls, model_dir: str | Path, **kwargs) -> Embedder:
         """Load a model directory and any scenario adapters stored beside it."""
         from qanchor.model.artifact import load_model
+        from qanchor.model.identity import model_id
         from qanchor.tune.adapters import load_adapters
 
-        model, featurizer, config = load_model(model_dir)
+        model, featurizer, _ = load_model(model_dir)
         if hasattr(model.backbone, "merge_adapter"):
             # Inference only: fold LoRA into the frozen weights (one matmul per projection).
             model.backbone.merge_adapter()
-        emb = cls(
-            model, featurizer, model_version=str(config.get("data_content_hash", ""))[:12], **kwargs
-        )
+        # The model's identity (weights, config, adapters): prefix cache keys and embedding
+        # outputs carry it, so nothing computed by another model is ever reused.
+        emb = cls(model, featurizer, model_version=model_id(model_dir), **kwargs)
         emb.adapters = {a.name: Suffix(a.query, a.prompt) for a in load_adapters(model_dir)}
         return emb
 

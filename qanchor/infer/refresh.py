@@ -2,10 +2,12 @@
 
     qanchor embed --model runs/model --data data/built --out runs/embeddings [--incremental]
 
-Each shard holds rows (user_id, scenario, feature_version, embedding). ``state.parquet`` records
-every user's feature version and shard; an incremental run re-encodes only users whose inputs
-changed (new events, new profile) or who are new, and rewrites only the shards they touch, the
-way the paper refreshes hundreds of millions of users daily.
+Each shard holds rows (user_id, scenario, feature_version, model_version, embedding).
+``state.parquet`` records every user's feature version and shard, ``summary.json`` the model
+identity and scenario list; an incremental run re-encodes only users whose inputs changed (new
+events, new profile) or who are new, and rewrites only the shards they touch, the way the paper
+refreshes hundreds of millions of users daily. A new model identity (retrained, re-tuned, a new
+adapter) or another scenario list makes every stored vector stale: the run re-embeds everyone.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ def refresh(
     t0 = time.perf_counter()
     users = emb.table.user_ids
     versions = {u: emb._versions[i] for i, u in enumerate(users)}
-    prev = _read_state(out_dir) if incremental else None
+    same = incremental and _same_model(out_dir, emb, scenarios, tuned)
+    prev = _read_state(out_dir) if same else None
     changed = [u for u in users if prev is None or prev.get(u, (None, None))[0] != versions[u]]
     order = sorted(users)
     shard_of = {u: i // shard_users for i, u in enumerate(order)}
@@ -44,16 +47,28 @@ def refresh(
             name = f"shard-{k:05d}.parquet"
             if k in touched or prev is None:
                 members = [u for u in order if shard_of[u] == k]
-                _write_shard(tmp / name, members, scenarios, versions, new, out_dir / name)
+                _write_shard(tmp / name, members, scenarios, versions, new, out_dir / name,
+                             emb.model_version)  # fmt: skip
             else:  # untouched shard: carried over byte for byte
                 (tmp / name).write_bytes((out_dir / name).read_bytes())
         state = pd.DataFrame({"user_id": order, "feature_version": [versions[u] for u in order],
                               "shard": [shard_of[u] for u in order]})  # fmt: skip
         state.to_parquet(tmp / "state.parquet", index=False)
         summary = {"users": len(users), "embedded": len(changed), "shards_rewritten": len(touched) if prev else len(set(shard_of.values())),
-                   "scenarios": scenarios, "model_version": emb.model_version, "seconds": round(time.perf_counter() - t0, 2)}  # fmt: skip
+                   "scenarios": scenarios, "model_version": emb.model_version, "tuned": tuned,
+                   "full": prev is None, "seconds": round(time.perf_counter() - t0, 2)}  # fmt: skip
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _same_model(out_dir: Path, emb: Embedder, scenarios: list[str], tuned: bool) -> bool:
+    """Whether the stored vectors come from this model identity, scenario list and prompts."""
+    path = out_dir / "summary.json"
+    if not path.is_file():
+        return False
+    done = json.loads(path.read_text())
+    want = {"model_version": emb.model_version, "scenarios": scenarios, "tuned": tuned}
+    return {k: done.get(k) for k in want} == want
 
 
 def _read_state(out_dir: Path) -> dict[str, tuple[str, int]] | None:
@@ -67,8 +82,9 @@ def _read_state(out_dir: Path) -> dict[str, tuple[str, int]] | None:
 
 
 def _write_shard(
-    path: Path, members: list[str], scenarios: list[str], versions: dict, new: dict, old_path: Path
-) -> None:
+    path: Path, members: list[str], scenarios: list[str], versions: dict, new: dict,
+    old_path: Path, model_version: str,
+) -> None:  # fmt: skip
     """Rows of one shard: fresh vectors for changed users, previous rows for the others."""
     old = pd.read_parquet(old_path) if old_path.is_file() else None
     keep = (
@@ -77,18 +93,19 @@ def _write_shard(
         else None
     )
     rows = [
-        (u, s, versions[u], new[u][j].tolist())
+        (u, s, versions[u], model_version, new[u][j].tolist())
         for u in members
         if u in new
         for j, s in enumerate(scenarios)
     ]
-    fresh = pd.DataFrame(rows, columns=["user_id", "scenario", "feature_version", "embedding"])
+    columns = ["user_id", "scenario", "feature_version", "model_version", "embedding"]
+    fresh = pd.DataFrame(rows, columns=columns)
     frame = pd.concat([keep, fresh], ignore_index=True) if keep is not None and len(keep) else fresh
     frame.sort_values(["user_id", "scenario"]).to_parquet(path, index=False)
 
 
 def read_embeddings(out_dir: str | Path) -> pd.DataFrame:
-    """All shards as one frame (user_id, scenario, feature_version, embedding)."""
+    """All shards as one frame (user_id, scenario, feature_version, model_version, embedding)."""
     return pd.concat(
         [pd.read_parquet(p) for p in sorted(Path(out_dir).glob("shard-*.parquet"))],
         ignore_index=True,

@@ -28,6 +28,7 @@ from typing import Any
 
 from qanchor.config import to_dict
 from qanchor.io import atomic_dir
+from qanchor.model.identity import model_id
 from qanchor.monitoring.config import DriftConfig
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,8 @@ def run_drift(
             "users": len(frame),
         }
     summary["model"] = None if model_dir is None else str(model_dir)
+    # The identity the service, the registry and the embedding outputs name the model by.
+    summary["model_version"] = None if model_dir is None else model_id(model_dir)
     if workspace:
         stamp = summary["created_at"]
         summary["workspace"] = reports.add_to_workspace(

@@ -94,7 +94,10 @@ def _overview(s: dict[str, Any]) -> str:
         f"<td>snapshot {escape(str(v.get('snapshot_ts')))}</td><td>{v.get('users')} users</td></tr>"
         for k, v in rows
     )
-    model = f"<p>Model: <code>{escape(s['model'])}</code></p>" if s.get("model") else ""
+    version = (
+        f" (version <code>{escape(s['model_version'])}</code>)" if s.get("model_version") else ""
+    )
+    model = f"<p>Model: <code>{escape(s['model'])}</code>{version}</p>" if s.get("model") else ""
     return f"{verdict}<table>{table}</table>{model}"
 
 

@@ -4,7 +4,7 @@
     served.version, served.scenarios, served.suffixes(["cash_loan_default"], ["free text?"])
 
 The prefix cache is passed in, not created: it outlives a model swap, and its keys carry the
-model version, so entries of the previous model can never be hit (and are dropped on the swap).
+model identity (``qanchor.model.identity``; the registry tag is ``qanchor:<identity>``), so entries of the previous model can never be hit (and are dropped on the swap).
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ class ServedModel:
         path = registry.load_promoted(cfg.model_name, tag=tag)
         version = registry.get(tag).tag if tag else registry.promoted(cfg.model_name).tag
         emb = Embedder.from_dir(path, cache_bytes=cache.max_bytes, max_batch=cfg.engine_batch)
-        # Cache keys carry the registry version: two models trained on the same data (the
-        # engine's default version is the data hash) must not share prefixes.
-        emb.cache, emb.model_version = cache, version
+        # Cache keys carry the model identity (from_dir hashed the directory; for a version
+        # registered by qanchor it is the tag's version): no two models share prefixes.
+        emb.cache = cache
         # The adapters the embedder loaded (from_dir), not a second read of their files.
         scenarios = [
             ScenarioInfo(

@@ -54,3 +54,32 @@ def test_full_then_incremental_refresh(tiny_model: Path, built_tiny: Path, tmp_p
             before.loc[before["user_id"] == uid].sort_values("scenario")["embedding"].to_numpy()
         ),
     )
+
+
+def test_a_new_model_or_scenario_list_re_embeds_everyone(
+    tiny_model: Path, built_tiny: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    from qanchor.model.identity import model_id
+
+    snaps = pd.read_parquet(built_tiny / "snapshots.parquet").head(12)
+    out = tmp_path / "emb"
+    first = refresh(make(tiny_model, snaps, built_tiny), out, SCEN, shard_users=5)
+    assert first["model_version"] == model_id(tiny_model)
+    assert (read_embeddings(out)["model_version"] == model_id(tiny_model)).all()
+    # Another model (here: the same weights with one more file, e.g. a new adapter) has
+    # another identity: none of the stored vectors may be kept, although no input changed.
+    other = shutil.copytree(tiny_model, tmp_path / "other")
+    (other / "scenarios").mkdir(exist_ok=True)
+    (other / "scenarios" / "README").write_text("a change to the model directory")
+    assert model_id(other) != model_id(tiny_model)
+    again = refresh(make(other, snaps, built_tiny), out, SCEN, shard_users=5, incremental=True)
+    assert again["embedded"] == 12 and again["full"] and again["shards_rewritten"] == 3
+    assert set(read_embeddings(out)["model_version"]) == {model_id(other)}
+    # Same model, same inputs: nothing to do; one more scenario: everyone again.
+    same = refresh(make(other, snaps, built_tiny), out, SCEN, shard_users=5, incremental=True)
+    assert same["embedded"] == 0 and not same["full"]
+    more = SCEN + ["Will this user book a trip?"]
+    grown = refresh(make(other, snaps, built_tiny), out, more, shard_users=5, incremental=True)
+    assert grown["embedded"] == 12 and len(read_embeddings(out)) == 12 * 3

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from qanchor.config import resolve
+from qanchor.model.identity import model_id
 from qanchor.monitoring.config import DriftConfig
 from qanchor.monitoring.embeddings import embedding_drift, scores
 from qanchor.monitoring.job import run_drift
@@ -77,3 +78,6 @@ def test_run_with_a_model_reports_embeddings_and_scores(
     page = (tmp_path / "run" / "report.html").read_text()
     assert "Embeddings:" in page and "Scenario scores:" in page and "cash_loan_default" in page
     assert render_html(summary, only_drifted=True).count("<h3>") == 4
+    # The model is named by the identity the service and the registry use.
+    assert summary["model_version"] == model_id(tuned_model)
+    assert f"(version <code>{model_id(tuned_model)}</code>)" in render_html(summary)

@@ -17,6 +17,8 @@ def candidate(root: Path, model: Path, auc: float) -> Path:
     """A run directory holding a trained model and an evaluation with the given mean AUC."""
     p = RunPaths(root)
     shutil.copytree(model, p.model)
+    # Each candidate is another model (the registry versions by content, not by metrics).
+    (p.model / "candidate.txt").write_text(root.name)
     p.eval.mkdir(parents=True)
     per = {"s1": {"auc": auc, "ks": 0.3}}
     metrics = {"dataset": "d", "scenarios": ["s1"],

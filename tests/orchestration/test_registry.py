@@ -11,6 +11,7 @@ import pytest
 from qanchor import registry
 from qanchor.errors import QAnchorError
 from qanchor.model.artifact import read_config
+from qanchor.model.identity import model_id
 
 
 def write_metrics(path: Path, auc: float) -> Path:
@@ -40,7 +41,8 @@ def test_register_attaches_metrics_and_manifest_and_is_idempotent(
         model_copy, write_metrics(tmp_path / "m.json", 0.71), name, {"run": "r1"}
     )
     (v,) = registry.versions(name)
-    assert v.tag == tag and tag.startswith(f"{name}:")
+    # One identity: the version is the content hash the engine keys its caches with.
+    assert v.tag == tag == f"{name}:{model_id(model_copy)}"
     assert v.labels["mean_auc"] == "0.7100" and v.labels["run"] == "r1"
     assert (
         v.labels["dataset"]
@@ -51,8 +53,9 @@ def test_register_attaches_metrics_and_manifest_and_is_idempotent(
     assert (v.path / "scenarios" / "s1" / "meta.json").is_file()
     assert read_config(v.path)["format_version"] == read_config(model_copy)["format_version"]
     assert (v.path.parent / "metrics.json").is_file()
-    # A retried registration of the same content does not add a version.
+    # A retried registration of the same content does not add a version (nor a re-evaluation).
     assert registry.register(model_copy, tmp_path / "m.json", name) == tag
+    assert registry.register(model_copy, write_metrics(tmp_path / "n.json", 0.8), name) == tag
     assert len(registry.versions(name)) == 1
 
 
