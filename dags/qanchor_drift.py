@@ -59,20 +59,6 @@ PARAMS = {
 }  # fmt: skip
 
 
-def _smtp_settings():
-    """SMTP settings from the Airflow connection, else from QANCHOR_SMTP_* (None: neither)."""
-    from airflow.sdk import Connection
-    from airflow.sdk.exceptions import AirflowNotFoundException
-
-    from qanchor.monitoring.alert import SmtpSettings
-
-    try:
-        c = Connection.get(SMTP_CONN_ID)
-    except AirflowNotFoundException:
-        return SmtpSettings.from_env()
-    return SmtpSettings.from_connection(c.host, c.port, c.login, c.password, c.extra_dejson)
-
-
 @dag(
     dag_id="qanchor_drift",
     schedule="@daily",
@@ -100,13 +86,16 @@ def qanchor_drift():
     @task
     def alert(result: dict, params: dict | None = None) -> dict:
         """E-mail on-call about a new (or long-lasting) drift; nothing when nothing drifted."""
-        from qanchor.monitoring.alert import alert_on_drift
+        from qanchor.monitoring.alert import airflow_smtp_settings, alert_on_drift
         from qanchor.monitoring.job import read_summary
 
         summary = read_summary(result["summary"])
         state = Path(params["report_dir"]) / "alert_state.json"
         return alert_on_drift(
-            summary, _smtp_settings(), state, summary["thresholds"]["cooldown_hours"]
+            summary,
+            airflow_smtp_settings(SMTP_CONN_ID),
+            state,
+            summary["thresholds"]["cooldown_hours"],
         )
 
     @task.short_circuit

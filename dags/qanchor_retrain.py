@@ -7,7 +7,7 @@ served** (mean AUC of `qanchor_tuned` may drop by at most `tolerance`).
 
 `build` → `materialize` → `pretrain` → `tune` (one mapped task per scenario group: one per
 scenario with `paper`, all in one on a CPU with `tiny`/`small`) → `evaluate` →
-`gate` → `register` → `notify`
+`gate` → `register` → `notify` → `outcome`
 
 Every task runs one Kubeflow Pipelines component (`components/stages.py`): with KFP's local runner
 on this machine, or submitted to the Kubeflow endpoint in `KFP_HOST`. All stages of a run share
@@ -19,7 +19,11 @@ result in `stages/<stage>.json`, so a retried task starts from complete inputs.
 
 **Outputs**: `eval/metrics.json` and `eval/report.md` in the run directory; a passing model is
 registered in the BentoML model store as `qanchor:<version>` and becomes the promoted version.
-When the gate rejects the candidate, `register` is skipped and `notify` says why.
+The gate scores the served model again on this run's test users and scenarios and compares the
+two there (mean AUC, per scenario, a paired bootstrap interval). When it rejects the candidate,
+`register` is skipped, `notify` says why (and e-mails it when the `qanchor_smtp` connection or
+`QANCHOR_SMTP_*` is set), and `outcome` **fails with the gate's reason**: a rejected candidate
+shows as a failed run, never a green one.
 """
 
 from __future__ import annotations
@@ -128,9 +132,19 @@ def qanchor_retrain():
     @task(trigger_rule="none_failed", retries=0, execution_timeout=timedelta(minutes=10))
     def notify(run_id: str | None = None) -> dict:
         """Report the outcome: metrics and report paths, the gate's reason, the promoted version."""
+        from qanchor.monitoring.alert import airflow_smtp_settings
         from qanchor.orchestrate.stages import announce, run_for
 
-        return announce(run_for(run_id))
+        return announce(run_for(run_id), airflow_smtp_settings())
+
+    @task(retries=0, execution_timeout=timedelta(minutes=5))
+    def outcome(decision: dict) -> str:
+        """Fail the run, with the gate's reason, when the candidate was rejected."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        if not decision["passed"]:
+            raise AirflowFailException(f"candidate not promoted: {decision['reason']}")
+        return decision["reason"]
 
     groups = build()
     pretrained = pretrain()
@@ -139,7 +153,7 @@ def qanchor_retrain():
     pretrained >> tuned
     decision = gate()
     evaluate(tuned) >> decision
-    register(decision) >> notify()
+    register(decision) >> notify() >> outcome(decision)
 
 
 qanchor_retrain()

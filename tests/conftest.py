@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import socket
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
 from pathlib import Path
 
 import numpy as np
@@ -89,3 +93,47 @@ def tiny_model(built_tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
     out = tmp_path_factory.mktemp("tinymodel") / "model"
     return pretrain(built_tiny, out, resolve(PretrainConfig, "tiny", overrides={"steps": 4}))
+
+
+# --- a real SMTP server (drift alerts, gate rejections) ---------------------------------------
+
+
+@dataclass
+class Inbox:
+    """An aiosmtpd handler that keeps every message it accepts."""
+
+    messages: list[EmailMessage] = field(default_factory=list)
+    host: str = "127.0.0.1"
+    port: int = 0
+
+    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802 - aiosmtpd hook
+        self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
+        return "250 Message accepted for delivery"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def smtp_server() -> Inbox:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1 at a free port; stopped after the test."""
+    from aiosmtpd.controller import Controller
+
+    inbox = Inbox(port=free_port())
+    controller = Controller(inbox, hostname=inbox.host, port=inbox.port)
+    controller.start()
+    yield inbox
+    controller.stop()
+
+
+@pytest.fixture
+def smtp_env(smtp_server: Inbox, monkeypatch: pytest.MonkeyPatch) -> Inbox:
+    """QANCHOR_SMTP_* pointing at the test server."""
+    monkeypatch.setenv("QANCHOR_SMTP_HOST", smtp_server.host)
+    monkeypatch.setenv("QANCHOR_SMTP_PORT", str(smtp_server.port))
+    monkeypatch.setenv("QANCHOR_SMTP_FROM", "qanchor-drift@example.org")
+    monkeypatch.setenv("QANCHOR_SMTP_TO", "oncall@example.org,ml@example.org")
+    return smtp_server

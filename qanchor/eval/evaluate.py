@@ -54,28 +54,42 @@ class EvalConfig:
     }
 
 
+SCORES_FILE = (
+    "test_scores.parquet"  # every model's test-user scores (qanchor.eval.probe.scores_frame)
+)
+
+
 def qanchor_features(
-    model_dir: Path, data, names: list[str], cache_mb: int, bf16: str = "off"
-) -> tuple[dict, dict, dict]:
-    """Per-scenario embedding frames with and without the tuned prompts, and timings."""
-    from qanchor.infer.engine import Embedder
+    model_dir: Path, data, scenarios: list, cache_mb: int, bf16: str = "off", base: bool = True
+) -> tuple[dict, dict | None, dict]:
+    """Per-scenario embedding frames with the tuned prompts and (``base``) without, and timings.
+
+    A scenario the model has no adapter for is embedded with its query alone in both (never
+    with its name, which is an identifier, not a question).
+    """
+    from qanchor.infer.engine import Embedder, Suffix
 
     emb = Embedder.from_dir(model_dir, cache_bytes=cache_mb << 20, bf16=bf16)
     users = sorted(set(data.users["user_id"]))
     emb.load_users(data.snapshots[data.snapshots["user_id"].isin(users)], data.profiles)
+    rows = emb.rows(users)
+    queries = [emb.adapters[s.name].query if s.name in emb.adapters else s.query for s in scenarios]
     times = {}
     t0 = time.perf_counter()
-    tuned = emb.embed(users, names, tuned=True)
+    tuned = emb.embed_rows(rows, [emb.adapters.get(s.name) or Suffix(q) for s, q in zip(scenarios, queries, strict=True)]).numpy()  # fmt: skip
     times["qanchor_tuned_embed_s"] = round(time.perf_counter() - t0, 1)
-    t0 = time.perf_counter()
-    base = emb.embed(users, names, tuned=False)
-    times["qanchor_base_embed_s"] = round(time.perf_counter() - t0, 1)
+    if base:
+        t0 = time.perf_counter()
+        base_vecs = emb.embed_rows(rows, [Suffix(q) for q in queries]).numpy()
+        times["qanchor_base_embed_s"] = round(time.perf_counter() - t0, 1)
     idx = pd.Index(users, name="user_id")
 
     def frames(x) -> dict[str, pd.DataFrame]:
-        return {s: pd.DataFrame(x[:, j], index=idx) for j, s in enumerate(names)}
+        return {s.name: pd.DataFrame(x[:, j], index=idx) for j, s in enumerate(scenarios)}
 
-    return frames(tuned), frames(base), times | {"prefix_cache": emb.cache.stats()}
+    bare = [s.name for s in scenarios if s.name not in emb.adapters]
+    times |= {"prefix_cache": emb.cache.stats(), "bare_query_scenarios": bare}
+    return frames(tuned), frames(base_vecs) if base else None, times
 
 
 def evaluate(
@@ -90,7 +104,7 @@ def evaluate(
         text_mean_pool_recent_features,
     )
     from qanchor.eval.llm_baseline import llm_untrained_features
-    from qanchor.eval.probe import probe_scenarios
+    from qanchor.eval.probe import probe_scenarios, scores_frame
     from qanchor.eval.report import add_details, write_metrics, write_report
     from qanchor.eval.verdict import verdict
     from qanchor.io import atomic_dir
@@ -107,7 +121,8 @@ def evaluate(
     if any(b in cfg.baselines for b in BAG_BASELINES):
         read_bags(data.root)  # fail before the expensive embedding if the build lacks the bag
     results, times = {}, {}
-    tuned, base, times = qanchor_features(model_dir, data, names, cfg.cache_mb, cfg.bf16)
+    tuned, base, times = qanchor_features(model_dir, data, scen, cfg.cache_mb, cfg.bf16)
+    times.pop("bare_query_scenarios")
     results["qanchor_tuned"] = probe_scenarios(tuned, labels)
     results["qanchor_base"] = probe_scenarios(base, labels)
     if "tfidf_lr" in cfg.baselines:
@@ -136,10 +151,38 @@ def evaluate(
     preset = cfg.preset or config.get("pretrain", {}).get("preset")
     with atomic_dir(out_dir) as tmp:
         metrics = write_metrics(tmp, data.manifest.get("input", str(data.root)), names, results)
+        scores_frame(results, labels).to_parquet(tmp / SCORES_FILE, index=False)
         v = verdict(metrics, results, preset, random_parts(mcfg), cfg.bootstrap_resamples, cfg.seed)
         add_details(tmp, verdict=v)
         write_report(tmp, metrics, results, extra, verdict=v)
     return out_dir
+
+
+def rescore(
+    model_dir: str | Path, built_dir: str | Path, cfg: EvalConfig
+) -> tuple[dict, list[str]]:
+    """Another model's ``qanchor_tuned`` probe results on this build's users and scenarios.
+
+    What the promotion gate compares a candidate with: the served model scored on the
+    candidate's test users, through the same probe. A scenario the model has an adapter for uses
+    it; any other scenario is embedded with its query alone (as the service embeds free text).
+
+    Returns:
+        ``(results, bare)``: scenario -> (y_test, scores), and the scenarios scored without an
+        adapter.
+    """
+    from qanchor.data.contract import read_scenarios
+    from qanchor.eval.probe import probe_scenarios
+    from qanchor.model.data import BuiltData
+
+    data = BuiltData.load(built_dir, cfg.feature_repo)
+    scen = read_scenarios(data.root / "scenarios.yaml")
+    labels = pd.read_parquet(data.root / "labels.parquet")
+    tuned, _, info = qanchor_features(
+        Path(model_dir), data, scen, cfg.cache_mb, cfg.bf16, base=False
+    )
+    # The probe's default seed, as evaluate() uses: the same model gives the same scores.
+    return probe_scenarios(tuned, labels), info["bare_query_scenarios"]
 
 
 def random_parts(model_cfg: dict) -> list[str]:

@@ -166,3 +166,27 @@ def probe_scenarios(
         scores = linear_probe(X_train, train["label"].to_numpy(), X_test, seed=seed)
         out[scenario] = (test["label"].to_numpy(), scores)
     return out
+
+
+def scores_frame(results: dict[str, Result], labels: pd.DataFrame) -> pd.DataFrame:
+    """Every model's test scores as rows (model, scenario, user_id, label, score).
+
+    Saved by evaluation (``test_scores.parquet``) so that a later comparison on the same test
+    users (the promotion gate) can pair its scores with these without embedding again. Rows of
+    a scenario follow the test rows of ``labels``, the order every probe result has.
+    """
+    frames = []
+    for model, per in results.items():
+        for scenario, (y, scores) in per.items():
+            _, test = train_test(labels[labels["scenario"] == scenario])
+            frames.append(pd.DataFrame({"model": model, "scenario": scenario,
+                                        "user_id": test["user_id"].to_numpy(),
+                                        "label": np.asarray(y), "score": np.asarray(scores)}))  # fmt: skip
+    cols = ["model", "scenario", "user_id", "label", "score"]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
+
+
+def results_from_frame(frame: pd.DataFrame, model: str) -> dict[str, Result]:
+    """One model's ``scenario -> (y_test, scores)`` back from :func:`scores_frame` rows."""
+    rows = frame[frame["model"] == model]
+    return {s: (g["label"].to_numpy(), g["score"].to_numpy()) for s, g in rows.groupby("scenario", sort=False)}  # fmt: skip

@@ -86,6 +86,19 @@ class SmtpSettings:
                    use_ssl=_flag(extra.get("ssl")))  # fmt: skip
 
 
+def airflow_smtp_settings(conn_id: str = "qanchor_smtp") -> SmtpSettings | None:
+    """Inside an Airflow task: settings from the connection ``conn_id``, else from
+    ``QANCHOR_SMTP_*`` (None: neither). Both DAGs' e-mails (drift alerts, gate rejections) use it."""
+    from airflow.sdk import Connection
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        c = Connection.get(conn_id)
+    except AirflowNotFoundException:
+        return SmtpSettings.from_env()
+    return SmtpSettings.from_connection(c.host, c.port, c.login, c.password, c.extra_dejson)
+
+
 def smtp_from_flag(flag: str, env: Mapping[str, str] | None = None) -> SmtpSettings | None:
     """The CLI's ``--smtp``: ``env`` reads ``QANCHOR_SMTP_*``; ``HOST:PORT`` overrides the server."""
     if flag == "env":

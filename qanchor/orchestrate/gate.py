@@ -1,14 +1,18 @@
 """The quality gate: may a candidate model replace the one being served?
 
-Rule: never promote a candidate whose mean AUC (``models.qanchor_tuned.mean_auc`` of its
-metrics.json, DESIGN section 4) is below the serving model's by more than ``tolerance``. The
-first model (nothing served yet) passes if its metrics are valid.
+Rule: never promote a candidate whose mean AUC is below the serving model's by more than
+``tolerance`` *on the same test users and the same scenarios*: the candidate's build, where the
+serving model is re-scored through the same probe (``qanchor.eval.evaluate.rescore``). A served
+model's own metrics.json comes from its older build and possibly other scenarios, so it is
+recorded for information only. The decision also carries a paired bootstrap interval of the
+difference over test users, the per-scenario AUCs, and the candidate's margin over its best
+baseline. The first model (nothing served yet) passes if its metrics are valid.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 GATED_MODEL = "qanchor_tuned"
@@ -16,13 +20,24 @@ GATED_MODEL = "qanchor_tuned"
 
 @dataclass(frozen=True)
 class GateDecision:
-    """The gate's verdict and why."""
+    """The gate's verdict and why.
+
+    ``candidate_auc`` and ``serving_auc`` are means over ``scenarios``, both models scored on
+    the candidate's test users; ``interval`` is the paired bootstrap interval of their
+    difference; ``serving_recorded_auc`` is the served model's mean in its own metrics.json.
+    """
 
     passed: bool
     reason: str
     candidate_auc: float | None
     serving_auc: float | None
     tolerance: float
+    scenarios: list[str] = field(default_factory=list)
+    per_scenario: dict[str, dict[str, float]] = field(default_factory=dict)
+    interval: dict[str, Any] | None = None
+    serving_recorded_auc: float | None = None
+    bare_query_scenarios: list[str] = field(default_factory=list)
+    versus_baseline: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -37,27 +52,68 @@ def mean_auc(metrics: dict[str, Any] | None, model: str = GATED_MODEL) -> float 
     return None if math.isnan(value) else value
 
 
+def first_model(candidate_metrics: dict[str, Any], tolerance: float) -> GateDecision:
+    """Nothing is served yet: the candidate passes if its metrics are valid."""
+    cand = mean_auc(candidate_metrics)
+    if cand is None:
+        return GateDecision(False, f"candidate has no valid {GATED_MODEL} mean_auc", None, None, tolerance)  # fmt: skip
+    return GateDecision(True, f"first model: mean AUC {cand:.4f}, nothing served yet", cand, None, tolerance)  # fmt: skip
+
+
+def compare(
+    candidate: dict[str, tuple], serving: dict[str, tuple], tolerance: float = 0.01,
+    n_boot: int = 1000, seed: int = 0,
+) -> GateDecision:  # fmt: skip
+    """Candidate against the served model, both scored on the same test users.
+
+    Args:
+        candidate, serving: scenario -> (y_test, scores), rows of one scenario in the same user
+            order (both come from probes over the candidate's labels).
+        tolerance: how far (in mean AUC) the candidate may fall below the served model.
+        n_boot, seed: the paired bootstrap of the difference.
+    """
+    from qanchor.eval.metrics import auc_ks, paired_bootstrap
+
+    shared = [s for s in candidate if s in serving]
+    if not shared:
+        return GateDecision(False, "no scenario scored for both the candidate and the served "
+                            "model on the candidate's test users", None, None, tolerance)  # fmt: skip
+    per = {s: {"candidate": round(auc_ks(*candidate[s])[0], 4),
+               "serving": round(auc_ks(*serving[s])[0], 4)} for s in shared}  # fmt: skip
+    cand = sum(p["candidate"] for p in per.values()) / len(per)
+    serv = sum(p["serving"] for p in per.values()) / len(per)
+    boot = paired_bootstrap({s: candidate[s] for s in shared}, {s: serving[s] for s in shared},
+                            n_boot=n_boot, seed=seed)  # fmt: skip
+    interval = {k: round(boot[k], 4) for k in ("diff", "low", "high")} | {"level": boot["level"]}
+    delta = cand - serv
+    span = f"[{interval['low']:+.4f}, {interval['high']:+.4f}]"
+    where = f"on the same {len(shared)} scenario(s) and test users"
+    if delta < -tolerance:
+        reason = (f"rejected: mean AUC {cand:.4f} is {-delta:.4f} below the served model's "
+                  f"{serv:.4f} {where} (95% interval of the difference {span}; tolerance {tolerance})")  # fmt: skip
+        return GateDecision(False, reason, cand, serv, tolerance, shared, per, interval)
+    reason = (f"passed: mean AUC {cand:.4f} vs served {serv:.4f} {where} "
+              f"(delta {delta:+.4f}, 95% interval {span}; tolerance {tolerance})")  # fmt: skip
+    return GateDecision(True, reason, cand, serv, tolerance, shared, per, interval)
+
+
 def gate(
     candidate_metrics: dict[str, Any],
     serving_metrics: dict[str, Any] | None,
     tolerance: float = 0.01,
 ) -> GateDecision:
-    """Compare a candidate's metrics with the serving model's.
+    """Compare recorded means only (no re-scoring): kept for a served model that cannot be
+    re-scored; :func:`compare` is the gate's rule whenever it can be.
 
     Args:
         candidate_metrics: the candidate's metrics.json (DESIGN section 4).
         serving_metrics: the serving model's metrics.json, or None if nothing is served yet.
         tolerance: how far (in AUC) the candidate may fall below the serving model.
-
-    Returns:
-        A decision with a human-readable reason (shown in the Airflow log and notification).
     """
     cand = mean_auc(candidate_metrics)
     serving = mean_auc(serving_metrics) if serving_metrics is not None else None
-    if cand is None:
-        return GateDecision(False, f"candidate has no valid {GATED_MODEL} mean_auc", None, serving, tolerance)  # fmt: skip
-    if serving_metrics is None:
-        return GateDecision(True, f"first model: mean AUC {cand:.4f}, nothing served yet", cand, None, tolerance)  # fmt: skip
+    if cand is None or serving_metrics is None:
+        return first_model(candidate_metrics, tolerance)
     if serving is None:
         # A serving model without usable metrics cannot be defended against: replace it.
         return GateDecision(True, f"serving model has no valid mean AUC; candidate {cand:.4f}", cand, None, tolerance)  # fmt: skip
@@ -67,3 +123,22 @@ def gate(
         return GateDecision(False, reason, cand, serving, tolerance)
     reason = f"passed: mean AUC {cand:.4f} vs serving {serving:.4f} (delta {delta:+.4f}, tolerance {tolerance})"
     return GateDecision(True, reason, cand, serving, tolerance)
+
+
+def versus_baseline(
+    metrics: dict[str, Any], verdict_line: str | None = None
+) -> dict[str, Any] | None:
+    """The candidate's mean AUC against its best baseline in the same evaluation (recorded with
+    the decision, not part of the rule), with the report's verdict line."""
+    from qanchor.eval.verdict import QANCHOR_MODELS
+
+    cand = mean_auc(metrics)
+    baselines = {
+        m: mean_auc(metrics, m) for m in metrics.get("models", {}) if m not in QANCHOR_MODELS
+    }
+    baselines = {m: v for m, v in baselines.items() if v is not None}
+    if cand is None or not baselines:
+        return None
+    best = max(baselines, key=baselines.__getitem__)
+    return {"baseline": best, "baseline_auc": baselines[best], "candidate_auc": cand,
+            "margin": round(cand - baselines[best], 4), "verdict": verdict_line}  # fmt: skip

@@ -18,7 +18,7 @@ import json
 import logging
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -213,14 +213,34 @@ def evaluate(run: str | Path, preset: str, feature_repo: str = "") -> dict:
 
 
 def gate(run: str | Path, tolerance: float, name: str = "qanchor") -> dict:
-    """Compare the candidate's metrics with the promoted model's; record the decision."""
+    """Compare the candidate with the promoted model on the candidate's test users and
+    scenarios (the served model is re-scored there); record the decision."""
     from qanchor import registry
-    from qanchor.orchestrate.gate import gate as decide
+    from qanchor.eval.evaluate import SCORES_FILE, EvalConfig, rescore
+    from qanchor.eval.probe import results_from_frame
+    from qanchor.model.artifact import read_config
+    from qanchor.orchestrate import gate as G
 
     p = RunPaths(Path(run))
-    candidate = json.loads((p.eval / "metrics.json").read_text())
+    metrics = json.loads((p.eval / "metrics.json").read_text())
     serving = registry.promoted(name)
-    decision = decide(candidate, serving.metrics if serving else None, tolerance)
+    if serving is None or G.mean_auc(metrics) is None:
+        decision = G.first_model(metrics, tolerance)
+    else:
+        import pandas as pd
+
+        candidate = results_from_frame(pd.read_parquet(p.eval / SCORES_FILE), G.GATED_MODEL)
+        # The candidate's preset sets the re-scoring's cache and precision, as it did evaluate's.
+        preset = read_config(p.model).get("pretrain", {}).get("preset") or "small"
+        served, bare = rescore(serving.path, p.built, resolve(EvalConfig, preset))
+        decision = G.compare(candidate, served, tolerance)
+        decision = replace(
+            decision, serving_recorded_auc=G.mean_auc(serving.metrics), bare_query_scenarios=bare
+        )
+    details_path = p.eval / "eval_details.json"
+    details = json.loads(details_path.read_text()) if details_path.is_file() else {}
+    line = (details.get("verdict") or {}).get("line")
+    decision = replace(decision, versus_baseline=G.versus_baseline(metrics, line))
     return _record(p, "gate", {**decision.to_dict(), "serving_tag": serving.tag if serving else None})  # fmt: skip
 
 
@@ -274,8 +294,12 @@ def summarize(run: str | Path) -> dict:
     return out
 
 
-def announce(run: str | Path) -> dict:
-    """Print the run's outcome (the Airflow task log and ``make run`` show it); write summary.json."""
+def announce(run: str | Path, smtp=None) -> dict:
+    """Print the run's outcome (the Airflow task log and ``make run`` show it); write summary.json.
+
+    With ``smtp`` (:class:`qanchor.monitoring.alert.SmtpSettings`) a rejection by the gate is
+    also e-mailed (:func:`qanchor.orchestrate.notice.rejection_message`).
+    """
     summary = summarize(run)
     gate_result, reg = summary["gate"] or {}, summary["register"] or {}
     if reg.get("registered"):
@@ -287,5 +311,13 @@ def announce(run: str | Path) -> dict:
     lines = [f"qanchor retraining run {summary['run']}", f"gate: {gate_result.get('reason', '-')}",
              f"outcome: {outcome}", f"metrics: {summary['metrics']}", f"report:  {summary['report']}"]  # fmt: skip
     print("\n".join(lines), flush=True)
-    atomic_write_json(RunPaths(Path(run)).root / "summary.json", {**summary, "outcome": outcome})
-    return {**summary, "outcome": outcome}
+    emailed = False
+    if smtp is not None and gate_result and not gate_result.get("passed"):
+        from qanchor.monitoring.alert import send_email
+        from qanchor.orchestrate.notice import rejection_message
+
+        send_email(smtp, *rejection_message(summary))
+        emailed = True
+    summary |= {"outcome": outcome, "emailed": emailed}
+    atomic_write_json(RunPaths(Path(run)).root / "summary.json", summary)
+    return summary

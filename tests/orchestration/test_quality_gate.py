@@ -47,3 +47,33 @@ def test_candidate_without_valid_metrics_is_rejected() -> None:
 def test_serving_model_without_metrics_does_not_block() -> None:
     d = gate(metrics(0.6), metrics(None))
     assert d.passed and d.serving_auc is None
+
+
+def scored(seed: int, strength: float, scenarios=("s1", "s2")) -> dict:
+    """scenario -> (y, scores): the same 200 test users, scores informative by ``strength``."""
+    import numpy as np
+
+    out = {}
+    for i, s in enumerate(scenarios):
+        y = np.random.default_rng(100 + i).integers(0, 2, 200)
+        noise = np.random.default_rng(seed + i).normal(size=200)
+        out[s] = (y, strength * y + noise)
+    return out
+
+
+def test_compare_scores_both_models_on_the_same_users() -> None:
+    from qanchor.orchestrate.gate import compare
+
+    strong, weak = scored(1, 2.0), scored(2, 0.2)
+    d = compare(weak, strong, tolerance=0.01)
+    assert not d.passed and d.reason.startswith("rejected") and d.scenarios == ["s1", "s2"]
+    assert d.candidate_auc < d.serving_auc - 0.2
+    assert d.interval["high"] < 0 and d.interval["low"] <= d.interval["diff"] <= d.interval["high"]
+    assert set(d.per_scenario["s1"]) == {"candidate", "serving"}
+    up = compare(strong, weak, tolerance=0.01)
+    assert up.passed and up.interval["low"] > 0 and "same 2 scenario(s)" in up.reason
+    # Only shared scenarios count: a scenario the served model was not scored on is left out.
+    extra = compare(strong | scored(3, 0.0, ("s3",)), weak, tolerance=0.01)
+    assert extra.scenarios == ["s1", "s2"] and extra.candidate_auc == up.candidate_auc
+    none = compare(strong, scored(3, 1.0, ("other",)))
+    assert not none.passed and "no scenario scored for both" in none.reason

@@ -43,8 +43,9 @@ def test_dag_module_imports_nothing_heavy(airflow_home: Path) -> None:
 
 def test_task_chain(dag) -> None:
     expected = {"build": {"materialize", "tune"}, "materialize": {"pretrain"}, "pretrain": {"tune"},
-                "tune": {"evaluate"}, "evaluate": {"gate"}, "gate": {"register"},
-                "register": {"notify"}, "notify": set()}  # fmt: skip
+                "tune": {"evaluate"}, "evaluate": {"gate"},
+                "gate": {"register", "outcome"}, "register": {"notify"}, "notify": {"outcome"},
+                "outcome": set()}  # fmt: skip
     assert {t.task_id: set(t.downstream_task_ids) for t in dag.tasks} == expected
 
 
@@ -64,7 +65,7 @@ def test_schedule_params_and_policies(dag) -> None:
     for t in dag.tasks:
         assert t.owner == "ml-platform"
         assert t.execution_timeout is not None and t.execution_timeout <= timedelta(hours=12)
-        assert t.retries >= (0 if t.task_id == "notify" else 1)
+        assert t.retries >= (0 if t.task_id in ("notify", "outcome") else 1)
     assert dag.get_task("notify").trigger_rule == "none_failed"
 
 
@@ -77,6 +78,16 @@ def test_register_is_skipped_when_the_gate_rejects(dag) -> None:
             {"passed": False, "reason": "rejected: mean AUC 0.6 is 0.1 below serving 0.7"},
             run_id="r",
         )
+
+
+def test_a_rejected_candidate_fails_the_run_with_the_reason(dag) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    outcome = dag.get_task("outcome").python_callable
+    reason = "rejected: mean AUC 0.6000 is 0.1000 below the served model's 0.7000"
+    with pytest.raises(AirflowFailException, match="candidate not promoted: rejected: mean AUC"):
+        outcome({"passed": False, "reason": reason})
+    assert outcome({"passed": True, "reason": "passed: ..."}) == "passed: ..."
 
 
 def test_dag_test_runs_the_whole_chain_with_tiny_preset(
