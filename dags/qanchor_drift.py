@@ -19,7 +19,9 @@ on-call by e-mail when the users' behaviour has moved.
   `trigger_retrain` param is on (off by default).
 
 **Params**: `reference`, `current` (built dataset directories), `model` (model directory; empty:
-features only), `report_dir`, `workspace`, `config` (thresholds YAML), `preset`,
+features only). By default `model` and `reference` are `served`: the promoted model in the
+registry and the build it was trained on (recorded in its `data_manifest.json`), so embedding
+and score drift are on and always about what serves; `report_dir`, `workspace`, `config` (thresholds YAML), `preset`,
 `trigger_retrain`, `retrain_conf`.
 """
 
@@ -42,12 +44,14 @@ DEFAULT_ARGS = {
     "execution_timeout": timedelta(hours=2),
 }
 PARAMS = {
-    "reference": Param(os.environ.get("QANCHOR_DRIFT_REFERENCE", "data/built"), type="string",
-                       description="built dataset of the training snapshot window"),
+    "reference": Param(os.environ.get("QANCHOR_DRIFT_REFERENCE", "served"), type="string",
+                       description="built dataset of the training snapshot window ('served': the "
+                                   "one the promoted model was trained on)"),
     "current": Param(os.environ.get("QANCHOR_DRIFT_CURRENT", "data/built-latest"), type="string",
                      description="built dataset of the latest snapshots"),
-    "model": Param(os.environ.get("QANCHOR_DRIFT_MODEL", ""), type="string",
-                   description="model directory for embedding and score drift (empty: features only)"),
+    "model": Param(os.environ.get("QANCHOR_DRIFT_MODEL", "served"), type="string",
+                   description="model directory for embedding and score drift ('served': the "
+                               "promoted model; empty: features only)"),
     "report_dir": Param(os.environ.get("QANCHOR_DRIFT_REPORTS", "runs/drift"), type="string",
                         description="one sub-directory per run, plus alert_state.json"),
     "workspace": Param(os.environ.get("QANCHOR_DRIFT_WORKSPACE", str(REPO / "monitoring" / "workspace")),

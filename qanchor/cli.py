@@ -128,12 +128,11 @@ def _cmd_run(args: argparse.Namespace) -> None:
 
 def _cmd_drift(args: argparse.Namespace) -> None:
     from qanchor.monitoring.config import DriftConfig
-    from qanchor.monitoring.job import run_drift
+    from qanchor.monitoring.job import resolve_served, run_drift
 
     cfg = resolve(DriftConfig, args.preset, args.config, overrides_from_args(args, DriftConfig))
-    summary = run_drift(
-        args.reference, args.current, args.out, cfg, args.model, args.workspace or None
-    )
+    reference, model = resolve_served(args.reference, args.model)
+    summary = run_drift(reference, args.current, args.out, cfg, model, args.workspace or None)
     print(f"drift: {', '.join(summary['drifted_items']) or 'none'}")
     print(f"report:  {summary['reports']['index']}")
     print(f"summary: {args.out}/summary.json")
@@ -308,12 +307,14 @@ def build_parser() -> argparse.ArgumentParser:
         _cmd_drift,
         DriftConfig,
         {
-            "--reference": "built dataset of the training snapshot window",
+            "--reference": "built dataset of the training snapshot window ('served': the build "
+            "the promoted model was trained on)",
             "--current": "built dataset of the latest snapshots",
             "--out": "output directory of this run (reports, summary.json)",
         },
     )
-    p.add_argument("--model", default=None, help="model directory: also embedding and score drift")
+    p.add_argument("--model", default=None,
+                   help="model directory ('served': the promoted one): also embedding and score drift")  # fmt: skip
     p.add_argument("--workspace", default=None, help="local Evidently workspace to add the runs to")
     p.add_argument(
         "--smtp",

@@ -203,7 +203,9 @@ def pretrain(
     if rt.is_main:
         extra = {"pretrain": dataclasses.asdict(cfg), "training": history, "retrieval": metrics}
         with atomic_dir(out_dir) as tmp:
-            save_model(s.model, tmp, s.featurizer, s.data.manifest, extra)
+            # Where the training build lives: drift monitoring compares new builds with it.
+            manifest = {**s.data.manifest, "built_dir": str(Path(s.data.root).resolve())}
+            save_model(s.model, tmp, s.featurizer, manifest, extra)
         for kind, m in metrics.items():
             log.info(
                 "retrieval (%s) top-1 %.3f, MRR %.3f (chance %.3f)",

@@ -106,6 +106,47 @@ def _summary(
     }
 
 
+SERVED = "served"  # in place of a path: the promoted model, or the build it was trained on
+
+
+def training_build(model_dir: str | Path) -> Path:
+    """The built dataset a model was trained on (its ``data_manifest.json`` records it), checked
+    against the content hash the model recorded.
+
+    Raises:
+        QAnchorError: the model does not record it, or the directory is gone or was rebuilt.
+    """
+    from qanchor.errors import QAnchorError
+
+    manifest = json.loads((Path(model_dir) / "data_manifest.json").read_text())
+    built = manifest.get("built_dir")
+    if not built:
+        raise QAnchorError(f"{model_dir}: the model does not record its training build (trained "
+                           "before qanchor recorded it); pass the reference build explicitly")  # fmt: skip
+    found = Path(built) / "manifest.json"
+    if not found.is_file():
+        raise QAnchorError(f"{model_dir}: its training build {built} no longer exists")
+    if json.loads(found.read_text()).get("content_hash") != manifest.get("content_hash"):
+        raise QAnchorError(f"{built} was rebuilt since {model_dir} was trained on it: pass the "
+                           "reference build explicitly")  # fmt: skip
+    return Path(built)
+
+
+def resolve_served(
+    reference: str | Path, model_dir: str | Path | None, name: str = "qanchor"
+) -> tuple[Path, Path | None]:
+    """Replace ``served`` in ``reference`` / ``model_dir`` by the promoted model's training
+    build / directory (from the registry); other values are returned as given."""
+    if SERVED not in (str(reference), str(model_dir)):
+        return Path(reference), Path(model_dir) if model_dir else None
+    from qanchor import registry
+
+    served = registry.load_promoted(name)
+    model = served if str(model_dir) == SERVED else (Path(model_dir) if model_dir else None)
+    ref = training_build(served) if str(reference) == SERVED else Path(reference)
+    return ref, model
+
+
 def run_configured(
     reference: str | Path,
     current: str | Path,
@@ -115,11 +156,15 @@ def run_configured(
     model_dir: str | Path | None = None,
     workspace: str | Path | None = None,
 ) -> dict[str, Any]:
-    """``run_drift`` with the config resolved from a preset and a thresholds YAML (the DAG's call)."""
+    """``run_drift`` with the config resolved from a preset and a thresholds YAML (the DAG's call).
+
+    ``reference`` and ``model_dir`` may be ``served``: see :func:`resolve_served`.
+    """
     from qanchor.config import resolve
 
     cfg = resolve(DriftConfig, preset or None, config or None)
-    return run_drift(reference, current, out_dir, cfg, model_dir or None, workspace or None)
+    reference, model = resolve_served(reference, model_dir or None)
+    return run_drift(reference, current, out_dir, cfg, model, workspace or None)
 
 
 def _model_drift(

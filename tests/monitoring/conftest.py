@@ -15,6 +15,7 @@ from qanchor.data.synth import SynthConfig, synth
 # sampling noise; at 400 the shifted world drifts on ~40% of the columns, a fresh sample of the
 # same world on at most ~8% (threshold 20%), and synth + build still take ~2 s.
 USERS = 400
+DRIFT_SCENARIOS = ["cash_loan_default", "churn_next_month"]
 SHIFT = {"shift_after": "2026-02-01", "shift_strength": 2.0}
 
 
@@ -33,3 +34,20 @@ def drift_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "stationary": _built(root, "stationary", seed=1),
         "shifted": _built(root, "shifted", seed=1, **SHIFT),
     }
+
+
+@pytest.fixture(scope="session")
+def drift_model(
+    tiny_model: Path, built_tiny: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The tiny model with two tuned scenarios (embedding and score drift need adapters)."""
+    import shutil
+
+    from qanchor.tune.config import TuneConfig
+    from qanchor.tune.prompt import tune_model
+
+    model = tmp_path_factory.mktemp("drift-model") / "model"
+    shutil.copytree(tiny_model, model)
+    overrides = {"share": "none", "val_guard": False}
+    tune_model(model, built_tiny, resolve(TuneConfig, "tiny", overrides=overrides), DRIFT_SCENARIOS)
+    return model

@@ -22,33 +22,19 @@ DAG_FILE = REPO / "dags" / "qanchor_drift.py"
 RUNNER = Path(__file__).with_name("dag_runner.py")
 
 
-# Stand-in for the retraining DAG (its own issue): the drift DAG only needs a target to trigger.
-RETRAIN_STUB = """
-import pendulum
-from airflow.providers.standard.operators.empty import EmptyOperator
-from airflow.sdk import dag
-
-
-@dag(dag_id="qanchor_retrain", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"))
-def qanchor_retrain():
-    EmptyOperator(task_id="noop")
-
-
-qanchor_retrain()
-"""
-
-
 @pytest.fixture(scope="module")
 def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """Environment of an isolated Airflow: temp home, SQLite, no examples, and a DAG folder with
-    the drift DAG and a stub ``qanchor_retrain``."""
+    """Environment of an isolated Airflow: temp home, SQLite, no examples, a DAG folder with the
+    drift DAG and the real ``qanchor_retrain`` it triggers, and a BentoML home of its own."""
     home = tmp_path_factory.mktemp("airflow-home")
     dags = home / "dags"
     dags.mkdir()
     shutil.copy(DAG_FILE, dags / DAG_FILE.name)
-    (dags / "qanchor_retrain.py").write_text(RETRAIN_STUB)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "QANCHOR_SMTP_"))}
+    shutil.copy(REPO / "dags" / "qanchor_retrain.py", dags / "qanchor_retrain.py")
+    drop = ("AIRFLOW", "QANCHOR_SMTP_", "QANCHOR_DRIFT_", "BENTOML_HOME")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
     env.update(AIRFLOW_HOME=str(home), AIRFLOW__CORE__LOAD_EXAMPLES="False",
+               BENTOML_HOME=str(home / "bentoml"), BENTOML_DO_NOT_TRACK="True",
                AIRFLOW__CORE__DAGS_FOLDER=str(dags),
                AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home}/airflow.db")  # fmt: skip
     airflow = Path(sys.executable).with_name("airflow")
@@ -94,9 +80,22 @@ def test_dagbag_imports_the_drift_dag_with_its_shape(airflow_env: dict[str, str]
     assert all(t["retries"] == 2 and t["owner"] == "ml-platform" for t in tasks.values())
 
 
+def promote_in(env: dict[str, str], model: Path) -> str:
+    """Register and promote ``model`` in the Airflow child's BentoML home (BentoML fixes its
+    home once per process: this test process must not)."""
+    code = ("import sys; from qanchor import registry; t = registry.register(sys.argv[1]); "
+            "registry.promote(t, 'drift test'); print(t)")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code, str(model)], env=env, capture_output=True,
+                         text=True, timeout=300, check=True)  # fmt: skip
+    return out.stdout.strip().splitlines()[-1]
+
+
 def test_dag_test_alerts_and_triggers_retraining(
-    airflow_env: dict[str, str], drift_data: dict[str, Path], smtp_server, tmp_path: Path
-) -> None:
+    airflow_env: dict[str, str], drift_data: dict[str, Path], smtp_server, tmp_path: Path,
+    drift_model: Path,
+) -> None:  # fmt: skip
+    # No `model` in the conf: the DAG's default, the promoted model of the registry.
+    tag = promote_in(airflow_env, drift_model)
     conn = {"conn_type": "smtp", "host": smtp_server.host, "port": smtp_server.port,
             "extra": {"from": "airflow@example.org", "to": "oncall@example.org"}}  # fmt: skip
     env = {**airflow_env, "AIRFLOW_CONN_QANCHOR_SMTP": json.dumps(conn)}
@@ -109,6 +108,7 @@ def test_dag_test_alerts_and_triggers_retraining(
     )
     assert out["state"] == "success"
     assert set(out["tasks"].values()) == {"success"} and len(out["tasks"]) == 4
+    # The real retraining DAG, queued with the configured conf.
     assert out["triggered"] == [{"state": "queued", "conf": {"preset": "tiny"}}]
     (msg,) = smtp_server.messages
     assert msg["From"] == "airflow@example.org" and "input features" in msg["Subject"]
@@ -116,5 +116,8 @@ def test_dag_test_alerts_and_triggers_retraining(
     assert datetime.fromisoformat(run_dir.name).year >= 2026  # one directory per logical date
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["drift_detected"] and summary["workspace"]["project"] == "qanchor drift"
+    # Embedding and score drift of the served model, named by its identity.
+    assert summary["model_version"] == tag.split(":", 1)[1]
+    assert summary["embeddings"]["scenarios"] and summary["scores"]["scenarios"]
     state = json.loads((tmp_path / "reports" / "alert_state.json").read_text())
     assert state["signature"] == summary["signature"]

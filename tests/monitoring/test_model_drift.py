@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +13,6 @@ from qanchor.monitoring.config import DriftConfig
 from qanchor.monitoring.embeddings import embedding_drift, scores
 from qanchor.monitoring.job import run_drift
 from qanchor.monitoring.message import render_html
-from qanchor.tune.config import TuneConfig
-from qanchor.tune.prompt import tune_model
 
 SCENARIOS = ["cash_loan_default", "churn_next_month"]
 
@@ -45,15 +42,8 @@ def test_embedding_drift_flags_a_moved_cloud_only(method: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def tuned_model(
-    tiny_model: Path, built_tiny: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Path:
-    model = tmp_path_factory.mktemp("drift-model") / "model"
-    shutil.copytree(tiny_model, model)
-    tune_model(
-        model, built_tiny, resolve(TuneConfig, "tiny", overrides={"share": "none"}), SCENARIOS
-    )
-    return model
+def tuned_model(drift_model: Path) -> Path:
+    return drift_model
 
 
 def test_run_with_a_model_reports_embeddings_and_scores(

@@ -13,8 +13,8 @@ import pytest
 from qanchor import registry
 from qanchor.config import resolve
 from qanchor.eval.evaluate import EvalConfig, evaluate
-from qanchor.orchestrate.kfp_runner import run_stage
 from qanchor.monitoring.alert import SmtpSettings
+from qanchor.orchestrate.kfp_runner import run_stage
 from qanchor.orchestrate.stages import RunPaths, announce
 
 NAME = "qanchor-gate-test"
