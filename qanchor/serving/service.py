@@ -12,8 +12,10 @@ in a byte-bounded LRU keyed by (user, feature version, model version): changed f
 new model can never hit an old entry, and pushes through :meth:`push` (or a model swap) drop the
 superseded entries at once. Embedding requests are validated in the caller's thread and then
 merged with concurrent ones by an :class:`AdaptiveBatcher`; one worker thread owns the model.
-Unless a version is pinned, the promoted version is checked every ``reload_seconds`` and a newly
-promoted model is swapped in between batches.
+Unless a version is pinned, the promoted version is checked every ``reload_seconds``; a newly
+promoted model is loaded by a background thread *beside* the serving one (requests go on being
+answered by the old model meanwhile) and swapped in between two batches, so a batch in flight
+finishes on the model it started with and no request waits for a model load.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ class EmbeddingService:
         self.metrics = CacheMetrics(metrics) if metrics is not None else None
         self._lock = threading.RLock()  # the model and the feature store: one user at a time
         self._checked = time.monotonic()
+        self._loader: threading.Thread | None = None  # a background load of a promoted version
         self.batcher = AdaptiveBatcher(
             self._run, cfg.max_batch_pairs, cfg.batch_wait_ms / 1000, size=lambda job: job.pairs
         )
@@ -233,31 +236,50 @@ class EmbeddingService:
 
     # --- model swaps and metrics ----------------------------------------------------------
     def reload(self, tag: str | None = None) -> bool:
-        """Serve ``tag`` (default: the promoted version) if it is not served yet; True if swapped."""
+        """Serve ``tag`` (default: the promoted version) if it is not served yet; True if swapped.
+
+        The new model is loaded without the request lock (requests keep being served by the
+        current model); only the swap itself takes the lock, between two batches.
+        """
         from qanchor import registry
 
+        version = registry.get(tag) if tag else registry.promoted(self.cfg.model_name)
+        if version is None or version.tag == self.model.version:
+            return False
+        new = ServedModel.load(self.cfg, self.cache, tag=version.tag)
         with self._lock:
-            version = registry.get(tag) if tag else registry.promoted(self.cfg.model_name)
-            if version is None or version.tag == self.model.version:
-                return False
-            target = version.tag
-            self.model = ServedModel.load(self.cfg, self.cache, tag=target)
-            dropped = self.cache.invalidate(lambda key: key[2] != target)
-            self._update_metrics(invalidated=dropped)
-            return True
+            self._swap(new)
+        return True
+
+    def _swap(self, new: ServedModel) -> None:
+        """Serve ``new`` from the next batch on and drop the cache entries of every other model."""
+        self.model = new
+        current = new.embedder.model_version
+        dropped = self.cache.invalidate(lambda key: key[2] != current)
+        log.info("now serving %s (dropped %d cached prefixes)", new.version, dropped)
+        self._update_metrics(invalidated=dropped)
 
     def _maybe_reload(self) -> None:
-        """Follow promotions every ``reload_seconds`` unless a version is pinned."""
+        """Every ``reload_seconds`` (unless a version is pinned) start a background check-and-load
+        of the promoted version; never blocks the batch that calls it."""
         if self.cfg.model_tag or self.cfg.reload_seconds <= 0:
             return
-        if time.monotonic() - self._checked >= self.cfg.reload_seconds:
-            self._checked = time.monotonic()
-            try:
-                self.reload()
-            except Exception:  # a broken store or pointer must not fail requests: keep serving
-                log.exception(
-                    "could not check or load the promoted model; serving %s", self.model.version
-                )
+        busy = self._loader is not None and self._loader.is_alive()
+        if busy or time.monotonic() - self._checked < self.cfg.reload_seconds:
+            return
+        self._checked = time.monotonic()
+        self._loader = threading.Thread(
+            target=self._reload_quietly, name="model-loader", daemon=True
+        )
+        self._loader.start()
+
+    def _reload_quietly(self) -> None:
+        try:
+            self.reload()
+        except Exception:  # a broken store or pointer must not fail requests: keep serving
+            log.exception(
+                "could not check or load the promoted model; serving %s", self.model.version
+            )
 
     def _update_metrics(self, invalidated: int = 0) -> None:
         if self.metrics is not None:

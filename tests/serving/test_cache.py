@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -76,12 +78,51 @@ def test_a_promoted_model_is_served_and_misses_the_cache(
     new_tag = registry.register(other)
     try:
         registry.promote(new_tag, "test swap")
-        swapped = embed(client, user)
-        assert swapped["model_version"] == new_tag and not swapped["prefix_cached"]
+        swapped = embed_until(client, user, new_tag)
+        assert not swapped["prefix_cached"]
     finally:
         registry.promote(served_tag, "test swap back")
-    back = embed(client, user)
-    assert back["model_version"] == served_tag and not back["prefix_cached"]  # dropped on swap
+    back = embed_until(client, user, served_tag)
+    assert not back["prefix_cached"]  # dropped on swap
+
+
+def embed_until(client, user: str, tag: str, tries: int = 600) -> dict:
+    """Embed until the answer comes from ``tag``: the promoted model is loaded in the
+    background while the old one keeps answering."""
+    for _ in range(tries):
+        got = embed(client, user)
+        if got["model_version"] == tag:
+            return got
+        time.sleep(0.05)
+    raise AssertionError(f"{tag} was never served")
+
+
+def test_requests_are_answered_by_the_old_model_while_the_new_one_loads(
+    serving_env, tuned_model: Path, served_tag: str, users: list[str], tmp_path: Path, monkeypatch
+) -> None:
+    from qanchor.serving.model import ServedModel
+
+    svc = EmbeddingService(ServingConfig.from_env(serving_env, reload_seconds=0))
+    other = shutil.copytree(tuned_model, tmp_path / "model")
+    (other / "NOTE").write_text("another version")
+    new_tag = registry.register(other)
+    # The real load, held until the test lets it finish: the swap is pending that long.
+    real, release = ServedModel.load.__func__, threading.Event()
+
+    def held(cls, *args, **kwargs):
+        model = real(cls, *args, **kwargs)
+        release.wait(60)
+        return model
+
+    monkeypatch.setattr(ServedModel, "load", classmethod(held))
+    loader = threading.Thread(target=svc.reload, args=(new_tag,))
+    loader.start()
+    during = [svc.embed(u, SCENARIOS[0]) for u in users[30:33]]
+    assert loader.is_alive() and {r.model_version for r in during} == {served_tag}
+    release.set()
+    loader.join(60)
+    after = svc.embed(users[30], SCENARIOS[0])
+    assert after.model_version == new_tag and not after.prefix_cached
 
 
 def test_a_small_cache_evicts_and_stays_in_bounds(serving_env, users: list[str]) -> None:
