@@ -79,7 +79,7 @@ def _cmd_features(args: argparse.Namespace) -> None:
         end = F.materialize(cfg, args.end, args.full)
         print(f"materialised up to {end.isoformat()} ({cfg.online_store})")
     else:
-        result = F.push_events(cfg, pd.read_parquet(args.events))
+        result = F.push_events(cfg, pd.read_parquet(args.events), create=args.create)
         print(
             f"pushed {result.events} events; {len(result.stale)} users stale: {sorted(result.stale)[:10]}"
         )
@@ -116,5 +116,7 @@ def add_features(top: argparse._SubParsersAction) -> None:
         action="store_true",
         help="load all rows again, not only those since the last run (a wiped online store)",
     )
-    _add_stage(sub, "push", "append new events to users' online event history", _cmd_features,
-               FeatureStoreConfig, {**data, "--events": "parquet of new events (events.parquet columns)"})  # fmt: skip
+    p = _add_stage(sub, "push", "append new events to users' online event history", _cmd_features,
+                   FeatureStoreConfig, {**data, "--events": "parquet of new events (events.parquet columns)"})  # fmt: skip
+    p.add_argument("--create", action="store_true",
+                   help="also add users the store has no history for (refused otherwise)")  # fmt: skip

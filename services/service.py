@@ -72,9 +72,11 @@ class QAnchor:
 
     @bentoml.api
     @http_errors
-    def push(self, events: list[S.PushEvent]) -> S.PushResult:
-        """New events into users' online histories; their cached prefixes are dropped."""
-        return self.core.push(events)
+    def push(self, events: list[S.PushEvent], create: bool = False) -> S.PushResult:
+        """New events into users' online histories; their cached prefixes are dropped.
+        Unknown users are a 404 unless ``create`` is true; events dated after now + 5 minutes
+        are a 400."""
+        return self.core.push(events, create)
 
 
 QAnchor.add_asgi_middleware(RequestGuard, max_body_bytes=ServingConfig.from_env().max_body_bytes)

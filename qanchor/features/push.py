@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -80,26 +80,62 @@ def prefix_invalidator(cache: Any) -> StaleHook:
     return lambda users: cache.invalidate(lambda key: key[0] in users)
 
 
+MAX_SKEW = timedelta(minutes=5)  # how far ahead of this machine's clock an event may be dated
+
+
+class UnknownUsersError(QAnchorError):
+    """A push for users the store has never seen, without ``create``."""
+
+    def __init__(self, users: list[str]) -> None:
+        super().__init__(f"unknown user(s) {users[:10]}: push with create=True to add new users")
+        self.users = users
+
+
+class FutureEventsError(QAnchorError):
+    """A push with events dated after now + the allowed clock skew."""
+
+
 def push_events(
-    cfg: FeatureStoreConfig, events: pd.DataFrame, on_stale: Iterable[StaleHook] = ()
-) -> PushResult:
+    cfg: FeatureStoreConfig, events: pd.DataFrame, on_stale: Iterable[StaleHook] = (),
+    create: bool = False, max_skew: timedelta = MAX_SKEW, now: datetime | None = None,
+) -> PushResult:  # fmt: skip
     """Append new events (contract columns of events.parquet) to their users' online history.
+
+    Nothing is written unless every event passes the checks below.
 
     Args:
         cfg: the feature store (applied and materialised).
         events: ``user_id``, ``ts``, ``source``, ``text`` and optionally ``value``.
         on_stale: called once with the set of stale users (if any) after the push.
+        create: also accept users the store has no history for (new users); without it such a
+            push is refused, so a mistyped id cannot create a user that ``/embed`` then serves.
+        max_skew: events dated later than ``now + max_skew`` are refused (a clock or unit bug
+            upstream; they would sort before every real event forever).
+        now: the current time (default: this machine's clock, UTC).
 
     Returns:
         The stale users and the new feature versions.
+
+    Raises:
+        FutureEventsError: an event is dated after ``now + max_skew``.
+        UnknownUsersError: a user is unknown and ``create`` is off.
     """
     from feast.data_source import PushMode
 
     ev = _events(events)
     if ev.empty:
         return PushResult()
+    limit = pd.Timestamp(now or datetime.now(UTC)) + max_skew
+    late = ev[ev["ts"] > limit]
+    if len(late):
+        raise FutureEventsError(f"{len(late)} event(s) dated after now + {max_skew} ({limit}), "
+                                f"e.g. user {late['user_id'].iloc[0]} at {late['ts'].iloc[0]}")  # fmt: skip
     users = sorted(ev["user_id"].unique())
     before = online_snapshots(cfg, users)
+    snaps = before.snapshots
+    known = set(snaps.loc[snaps["snapshot_ts"].notna(), "user_id"].astype(str))
+    if not create and (unknown := [u for u in users if u not in known]):
+        raise UnknownUsersError(unknown)
     rows = merged_history(before.snapshots, ev, build_caps(cfg))
     if rows.empty:  # nothing new: the stored rows stand, nobody is stale
         return PushResult(set(), before.versions(), len(ev))

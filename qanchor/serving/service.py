@@ -148,11 +148,14 @@ class EmbeddingService:
                 prefix_cached=cached,
             )
 
-    def push(self, events: list[PushEvent]) -> PushResult:
-        """Append new events to users' online histories; drop their now stale cached prefixes."""
+    def push(self, events: list[PushEvent], create: bool = False) -> PushResult:
+        """Append new events to users' online histories; drop their now stale cached prefixes.
+
+        Unknown users are a 404 unless ``create``; events dated after now + 5 minutes a 400.
+        """
         import pandas as pd
 
-        from qanchor.features.push import prefix_invalidator, push_events
+        from qanchor.features import push as P
 
         if len(events) > self.cfg.push_max_events:
             raise TooLarge(
@@ -165,9 +168,14 @@ class EmbeddingService:
         frame["ts"] = _utc_times(frame["ts"])
         dropped = []
         with self._lock:
-            invalidate = prefix_invalidator(self.cache)
+            invalidate = P.prefix_invalidator(self.cache)
             hook = lambda users: dropped.append(invalidate(users))  # noqa: E731 - counts drops
-            res = push_events(self.store, frame, on_stale=[hook])
+            try:
+                res = P.push_events(self.store, frame, on_stale=[hook], create=create)
+            except P.UnknownUsersError as exc:
+                raise _unknown(exc.users) from exc
+            except P.FutureEventsError as exc:
+                raise BadRequest(str(exc)) from exc
             self._update_metrics(invalidated=sum(dropped))
         return PushResult(
             events=res.events,

@@ -17,6 +17,7 @@ from qanchor.features import (
     push_events,
     sync,
 )
+from qanchor.features.push import FutureEventsError, UnknownUsersError
 
 
 @pytest.fixture
@@ -27,7 +28,8 @@ def fresh_store(built_tiny: Path, repo_copy: Path, tmp_path: Path) -> FeatureSto
     return cfg
 
 
-def new_events(user_ids: list[str], day: str = "2030-01-0{}") -> pd.DataFrame:
+def new_events(user_ids: list[str], day: str = "2026-11-0{}") -> pd.DataFrame:
+    """Events after every built one, and (events after now + 5 min are refused) in the past."""
     rows = [(u, pd.Timestamp(day.format(i + 1), tz="UTC"), "search", f"searched: bikes {i}", None)
             for i, u in enumerate(user_ids)]  # fmt: skip
     return pd.DataFrame(rows, columns=["user_id", "ts", "source", "text", "value"])
@@ -68,7 +70,7 @@ def test_a_push_serves_what_a_build_with_the_new_events_writes(
     first = future[future["user_id"] == users[0]]
     pushed = pd.concat([future[future["user_id"].isin(users)], first.assign(user_id="newcomer")])
     before = as_lists(online_snapshots(fresh_store, users).snapshots)
-    result = push_events(fresh_store, pushed)
+    result = push_events(fresh_store, pushed, create=True)  # "newcomer" is new
     assert result.stale == {*users, "newcomer"}
     served = online_snapshots(fresh_store, [*users, "newcomer"])
     build = json.loads((root / "manifest.json").read_text())["config"]
@@ -108,10 +110,28 @@ def test_an_old_event_redelivered_after_leaving_the_window_is_not_counted_again(
 
 
 def test_push_of_a_new_user_starts_its_history(fresh_store: FeatureStoreConfig) -> None:
-    result = push_events(fresh_store, new_events(["newcomer"]).drop(columns="value"))
+    with pytest.raises(UnknownUsersError, match=r"unknown user\(s\) \['newcomer'\].*create=True"):
+        push_events(fresh_store, new_events(["newcomer"]))
+    assert online_snapshots(fresh_store, ["newcomer"]).snapshots["snapshot_ts"].isna().all()
+    result = push_events(fresh_store, new_events(["newcomer"]).drop(columns="value"), create=True)
     assert result.stale == {"newcomer"}
     got = as_lists(online_snapshots(fresh_store, ["newcomer"]).snapshots)["newcomer"]
     assert got["event_text"] == ["searched: bikes 0"] and got["event_value"] == [None]
+
+
+def test_events_dated_in_the_future_are_refused_and_nothing_is_written(
+    fresh_store: FeatureStoreConfig,
+) -> None:
+    users = sorted(pd.read_parquet(Path(fresh_store.data) / "users.parquet")["user_id"])[:2]
+    before = as_lists(online_snapshots(fresh_store, users).snapshots)
+    ev = new_events(users)
+    ev.loc[ev.index[-1], "ts"] = pd.Timestamp("2200-01-01", tz="UTC")
+    with pytest.raises(FutureEventsError, match=r"1 event\(s\) dated after now"):
+        push_events(fresh_store, ev)
+    assert as_lists(online_snapshots(fresh_store, users).snapshots) == before
+    # Within the allowed skew of a clock a little ahead: accepted.
+    ev.loc[ev.index[-1], "ts"] = pd.Timestamp.now(tz="UTC") + pd.Timedelta(minutes=1)
+    assert push_events(fresh_store, ev).stale == set(users)
 
 
 def test_push_invalidates_the_embedders_prefix_cache(

@@ -48,7 +48,7 @@ def test_redis_push_is_served_even_twice_within_a_second(
     user = pd.read_parquet(built_tiny / "users.parquet")["user_id"].iloc[0]
     texts = []
     for i in range(2):  # Redis keeps a row only if its time is newer, at one-second resolution
-        ev = pd.DataFrame({"user_id": [user], "ts": [pd.Timestamp("2030-01-01", tz="UTC")],
+        ev = pd.DataFrame({"user_id": [user], "ts": [pd.Timestamp("2026-11-01", tz="UTC")],
                            "source": ["search"], "text": [f"searched: tents {i}"]})  # fmt: skip
         assert push_events(cfg, ev).stale == {user}
         texts.append(as_lists(online_snapshots(cfg, [user]).snapshots)[user]["event_text"])

@@ -102,7 +102,7 @@ def test_cli_apply_materialize_push(
     assert main(["features", "apply", *common]) == 0
     assert main(["features", "materialize", *common, "--end", "2030-01-01"]) == 0
     user = pd.read_parquet(root / "users.parquet")["user_id"].iloc[0]
-    events = pd.DataFrame({"user_id": [user], "ts": [pd.Timestamp("2030-02-01", tz="UTC")],
+    events = pd.DataFrame({"user_id": [user], "ts": [pd.Timestamp("2026-11-01", tz="UTC")],
                            "source": ["bill"], "text": ["paid 9.99 at BikeShop"], "value": [9.99]})  # fmt: skip
     events.to_parquet(tmp_path / "new.parquet")
     assert main(["features", "push", *common, "--events", str(tmp_path / "new.parquet")]) == 0

@@ -57,6 +57,27 @@ def test_push_invalidates_the_users_prefix(client, store, users: list[str]) -> N
     assert redelivered.json()["stale"] == []  # the same event again changes nothing
 
 
+def test_push_refuses_unknown_users_and_future_events(client, store, users: list[str]) -> None:
+    event = new_event(store, users[13], "rented a car")
+    stranger = {**event, "user_id": "nobody-like-this"}
+    got = post(client, "push", {"events": [event, stranger]})
+    assert got.status_code == 404 and got.json()["unknown"] == ["nobody-like-this"]
+    assert (
+        post(client, "embed", {"user_id": "nobody-like-this", "scenario": SCENARIOS[0]}).status_code
+        == 404
+    )
+    future = {**event, "ts": "2200-01-01T00:00:00+00:00"}
+    got = post(client, "push", {"events": [future]})
+    assert got.status_code == 400 and "dated after now" in got.json()["error"]
+    # An explicit create adds the new user, whom /embed then serves.
+    created = post(client, "push", {"events": [stranger], "create": True})
+    assert created.status_code == 200 and created.json()["stale"] == ["nobody-like-this"]
+    assert (
+        post(client, "embed", {"user_id": "nobody-like-this", "scenario": SCENARIOS[0]}).status_code
+        == 200
+    )
+
+
 def test_features_changed_elsewhere_miss_by_version(client, store, users: list[str]) -> None:
     """A push by another process (no hook here): the new feature version alone misses."""
     user = users[11]
