@@ -201,7 +201,11 @@ def pretrain(
         for kind in ("future", "uqa")
     }  # fmt: skip
     if rt.is_main:
-        extra = {"pretrain": dataclasses.asdict(cfg), "training": history, "retrieval": metrics}
+        from qanchor.features.spec import FeatureSpec
+
+        spec = FeatureSpec.from_manifest(s.data.manifest).to_dict()
+        extra = {"pretrain": dataclasses.asdict(cfg), "training": history, "retrieval": metrics,
+                 "feature_spec": spec}  # fmt: skip
         with atomic_dir(out_dir) as tmp:
             # Where the training build lives: drift monitoring compares new builds with it.
             manifest = {**s.data.manifest, "built_dir": str(Path(s.data.root).resolve())}

@@ -45,6 +45,12 @@ class UnknownUsers(ServingError):
     status = 404
 
 
+class NotServing(ServingError):
+    """The service cannot serve (e.g. its feature store was built for another model)."""
+
+    status = 503
+
+
 class TooLarge(ServingError):
     status = 413
 

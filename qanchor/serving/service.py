@@ -35,6 +35,7 @@ from qanchor.serving.schemas import (
     BatchResult,
     EmbedResult,
     Explanation,
+    NotServing,
     PushEvent,
     PushResult,
     ScenarioList,
@@ -69,6 +70,10 @@ class EmbeddingService:
         self.cfg, self.store = cfg, cfg.feature_store()
         self.cache = PrefixCache(cfg.cache_bytes)
         self.model = ServedModel.load(cfg, self.cache)
+        # Why the service refuses to serve (None: it serves); /readyz stays 503 while set.
+        self.refusal: str | None = self._spec_problem(self.model)
+        if self.refusal:
+            log.error("not serving: %s", self.refusal)
         self.metrics = CacheMetrics(metrics) if metrics is not None else None
         self._lock = threading.RLock()  # the model and the feature store: one user at a time
         self._checked = time.monotonic()
@@ -132,6 +137,7 @@ class EmbeddingService:
             raise BadRequest("give exactly one of 'scenario' (a name) or 'query' (free text)")
         with self._lock:
             self._maybe_reload()
+            self._refuse()
             text = self.model.query_of(scenario, query)
             users = self._read([user_id], strict=True)
             cached = users.attach(self.model.embedder, [user_id])[user_id]
@@ -156,6 +162,8 @@ class EmbeddingService:
         import pandas as pd
 
         from qanchor.features import push as P
+
+        self._refuse()
 
         if len(events) > self.cfg.push_max_events:
             raise TooLarge(
@@ -185,13 +193,35 @@ class EmbeddingService:
         )
 
     def ready(self) -> bool:
-        return self.model is not None
+        return self.model is not None and self.refusal is None
+
+    def _spec_problem(self, model: ServedModel) -> str | None:
+        """Why ``model`` must not be served from this feature store (None: it may)."""
+        from qanchor.features.spec import FeatureSpec
+
+        trained = FeatureSpec.from_model(model.path)
+        if trained is None:
+            log.warning("%s records no feature spec (trained by an older qanchor): not checked",
+                        model.version)  # fmt: skip
+            return None
+        diff = trained.differences(FeatureSpec.from_build(self.store.data))
+        if not diff:
+            return None
+        return (f"model {model.version} was trained on features of another shape than the "
+                f"feature store's build {self.store.data} serves ({'; '.join(diff)}): rebuild "
+                "and materialise the store with the model's build settings")  # fmt: skip
+
+    def _refuse(self) -> None:
+        if self.refusal:
+            raise NotServing(self.refusal)
 
     # --- the batch worker -----------------------------------------------------------------
     def _run(self, jobs: list[EmbedJob]) -> list[BatchResult | Exception]:
         """Embed a batch of jobs: one feature read, each prefix once, all pairs batched together."""
         with self._lock:
             self._maybe_reload()
+            if self.refusal:
+                return [NotServing(self.refusal)] * len(jobs)
             users = self._read([u for j in jobs for u in j.user_ids])
             out: list[BatchResult | Exception | None] = [None] * len(jobs)
             for i, job in enumerate(jobs):
@@ -255,8 +285,13 @@ class EmbeddingService:
         if version is None or version.tag == self.model.version:
             return False
         new = ServedModel.load(self.cfg, self.cache, tag=version.tag)
+        if problem := self._spec_problem(new):
+            # Keep serving the current model rather than feed the new one rows it never saw.
+            log.error("not swapping to %s: %s", new.version, problem)
+            return False
         with self._lock:
             self._swap(new)
+            self.refusal = None
         return True
 
     def _swap(self, new: ServedModel) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 import time
@@ -12,10 +13,12 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import prometheus_client
+import pytest
 
 from qanchor import registry
 from qanchor.features import FeatureStoreConfig, online_snapshots, push_events
 from qanchor.serving.config import ServingConfig
+from qanchor.serving.schemas import NotServing
 from qanchor.serving.service import EmbeddingService
 
 from .conftest import SCENARIOS
@@ -165,3 +168,28 @@ def test_a_small_cache_evicts_and_stays_in_bounds(serving_env, users: list[str])
         assert svc.cache.bytes <= svc.cache.max_bytes
     assert reg.get_sample_value("qanchor_prefix_cache_evictions_total") >= 6
     assert reg.get_sample_value("qanchor_prefix_cache_misses_total") == 10
+
+
+def other_spec_model(tuned_model: Path, tmp_path: Path) -> str:
+    """The served model's weights with a recorded feature spec of other caps, registered."""
+    other = shutil.copytree(tuned_model, tmp_path / "other-spec")
+    config = json.loads((other / "config.json").read_text())
+    config["feature_spec"]["max_events_per_source"] += 5
+    (other / "config.json").write_text(json.dumps(config))
+    return registry.register(other)
+
+
+def test_a_store_built_for_other_features_is_refused(
+    serving_env, tuned_model: Path, served_tag: str, users: list[str], tmp_path: Path
+) -> None:
+    tag = other_spec_model(tuned_model, tmp_path)
+    svc = EmbeddingService(ServingConfig.from_env(serving_env, model_tag=tag, reload_seconds=0))
+    assert not svc.ready() and "max_events_per_source" in svc.refusal
+    with pytest.raises(NotServing, match="trained on features of another shape"):
+        svc.embed(users[0], SCENARIOS[0])
+    with pytest.raises(NotServing):
+        svc.push([])
+    # A running service does not swap to such a model: it keeps serving the one it has.
+    ok = EmbeddingService(ServingConfig.from_env(serving_env, reload_seconds=0))
+    assert ok.ready() and not ok.reload(tag) and ok.model.version == served_tag
+    assert ok.embed(users[0], SCENARIOS[0]).model_version == served_tag
