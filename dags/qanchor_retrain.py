@@ -46,7 +46,8 @@ PARAMS = {
                      description="dataset directory in the input contract"),
     "preset": Param("small", enum=["tiny", "small", "paper"], description="preset of every stage"),
     "scenarios": Param([], type="array", description="scenarios to tune and evaluate (empty: all)"),
-    "tolerance": Param(0.01, type="number", minimum=0, description="allowed drop in mean AUC"),
+    "tolerance": Param(0.01, type="number", minimum=-1, maximum=1,
+                       description="allowed drop in mean AUC (negative: the gain a candidate must show)"),
 }  # fmt: skip
 
 

@@ -2,7 +2,8 @@
 
 Slow (a few minutes): ``.venv/bin/python -m pytest -m slow tests/orchestration/test_airflow_ui.py``.
 Needs Debian's ``chromium`` and ``chromium-driver``. With ``QANCHOR_SCREENSHOT=path`` the grid
-screenshot is also copied there (how docs/img/airflow-grid.png is made).
+screenshot is also copied there (how docs/img/airflow-grid.png is made), and with
+``QANCHOR_REJECTED_SCREENSHOT=path`` the one of a rejected candidate (docs/img/airflow-rejected.png).
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ def api(base: str) -> requests.Session:
     return s
 
 
-def trigger_and_wait(base: str) -> str:
+def trigger_and_wait(base: str, tolerance: float | None = None, want: str = "success") -> str:
     s = api(base)
     wait_for(
         lambda: s.get(f"{base}/api/v2/dags/qanchor_retrain", timeout=10).ok,
@@ -101,6 +102,8 @@ def trigger_and_wait(base: str) -> str:
     )
     assert s.patch(f"{base}/api/v2/dags/qanchor_retrain", json={"is_paused": False}, timeout=10).ok
     conf = {"preset": "tiny", "scenarios": TWO_SCENARIOS}
+    if tolerance is not None:
+        conf["tolerance"] = tolerance
     r = s.post(
         f"{base}/api/v2/dags/qanchor_retrain/dagRuns",
         json={"logical_date": None, "conf": conf},
@@ -110,7 +113,7 @@ def trigger_and_wait(base: str) -> str:
     run_id = r.json()["dag_run_id"]
     url = f"{base}/api/v2/dags/qanchor_retrain/dagRuns/{run_id}"
     state = wait_for(lambda: (st := s.get(url, timeout=10).json()["state"]) in ("success", "failed") and st, 1200, "the run", 5)  # fmt: skip
-    assert state == "success", f"run {run_id} ended {state}"
+    assert state == want, f"run {run_id} ended {state}"
     return run_id
 
 
@@ -176,4 +179,39 @@ def test_login_and_screenshot_the_grid_after_a_successful_run(
         drv.quit()
     assert "qanchor_retrain" in body
     if target := os.environ.get("QANCHOR_SCREENSHOT"):
+        shutil.copy(shot, target)
+
+
+def test_a_rejected_candidate_is_a_failed_run_with_the_reason(
+    airflow_server, tmp_path: Path
+) -> None:
+    """The first run is promoted; a second that must beat it by a whole AUC point (tolerance -1)
+    is rejected: its run fails at `outcome`, whose log holds the gate's reason."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    base, _ = airflow_server
+    trigger_and_wait(base)
+    run_id = trigger_and_wait(base, tolerance=-1.0, want="failed")
+    s = api(base)
+    tis = s.get(f"{base}/api/v2/dags/qanchor_retrain/dagRuns/{run_id}/taskInstances", timeout=10)
+    states = {t["task_id"]: t["state"] for t in tis.json()["task_instances"]}
+    assert states["gate"] == "success" and states["register"] == "skipped"
+    assert states["notify"] == "success" and states["outcome"] == "failed"
+    log = s.get(f"{base}/api/v2/dags/qanchor_retrain/dagRuns/{run_id}/taskInstances/outcome/logs/1",
+                headers={"Accept": "text/plain"}, timeout=10).text  # fmt: skip
+    assert "candidate not promoted: rejected: mean AUC" in log
+    drv = browser()
+    try:
+        login(drv, base)
+        drv.get(f"{base}/dags/qanchor_retrain/runs/{run_id}")
+        WebDriverWait(drv, 60).until(
+            lambda d: "outcome" in d.find_element(By.TAG_NAME, "body").text
+        )
+        time.sleep(3)
+        shot = tmp_path / "airflow-rejected.png"
+        assert drv.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+    finally:
+        drv.quit()
+    if target := os.environ.get("QANCHOR_REJECTED_SCREENSHOT"):
         shutil.copy(shot, target)
