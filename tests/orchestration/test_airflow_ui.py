@@ -199,7 +199,7 @@ def test_a_rejected_candidate_is_a_failed_run_with_the_reason(
     assert states["gate"] == "success" and states["register"] == "skipped"
     assert states["notify"] == "success" and states["outcome"] == "failed"
     log = s.get(f"{base}/api/v2/dags/qanchor_retrain/dagRuns/{run_id}/taskInstances/outcome/logs/1",
-                headers={"Accept": "text/plain"}, timeout=10).text  # fmt: skip
+                headers={"Accept": "application/json"}, timeout=10).text  # fmt: skip
     assert "candidate not promoted: rejected: mean AUC" in log
     drv = browser()
     try:
