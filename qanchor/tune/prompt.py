@@ -180,48 +180,65 @@ def tune_model(
     adapters = []
     for group in groups_for(chosen, positives, cfg, lambda t: encoder.encode(t).numpy()):
         log.info("tuning %s", [s.name for s in group])
-        for adapter in tune_group(emb, group, train, cfg):
-            if cfg.val_guard:
-                adapter = guard(emb, adapter, train, val, cfg)
-            save_adapter(model_dir, adapter)
-            adapters.append(adapter)
+        adapters += tune_group(emb, group, train, cfg)
+    if cfg.val_guard:
+        adapters = guard(emb, adapters, train, val, cfg)
+    for adapter in adapters:
+        save_adapter(model_dir, adapter)
     return adapters
 
 
 def guard(
     emb: Embedder,
-    adapter: ScenarioAdapter,
+    adapters: list[ScenarioAdapter],
     train: pd.DataFrame,
     val: pd.DataFrame,
     cfg: TuneConfig,
-) -> ScenarioAdapter:
-    """``adapter``, or (if its prompt does not beat the untuned query on validation users) the
+) -> list[ScenarioAdapter]:
+    """Each adapter, or (if its prompt does not beat the untuned query on validation users) the
     same scenario with an empty prompt and prototypes re-fitted under the bare query.
 
-    The verdict and both AUCs are recorded in the adapter's meta (``val_guard``).
+    All adapters are judged in one pass: every labelled user's prefix is computed once and all
+    (tuned, bare) suffixes run on it (per scenario, a pass each recomputed every prefix that no
+    longer fit the cache: 12 scenarios x 1,400 users took longer than the tuning itself).
+    The verdict and both AUCs are recorded in each adapter's meta (``val_guard``).
     """
     from qanchor.eval.metrics import auc_ks
     from qanchor.eval.probe import linear_probe
 
-    tr = train[(train["scenario"] == adapter.name) & train["user_id"].isin(emb._rows)]
-    va = val[(val["scenario"] == adapter.name) & val["user_id"].isin(emb._rows)]
-    if tr["label"].nunique() < 2 or va["label"].nunique() < 2:
-        adapter.meta["val_guard"] = {"kept": True, "reason": "a split lacks a class"}
-        return adapter
-    ids = tr["user_id"].tolist() + va["user_id"].tolist()
-    aucs = {}
-    for name, sfx in (("tuned", adapter), ("base", Suffix(adapter.query))):
-        x = emb.embed_rows(emb.rows(ids), [sfx]).numpy()[:, 0]
-        scores = linear_probe(x[: len(tr)], tr["label"].to_numpy(), x[len(tr) :], cfg.seed)
-        aucs[name] = round(auc_ks(va["label"].to_numpy(), scores)[0], 4)
-    kept = aucs["tuned"] > aucs["base"]
-    adapter.meta["val_guard"] = {"kept": kept, "val_auc": aucs}
-    if kept:
-        return adapter
-    log.info("%s: the tuned prompt does not beat the query on val users %s", adapter.name, aucs)
-    empty = adapter.prompt[:0].clone()
-    pools = _class_pools(emb, tr)
-    rng = np.random.default_rng(cfg.seed)
-    s = Scenario(adapter.name, adapter.query)
-    protos = _init_prototypes(emb, s, empty, pools, rng, cfg)
-    return ScenarioAdapter(adapter.name, adapter.query, empty, protos, adapter.meta)
+    parts = {}
+    for a in adapters:
+        tr = train[(train["scenario"] == a.name) & train["user_id"].isin(emb._rows)]
+        va = val[(val["scenario"] == a.name) & val["user_id"].isin(emb._rows)]
+        if tr["label"].nunique() < 2 or va["label"].nunique() < 2:
+            a.meta["val_guard"] = {"kept": True, "reason": "a split lacks a class"}
+        else:
+            parts[a.name] = (tr, va)
+    judged = [a for a in adapters if a.name in parts]
+    if not judged:
+        return adapters
+    ids = sorted({u for tr, va in parts.values() for u in (*tr["user_id"], *va["user_id"])})
+    at = {u: i for i, u in enumerate(ids)}
+    suffixes = [sfx for a in judged for sfx in (a, Suffix(a.query))]
+    vecs = emb.embed_rows(emb.rows(ids), suffixes).numpy()  # [users, 2 * adapters, d]
+    out = {}
+    for j, a in enumerate(judged):
+        tr, va = parts[a.name]
+        rows_tr, rows_va = [at[u] for u in tr["user_id"]], [at[u] for u in va["user_id"]]
+        aucs = {}
+        for k, name in enumerate(("tuned", "base")):
+            x = vecs[:, 2 * j + k]
+            scores = linear_probe(x[rows_tr], tr["label"].to_numpy(), x[rows_va], cfg.seed)
+            aucs[name] = round(auc_ks(va["label"].to_numpy(), scores)[0], 4)
+        kept = aucs["tuned"] > aucs["base"]
+        a.meta["val_guard"] = {"kept": kept, "val_auc": aucs}
+        if kept:
+            continue
+        log.info("%s: the tuned prompt does not beat the query on val users %s", a.name, aucs)
+        empty = a.prompt[:0].clone()
+        rng = np.random.default_rng(cfg.seed)
+        protos = _init_prototypes(
+            emb, Scenario(a.name, a.query), empty, _class_pools(emb, tr), rng, cfg
+        )
+        out[a.name] = ScenarioAdapter(a.name, a.query, empty, protos, a.meta)
+    return [out.get(a.name, a) for a in adapters]

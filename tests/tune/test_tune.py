@@ -96,8 +96,8 @@ def test_val_guard_drops_a_prompt_that_does_not_beat_the_query(
     tied = ScenarioAdapter(
         "coupon_redemption", "Will this user redeem a coupon?", torch.zeros(0, 32), torch.eye(2, 16)
     )
-    out = guard(emb, tied, labels[labels["split"] == "train"], labels[labels["split"] == "val"],
-                resolve(TuneConfig, "tiny"))  # fmt: skip
+    (out,) = guard(emb, [tied], labels[labels["split"] == "train"],
+                   labels[labels["split"] == "val"], resolve(TuneConfig, "tiny"))  # fmt: skip
     assert out.meta["val_guard"]["kept"] is False
     assert out.prompt.shape == (0, 32) and out.prototypes.shape == (2, 16)
     torch.testing.assert_close(out.prototypes.norm(dim=-1), torch.ones(2))
