@@ -30,7 +30,8 @@ and its row is not even rewritten).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -120,7 +121,6 @@ def push_events(
         FutureEventsError: an event is dated after ``now + max_skew``.
         UnknownUsersError: a user is unknown and ``create`` is off.
     """
-    from feast.data_source import PushMode
 
     ev = _events(events)
     if ev.empty:
@@ -131,6 +131,16 @@ def push_events(
         raise FutureEventsError(f"{len(late)} event(s) dated after now + {max_skew} ({limit}), "
                                 f"e.g. user {late['user_id'].iloc[0]} at {late['ts'].iloc[0]}")  # fmt: skip
     users = sorted(ev["user_id"].unique())
+    with push_lock(cfg):  # a read-modify-write: another replica's push must not interleave
+        return _push(cfg, ev, users, on_stale, create)
+
+
+def _push(
+    cfg: FeatureStoreConfig, ev: pd.DataFrame, users: list[str], on_stale: Iterable[StaleHook],
+    create: bool,
+) -> PushResult:  # fmt: skip
+    from feast.data_source import PushMode
+
     before = online_snapshots(cfg, users)
     snaps = before.snapshots
     known = set(snaps.loc[snaps["snapshot_ts"].notna(), "user_id"].astype(str))
@@ -146,6 +156,34 @@ def push_events(
         for hook in on_stale:
             hook(stale)
     return PushResult(stale, new, len(ev))
+
+
+@contextmanager
+def push_lock(cfg: FeatureStoreConfig, timeout: float = 60.0) -> Iterator[None]:
+    """Exclusive across processes and replicas for the duration of one push.
+
+    With the Redis online store a Redis lock (every replica reaches the same server); with the
+    embedded SQLite store a file lock beside it (replicas share its directory). Pushes are short
+    (one read and one write per request), so one lock for the whole store costs little.
+    """
+    if cfg.online_store == "redis":
+        import redis
+
+        from qanchor.features.config import _redis_url
+
+        host_port, *opts = _redis_url(cfg, "").split(",")
+        host, _, port = host_port.partition(":")
+        kw = dict(o.split("=", 1) for o in opts if "=" in o)
+        client = redis.Redis(host=host, port=int(port or 6379), db=int(kw.get("db", 0)),
+                             password=kw.get("password"))  # fmt: skip
+        with client.lock("qanchor:push", timeout=timeout, blocking_timeout=timeout):
+            yield
+        return
+    from filelock import FileLock
+
+    cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(cfg.state_dir / "push.lock"), timeout=timeout):
+        yield
 
 
 @dataclass(frozen=True)
