@@ -70,6 +70,11 @@ class BuildConfig:
     max_bag_texts: int = option(
         2000, "distinct texts per user and source in the whole-history bag (most frequent)"
     )
+    feature_spec_from: str | None = option(
+        None,
+        "model directory (or 'served': the promoted model) whose recorded feature spec "
+        "sets the caps and history window, so a serving build shapes rows as training did",
+    )
     source_semantics: bool = option(
         True,
         "word pair answers by sources.yaml; false ignores the file (neutral wording: an "
@@ -109,9 +114,29 @@ def resolve_cutoff(events: pd.DataFrame, cfg: BuildConfig) -> pd.Timestamp:
     return last_day - pd.Timedelta(days=cfg.future_days)
 
 
+def _with_model_spec(cfg: BuildConfig) -> BuildConfig:
+    """``cfg`` with the caps of the model named by ``feature_spec_from`` (if any)."""
+    if not cfg.feature_spec_from:
+        return cfg
+    from qanchor.features.spec import FeatureSpec
+
+    model = cfg.feature_spec_from
+    if model == "served":
+        from qanchor import registry
+
+        model = registry.load_promoted()
+    spec = FeatureSpec.from_model(model)
+    if spec is None:
+        raise QAnchorError(f"{model} records no feature spec (trained by an older qanchor)")
+    return dataclasses.replace(cfg, max_events_per_source=spec.max_events_per_source,
+                               source_caps=dict(spec.source_caps), history_days=spec.history_days,
+                               max_bag_texts=spec.max_bag_texts or cfg.max_bag_texts)  # fmt: skip
+
+
 def build_dataset(input_dir: str | Path, out_dir: str | Path, cfg: BuildConfig) -> Path:
     """Build a training-ready dataset directory from a contract dataset. Returns ``out_dir``."""
     t0 = time.perf_counter()
+    cfg = _with_model_spec(cfg)
     ds = select_scenarios(load_dataset(input_dir), cfg.scenarios)
     if not cfg.source_semantics:
         ds = dataclasses.replace(ds, source_specs={})

@@ -187,3 +187,15 @@ def test_presets_and_overrides() -> None:
     assert resolve(BuildConfig, "tiny").max_events_per_source == 8
     paper = resolve(BuildConfig, "paper", overrides={"seed": "3"})
     assert paper.source_caps["app"] == 10 and paper.seed == 3
+
+
+def test_a_build_takes_the_caps_of_a_models_feature_spec(
+    tiny_model: Path, built_tiny: Path, tmp_path: Path
+) -> None:
+    from qanchor.features.spec import FeatureSpec
+
+    trained = FeatureSpec.from_model(tiny_model)
+    cfg = BuildConfig(max_events_per_source=trained.max_events_per_source + 3, max_bag_texts=5,
+                      feature_spec_from=str(tiny_model))  # fmt: skip
+    out = build_dataset(built_tiny.parent / "raw", tmp_path / "serving", cfg)
+    assert FeatureSpec.from_build(out) == trained
