@@ -84,8 +84,13 @@ user_event_history = FeatureView(
 user_profile = FeatureView(
     name="user_profile", entities=[user], ttl=NO_EXPIRY, source=profiles_source, online=True
 )
+activity_push = PushSource(
+    name="user_activity_push",
+    batch_source=aggregates_source,
+    description="A user's activity aggregates updated with new events (stream ingestion)",
+)
 user_activity = FeatureView(
-    name="user_activity", entities=[user], ttl=NO_EXPIRY, source=aggregates_source, online=True
+    name="user_activity", entities=[user], ttl=NO_EXPIRY, source=activity_push, online=True
 )
 
 qanchor_training = FeatureService(

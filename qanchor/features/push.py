@@ -53,6 +53,7 @@ from qanchor.features.config import FeatureStoreConfig
 from qanchor.features.store import online_snapshots, store
 
 PUSH_SOURCE = "user_events_push"
+ACTIVITY_SOURCE = "user_activity_push"
 EVENT_FIELDS = ["user_id", "ts", "source", "text", "value"]
 # Long (one row per event or bag text) names of the served list columns.
 RECENT_NAMES = dict(zip(EVENT_COLUMNS, ("source", "ts", "text", "value"), strict=True))
@@ -146,10 +147,21 @@ def _push(
     known = set(snaps.loc[snaps["snapshot_ts"].notna(), "user_id"].astype(str))
     if not create and (unknown := [u for u in users if u not in known]):
         raise UnknownUsersError(unknown)
-    rows = merged_history(before.snapshots, ev, build_caps(cfg))
+    caps = build_caps(cfg)
+    rows = merged_history(before.snapshots, ev, caps)
     if rows.empty:  # nothing new: the stored rows stand, nobody is stale
         return PushResult(set(), before.versions(), len(ev))
-    store(cfg).push(PUSH_SOURCE, rows, to=PushMode.ONLINE)
+    fs = store(cfg)
+    fs.push(PUSH_SOURCE, rows, to=PushMode.ONLINE)
+    if before.aggregates is not None:
+        # The activity aggregates follow the events (same row time): see qanchor.features.activity.
+        from qanchor.features.activity import updated_activity
+
+        recent = _long(before.snapshots, RECENT_NAMES)
+        new = unseen_events(recent, ev, caps)
+        times = rows[["user_id", "snapshot_ts"]]
+        activity = updated_activity(before.aggregates, new, recent, times, before.snapshots)
+        fs.push(ACTIVITY_SOURCE, activity, to=PushMode.ONLINE)
     old, new = before.versions(), online_snapshots(cfg, users).versions()
     stale = {u for u in users if new[u] != old[u]}
     if stale:

@@ -119,6 +119,37 @@ def test_push_of_a_new_user_starts_its_history(fresh_store: FeatureStoreConfig) 
     assert got["event_text"] == ["searched: bikes 0"] and got["event_value"] == [None]
 
 
+def test_a_push_brings_the_users_activity_aggregates_forward(
+    fresh_store: FeatureStoreConfig,
+) -> None:
+    users = sorted(pd.read_parquet(Path(fresh_store.data) / "users.parquet")["user_id"])[:1]
+    before = online_snapshots(fresh_store, users)
+    agg0 = before.aggregates.set_index("user_id").loc[users[0]].astype(float)  # None -> NaN
+    ev = new_events(users).assign(value=[12.5])
+    push_events(fresh_store, ev)
+    after = online_snapshots(fresh_store, users)
+    agg1 = after.aggregates.set_index("user_id").loc[users[0]].astype(float)
+    assert agg1["search__count"] == agg0["search__count"] + 1
+    assert agg1["total__count"] == agg0["total__count"] + 1
+    assert agg1["search__value_sum"] == np.nansum([agg0["search__value_sum"], 12.5])
+    row_time = pd.to_datetime(after.snapshots["snapshot_ts"].iloc[0], utc=True)
+    since = (row_time - ev["ts"].iloc[0]) / pd.Timedelta(days=1)
+    assert agg1["search__days_since_last"] == pytest.approx(since)
+    assert agg1["total__days_since_last"] == pytest.approx(since)
+    # The other sources' recency counts from the new row time too.
+    other = [
+        c
+        for c in agg0.index
+        if c.endswith("__days_since_last") and not c.startswith(("search", "total"))
+    ]
+    shift = (
+        row_time - pd.to_datetime(before.snapshots["snapshot_ts"].iloc[0], utc=True)
+    ) / pd.Timedelta(days=1)
+    for c in other:
+        if pd.notna(agg0[c]):
+            assert agg1[c] == pytest.approx(agg0[c] + shift), c
+
+
 def test_events_dated_in_the_future_are_refused_and_nothing_is_written(
     fresh_store: FeatureStoreConfig,
 ) -> None:
