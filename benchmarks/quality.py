@@ -116,8 +116,10 @@ def run_one(name: str, data: Path, run_dir: Path, args: argparse.Namespace, seed
         print(f"[run] {run_dir}", flush=True)
         run_all(data, run_dir, args.preset, seed=seed, overrides=args.overrides)
     run = json.loads((run_dir / "run.json").read_text())
+    # Results are committed: the dataset's name, not this machine's path to it.
+    stored = json.loads(metrics.read_text()) | {"dataset": name}
     return {"dataset": name, "seed": seed, "wall_s": run["total_seconds"],
-            "bf16": bf16_used(run_dir), "metrics": json.loads(metrics.read_text())}  # fmt: skip
+            "bf16": bf16_used(run_dir), "metrics": stored}  # fmt: skip
 
 
 def merge(previous: dict, tag: str, variant: dict) -> dict:
