@@ -65,21 +65,21 @@ def _update(row: pd.Series, new: pd.DataFrame, recent: pd.DataFrame, was, at) ->
     shift = max((at - was) / pd.Timedelta(days=1), 0.0) if pd.notna(was) else 0.0
     for col in [c for c in row.index if c.endswith("__days_since_last")]:
         row[col] = row[col] + shift  # NaN (never active) stays NaN
-    seen_days = set(pd.to_datetime(recent["ts"], utc=True).dt.floor("D")) if len(recent) else set()
+    recent_days = recent.assign(day=pd.to_datetime(recent["ts"], utc=True).dt.floor("D"))
+    seen_days = set(recent_days["day"])
+    new = new.assign(ts=pd.to_datetime(new["ts"], utc=True))
     new_days = set()
     for src, ev in new.groupby("source"):
         c = source_column(src)
         if f"{c}__count" not in row.index:
             continue  # a source the build did not know has no aggregate columns
-        days = set(pd.to_datetime(ev["ts"], utc=True).dt.floor("D"))
-        fresh_days = days - {d for d, s in zip(pd.to_datetime(recent["ts"], utc=True).dt.floor("D"), recent["source"], strict=True) if s == src}  # fmt: skip
+        days = set(ev["ts"].dt.floor("D"))
+        fresh_days = days - set(recent_days.loc[recent_days["source"] == src, "day"])
         vals = ev["value"].dropna().astype(float)
         row[f"{c}__count"] += len(ev)
-        row[f"{c}__count_30d"] += int(
-            ((at - pd.to_datetime(ev["ts"], utc=True)) <= pd.Timedelta(days=30)).sum()
-        )
+        row[f"{c}__count_30d"] += int(((at - ev["ts"]) <= pd.Timedelta(days=30)).sum())
         row[f"{c}__active_days"] += len(fresh_days)
-        since = (at - pd.to_datetime(ev["ts"], utc=True).max()) / pd.Timedelta(days=1)
+        since = (at - ev["ts"].max()) / pd.Timedelta(days=1)
         old = row[f"{c}__days_since_last"]
         row[f"{c}__days_since_last"] = since if np.isnan(old) else min(old, since)
         if len(vals):

@@ -148,7 +148,9 @@ def _push(
     if not create and (unknown := [u for u in users if u not in known]):
         raise UnknownUsersError(unknown)
     caps = build_caps(cfg)
-    rows = merged_history(before.snapshots, ev, caps)
+    recent = _long(before.snapshots, RECENT_NAMES)
+    new = unseen_events(recent, ev, caps)
+    rows = merged_history(before.snapshots, ev, caps, new)
     if rows.empty:  # nothing new: the stored rows stand, nobody is stale
         return PushResult(set(), before.versions(), len(ev))
     fs = store(cfg)
@@ -157,8 +159,6 @@ def _push(
         # The activity aggregates follow the events (same row time): see qanchor.features.activity.
         from qanchor.features.activity import updated_activity
 
-        recent = _long(before.snapshots, RECENT_NAMES)
-        new = unseen_events(recent, ev, caps)
         times = rows[["user_id", "snapshot_ts"]]
         activity = updated_activity(before.aggregates, new, recent, times, before.snapshots)
         fs.push(ACTIVITY_SOURCE, activity, to=PushMode.ONLINE)
@@ -227,13 +227,16 @@ def build_caps(cfg: FeatureStoreConfig) -> Caps:
                 int(build["max_bag_texts"]))  # fmt: skip
 
 
-def merged_history(current: pd.DataFrame, events: pd.DataFrame, caps: Caps) -> pd.DataFrame:
+def merged_history(
+    current: pd.DataFrame, events: pd.DataFrame, caps: Caps, new: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """The event-history rows of the users with unseen ``events``, shaped as the build shapes them.
 
     Args:
         current: the users' rows as served (``online_snapshots(...).snapshots``).
         events: new events, ``EVENT_FIELDS`` (``value`` optional).
         caps: the build's caps.
+        new: ``unseen_events`` of ``events``, if the caller already has them.
 
     Returns:
         One row per user with at least one unseen event (others keep their stored row):
@@ -243,7 +246,8 @@ def merged_history(current: pd.DataFrame, events: pd.DataFrame, caps: Caps) -> p
         resolution, and an equal time would drop the push.
     """
     recent, bag = _long(current, RECENT_NAMES), _long(current, BAG_NAMES)
-    new = unseen_events(recent, _events(events), caps)
+    if new is None:
+        new = unseen_events(recent, _events(events), caps)
     if new.empty:
         return pd.DataFrame(columns=["user_id", *EVENT_COLUMNS, *BAG_COLUMNS, "snapshot_ts"])
     users = pd.Index(sorted(new["user_id"].unique()), name="user_id")
