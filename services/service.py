@@ -15,7 +15,9 @@ import bentoml
 from qanchor.serving import schemas as S
 from qanchor.serving.auth import RequestGuard
 from qanchor.serving.config import ServingConfig
-from qanchor.serving.http import http_errors
+from qanchor.serving.http import http_errors, quiet_client_errors
+
+quiet_client_errors()  # a 400 is one INFO line, not an ERROR with a traceback
 
 
 # One worker process: the prefix cache lives in it, and torch uses every core for one batch.

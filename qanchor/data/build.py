@@ -80,6 +80,11 @@ class BuildConfig:
         "word pair answers by sources.yaml; false ignores the file (neutral wording: an "
         "ablation of the source semantics)",
     )
+    future_horizon_days: float | None = option(
+        1.0,
+        "events dated later than now + this many days are quarantined (clock errors, "
+        "placeholder dates that would move the derived cutoff); none: no limit",
+    )
     action_words: int = option(6, "words of an event text kept as its action key")
     future_max_items: int = option(8, "actions named in a D_future answer")
     uqa_per_user: int = option(4, "D_uqa topic pairs per user")
@@ -114,6 +119,51 @@ def resolve_cutoff(events: pd.DataFrame, cfg: BuildConfig) -> pd.Timestamp:
     return last_day - pd.Timedelta(days=cfg.future_days)
 
 
+def horizon(cfg: BuildConfig) -> pd.Timestamp | None:
+    """The latest event time a build accepts: now + ``future_horizon_days`` (None: no limit)."""
+    if cfg.future_horizon_days is None:
+        return None
+    return pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=cfg.future_horizon_days)
+
+
+# A derived cutoff is "from outliers" when its future window holds less than this share of the
+# events an average window of history of the same length does: a few late events pushed it
+# past the end of the real activity.
+SPARSE_FUTURE = 0.1
+
+
+def build_warnings(
+    ds: Dataset, tables: dict[str, pd.DataFrame], cutoff: pd.Timestamp, cfg: BuildConfig
+) -> list[str]:
+    """What a person should look at before training on this build (report, manifest, log)."""
+    out = []
+    hist, fut = tables["history.parquet"], tables["future.parquet"]
+    if not cfg.cutoff and len(hist):
+        span = (cutoff - hist["ts"].min()) / pd.Timedelta(days=cfg.future_days)
+        expected = len(hist) / max(span, 1.0)
+        if len(fut) < SPARSE_FUTURE * expected:
+            out.append(
+                f"the derived cutoff {cutoff.date()} leaves {len(fut)} event(s) in the "
+                f"{cfg.future_days}-day future window, against ~{expected:.0f} in an average "
+                f"window of history: late outlying events (last {ds.events['ts'].max()}) may "
+                "have moved it; pass --cutoff, or fix their timestamps"
+            )
+    labels = tables["labels.parquet"]
+    for scen, grp in labels.groupby("scenario", sort=False):
+        for split in ("train", "test"):
+            values = grp.loc[grp["split"] == split, "label"].unique()
+            if len(values) < 2:
+                has = f"only label {values[0]}" if len(values) else "no users"
+                out.append(f"scenario {scen!r} has {has} in the {split} split: it cannot be "
+                           "tuned or evaluated; add users of the other class")  # fmt: skip
+                break
+    for file, cols in ds.nulled.items():
+        out.append(f"{file}: infinite values set to null: {cols}")
+    for file, target in ds.links.items():
+        out.append(f"{file} is a symbolic link to {target} (outside data is read)")
+    return out
+
+
 def _with_model_spec(cfg: BuildConfig) -> BuildConfig:
     """``cfg`` with the caps of the model named by ``feature_spec_from`` (if any)."""
     if not cfg.feature_spec_from:
@@ -137,12 +187,15 @@ def build_dataset(input_dir: str | Path, out_dir: str | Path, cfg: BuildConfig) 
     """Build a training-ready dataset directory from a contract dataset. Returns ``out_dir``."""
     t0 = time.perf_counter()
     cfg = _with_model_spec(cfg)
-    ds = select_scenarios(load_dataset(input_dir), cfg.scenarios)
+    ds = select_scenarios(load_dataset(input_dir, horizon(cfg)), cfg.scenarios)
     if not cfg.source_semantics:
         ds = dataclasses.replace(ds, source_specs={})
     cutoff = resolve_cutoff(ds.events, cfg)
     with atomic_dir(out_dir) as tmp:
         tables = _build_tables(ds, cutoff, cfg)
+        warnings = build_warnings(ds, tables, cutoff, cfg)
+        for w in warnings:
+            log.warning("%s", w)
         for name, df in tables.items():
             df.to_parquet(tmp / name, index=False)
         write_scenarios(ds.scenarios, tmp / "scenarios.yaml")
@@ -150,7 +203,7 @@ def build_dataset(input_dir: str | Path, out_dir: str | Path, cfg: BuildConfig) 
         write_sources([ds.source_spec(s) for s in ds.sources], tmp / "sources.yaml")
         quarantined = write_quarantine(ds, tmp)
         manifest = write_manifest(
-            tmp, ds, tables, cutoff, to_dict(cfg), quarantined, time.perf_counter() - t0
+            tmp, ds, tables, cutoff, to_dict(cfg), quarantined, time.perf_counter() - t0, warnings
         )
         write_report(tmp, ds, tables, manifest)
     log.info("built %s in %.1fs", out_dir, time.perf_counter() - t0)

@@ -12,6 +12,8 @@ Example::
 
 from __future__ import annotations
 
+import re
+import reprlib
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -47,6 +49,8 @@ EVENT_KEY = ("user_id", "ts", "source", "text", "value")  # all equal -> duplica
 # Quarantine reasons: the exact strings written to the `reason` column of quarantined rows.
 NULL_TEXT = "null text"
 BAD_TS = "unparseable timestamp"
+TS_OUT_OF_RANGE = "timestamp out of range"  # a date, but one no behaviour log holds (year 9999)
+TS_FUTURE = "timestamp after the horizon"  # later than now + BuildConfig.future_horizon_days
 NULL_SOURCE = "null source"
 DUPLICATE_EVENT = "duplicate event"
 NO_LABEL = "user has no label"
@@ -54,6 +58,10 @@ NO_EVENTS = "user has no events"
 EMPTY_QA = "empty query or answer"
 
 SCENARIO_KEYS = ("name", "query", "description", "group")
+# A scenario name becomes a directory of the model (its adapter), an Airflow map index and a
+# metrics key: a slug, so no name can climb out of the model directory ("../x") or hide in it.
+SCENARIO_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+SCENARIO_NAME_RULE = "1-64 letters, digits, '_', '-' or '.', starting with a letter or digit"
 
 
 @dataclass(frozen=True)
@@ -138,7 +146,7 @@ def write_scenarios(scenarios: list[Scenario], path: Path) -> None:
 
 def _parse_entry(file: str, index: int, entry: Any) -> Scenario:
     """Turn one YAML list entry into a Scenario, or raise naming the entry."""
-    where = f"    entry {index}: {entry!r}"[:200]
+    where = f"    entry {index}: {_short(entry)}"
     if not isinstance(entry, dict):
         raise ContractError(
             file,
@@ -162,7 +170,25 @@ def _parse_entry(file: str, index: int, entry: Any) -> Scenario:
         raise ContractError(file, "a scenario without a name", column="name", rows=where)
     if not values["query"]:
         raise ContractError(file, "a scenario without a query", column="query", rows=where)
+    check_scenario_name(values["name"], file, where)
     return Scenario(**values)
+
+
+def check_scenario_name(name: str, file: str = SCENARIOS, where: str | None = None) -> None:
+    """Raise unless ``name`` is a scenario slug (:data:`SCENARIO_NAME`)."""
+    if not SCENARIO_NAME.fullmatch(name):
+        raise ContractError(
+            file, f"invalid scenario name {_short(name)}: use {SCENARIO_NAME_RULE}",
+            column="name", rows=where or "",
+        )  # fmt: skip
+
+
+# YAML aliases can expand a small file into a huge structure: render an entry for a message
+# with bounded depth and length instead of repr()-ing all of it and cutting the string.
+def _short(value: Any) -> str:
+    short = reprlib.Repr()  # keyword arguments only from Python 3.12
+    short.maxlevel, short.maxdict, short.maxlist, short.maxstring = 2, 4, 4, 60
+    return short.repr(value)
 
 
 def _check_unique(file: str, scenarios: list[Scenario]) -> None:

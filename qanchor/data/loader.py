@@ -50,6 +50,9 @@ class Dataset:
             named ``row``, is the 0-based row number in the file. Only files with bad rows.
         source_specs: The entries of ``sources.yaml`` (empty without the file), in file order;
             :meth:`source_spec` fills in the neutral default for the others.
+        nulled: File -> column -> number of infinite numbers set to null (``inf`` in a
+            profile would otherwise reach pretraining text as "income: inf").
+        links: Contract file -> where its symbolic link points, for files that are links.
     """
 
     root: Path
@@ -60,6 +63,8 @@ class Dataset:
     qa: pd.DataFrame | None = None
     quarantine: dict[str, pd.DataFrame] = field(default_factory=dict)
     source_specs: dict[str, SourceSpec] = field(default_factory=dict)
+    nulled: dict[str, dict[str, int]] = field(default_factory=dict)
+    links: dict[str, str] = field(default_factory=dict)
 
     @property
     def sources(self) -> list[str]:
@@ -78,11 +83,13 @@ class Dataset:
         }
 
 
-def load_dataset(path: str | Path) -> Dataset:
+def load_dataset(path: str | Path, horizon: pd.Timestamp | None = None) -> Dataset:
     """Read, validate and clean the dataset in directory ``path``.
 
     Args:
         path: A directory laid out as in DESIGN.md section 3.
+        horizon: Events dated after it are quarantined (``timestamp after the horizon``):
+            clock errors and placeholder dates would otherwise move a derived cutoff.
 
     Returns:
         The cleaned Dataset, with bad rows in ``quarantine``.
@@ -97,7 +104,7 @@ def load_dataset(path: str | Path) -> Dataset:
                             f"{', '.join(c.REQUIRED_FILES)}")  # fmt: skip
     scenarios = read_scenarios(root / c.SCENARIOS)
     specs = read_sources(root / c.SOURCE_SPECS)  # before the parquet files: a typo fails fast
-    raw_events, ts, codes, rows = _read_events(root)
+    raw_events, ts, codes, rows = _read_events(root, horizon)
     raw_labels = _read_labels(root, [s.name for s in scenarios])
 
     rows = _drop_unlabelled(raw_events, raw_labels, codes, rows)
@@ -113,8 +120,41 @@ def load_dataset(path: str | Path) -> Dataset:
     qa = _read_qa(root, quarantine)
     quarantine = {file: df for file, df in quarantine.items() if len(df)}
     profiles = _read_profiles(root)
+    nulled = {c.EVENTS: _null_infinite(events, ["value"])}
+    if profiles is not None:
+        nulled[c.PROFILES] = _null_infinite(profiles, [col for col in profiles if col != "user_id"])
+    nulled = {file: cols for file, cols in nulled.items() if cols}
     labels = labels.reset_index(drop=True)
-    return Dataset(root, events, labels, scenarios, profiles, qa, quarantine, specs)
+    return Dataset(root, events, labels, scenarios, profiles, qa, quarantine, specs, nulled,
+                   _links(root))  # fmt: skip
+
+
+def _null_infinite(df: pd.DataFrame, columns: list[str]) -> dict[str, int]:
+    """Set ±inf in the numeric ``columns`` of ``df`` to NaN (in place); column -> count."""
+    counts = {}
+    for col in columns:
+        if col in df.columns and pd.api.types.is_float_dtype(df[col]):
+            inf = np.isinf(df[col].to_numpy())
+            if inf.any():
+                df.loc[inf, col] = np.nan
+                counts[col] = int(inf.sum())
+    return counts
+
+
+def _links(root: Path) -> dict[str, str]:
+    """Contract files (or their parts) that are symbolic links, and where they point.
+
+    Links are followed (a large file shared between datasets is a fair use); the build
+    report lists them, so a dataset that reads data from elsewhere says so.
+    """
+    out = {}
+    for file in (c.EVENTS, c.LABELS, c.PROFILES, c.QA, c.SCENARIOS, c.SOURCE_SPECS):
+        path = root / file
+        parts = [path, *sorted(path.rglob("*"))] if path.is_dir() else [path]
+        for p in parts:
+            if p.is_symlink():
+                out[p.relative_to(root).as_posix()] = str(p.resolve())
+    return out
 
 
 def write_quarantine(ds: Dataset, out_dir: Path) -> dict[str, int]:
@@ -140,7 +180,9 @@ def write_quarantine(ds: Dataset, out_dir: Path) -> dict[str, int]:
     return counts
 
 
-def _read_events(root: Path) -> tuple[pd.DataFrame, pd.Series, np.ndarray, np.ndarray]:
+def _read_events(
+    root: Path, horizon: pd.Timestamp | None = None
+) -> tuple[pd.DataFrame, pd.Series, np.ndarray, np.ndarray]:
     """Raw events, parsed UTC ts, a reason code per row, and the kept rows in sorted order.
 
     Reason codes index ``validate.EVENT_REASONS`` (0 = kept so far); the kept positions are
@@ -153,7 +195,7 @@ def _read_events(root: Path) -> tuple[pd.DataFrame, pd.Series, np.ndarray, np.nd
         raise ContractError(c.EVENTS, "no events at all: the file has no rows")
     v.require_non_null(raw, c.EVENTS, "user_id")
     ts = _parse_ts(raw["ts"])
-    codes = v.row_reasons(raw, ts)
+    codes = v.row_reasons(raw, ts, horizon)
     keys = _sort_keys(raw["user_id"], ts)
     rows = _sort_rows(keys, np.flatnonzero(codes == 0))
     codes[v.duplicate_rows(raw, ts, keys, rows)] = v.EVENT_REASONS.index(c.DUPLICATE_EVENT)
@@ -239,13 +281,26 @@ def _parse_ts(raw: pd.Series) -> pd.Series:
         raw = _arrow_iso(raw)
     if pd.api.types.is_datetime64_any_dtype(raw):
         tz = getattr(raw.dtype, "tz", None)
-        return raw.dt.tz_localize("UTC") if tz is None else raw.dt.tz_convert("UTC")
+        return _as_ns(raw.dt.tz_localize("UTC") if tz is None else raw.dt.tz_convert("UTC"))
     ts = pd.to_datetime(raw, format="ISO8601", utc=True, errors="coerce")
     failed = ts.isna()
     retry = failed & ~v.blank(raw) if failed.any() else failed
     if retry.any():
         ts.loc[retry] = pd.to_datetime(raw[retry], format="mixed", utc=True, errors="coerce")
-    return ts
+    return _as_ns(ts)
+
+
+def _as_ns(ts: pd.Series) -> pd.Series:
+    """UTC nanosecond timestamps; values that unit cannot hold become NaT.
+
+    Arrow hands pandas microseconds, in which year 9999 fits; every later step (cutoff, windows,
+    ticks) works in nanoseconds, so such a value would crash the build far from its row. As NaT
+    it is quarantined (``validate.out_of_range`` names the reason).
+    """
+    if getattr(ts.dtype, "unit", "ns") == "ns":
+        return ts
+    lo, hi = (t.tz_localize("UTC") for t in (pd.Timestamp.min.ceil("us"), pd.Timestamp.max.floor("us")))  # fmt: skip
+    return ts.where((ts >= lo) & (ts <= hi)).astype("datetime64[ns, UTC]")
 
 
 def _arrow_iso(raw: pd.Series) -> pd.Series:

@@ -25,6 +25,7 @@ def write_manifest(
     config: dict[str, Any],
     quarantined: dict[str, int],
     seconds: float,
+    warnings: list[str] | None = None,
 ) -> dict[str, Any]:
     """Write ``manifest.json``: schema version, counts, hashes, config. Returns the dict.
 
@@ -54,6 +55,9 @@ def write_manifest(
             k: int(v) for k, v in users["split"].value_counts().sort_index().items()
         },
         "quarantined": quarantined,
+        "nulled": ds.nulled,
+        "links": ds.links,
+        "warnings": list(warnings or []),
         "config": config,
         "files": files,
         "content_hash": content,
@@ -130,6 +134,11 @@ def write_report(
         [
             f"# Dataset build report\n\nInput `{manifest['input']}`; cutoff {manifest['cutoff']}; "
             f"built in {manifest['build_seconds']} s; content hash `{manifest['content_hash'][:16]}`.",
+            *(
+                ["## Warnings\n\n" + "\n".join(f"- {w}" for w in manifest["warnings"])]
+                if manifest.get("warnings")
+                else []
+            ),  # fmt: skip
             f"## Events per source\n\n{_md_table(per_source)}",
             _sources_section(ds),
             f"## Users per split\n\n{_md_table(per_split)}",

@@ -165,6 +165,10 @@ def to_frame(table: pa.Table, kinds: dict[str, str]) -> pd.DataFrame:
             target = pa.float64()  # unsafe: an int beyond 2**53 still converts (approximately)
         elif pa.types.is_dictionary(t) or (pa.types.is_null(t) and kind != "feature"):
             target = pa.string()  # else categories/objects would leak into "string" columns
+        elif kind == "timestamp" and _beyond_ns(table.column(col)):
+            # pandas holds nanoseconds (years 1677-2262): cast to ISO strings, so the row is
+            # quarantined as out of range by the timestamp parser instead of crashing here.
+            target = pa.string()
         elif pa.types.is_date(t):
             target = pa.timestamp("s")
         if target is not None:
@@ -172,6 +176,20 @@ def to_frame(table: pa.Table, kinds: dict[str, str]) -> pd.DataFrame:
             table = table.set_column(i, col, table.column(col).cast(target, safe=False))
     # ignore_metadata: pandas metadata could restore an index or exotic dtypes we do not want
     return table.to_pandas(ignore_metadata=True)
+
+
+def _beyond_ns(column: pa.ChunkedArray) -> bool:
+    """Whether a timestamp/date column holds a value pandas' nanoseconds cannot."""
+    import pyarrow.compute as pc
+
+    t = column.type
+    if not (pa.types.is_timestamp(t) or pa.types.is_date(t)) or column.null_count == len(column):
+        return False
+    unit = pa.timestamp("s", t.tz) if pa.types.is_timestamp(t) else pa.timestamp("s")
+    seconds = pc.cast(pc.cast(column, unit, safe=False), pa.int64())
+    lo, hi = pd.Timestamp.min.value // 10**9 + 1, pd.Timestamp.max.value // 10**9
+    mm = pc.min_max(seconds)
+    return mm["min"].as_py() < lo or mm["max"].as_py() > hi
 
 
 def blank(s: pd.Series) -> pd.Series:
@@ -193,19 +211,54 @@ def require_non_null(df: pd.DataFrame, file: str, column: str) -> None:
 
 # Event quarantine reasons by code; row_reasons() and the loader store the code (int8) per row
 # and only turn it into a string for quarantined rows, which keeps millions of rows cheap.
-EVENT_REASONS = ("", c.NULL_TEXT, c.BAD_TS, c.NULL_SOURCE, c.DUPLICATE_EVENT, c.NO_LABEL)
+EVENT_REASONS = ("", c.NULL_TEXT, c.BAD_TS, c.NULL_SOURCE, c.DUPLICATE_EVENT, c.NO_LABEL,
+                 c.TS_OUT_OF_RANGE, c.TS_FUTURE)  # fmt: skip
 
 
-def row_reasons(events: pd.DataFrame, ts: pd.Series) -> np.ndarray:
+def row_reasons(
+    events: pd.DataFrame, ts: pd.Series, horizon: pd.Timestamp | None = None
+) -> np.ndarray:
     """Per event, the code in EVENT_REASONS of the first failing row check (0 = fine).
 
     Args:
         events: Raw events as read.
         ts: Parsed UTC timestamps aligned with ``events`` (NaT = unparseable).
+        horizon: Events after it are quarantined (None: no upper limit).
     """
-    masks = [blank(events["text"]), ts.isna(), blank(events["source"])]
-    codes = [EVENT_REASONS.index(r) for r in (c.NULL_TEXT, c.BAD_TS, c.NULL_SOURCE)]
-    return np.select([m.to_numpy() for m in masks], codes, default=0).astype(np.int8)
+    wild = out_of_range(events["ts"], ts)
+    late = (ts > horizon) if horizon is not None else pd.Series(False, index=ts.index)
+    masks = [blank(events["text"]), wild, ts.isna(), blank(events["source"]), late.fillna(False)]
+    reasons = (c.NULL_TEXT, c.TS_OUT_OF_RANGE, c.BAD_TS, c.NULL_SOURCE, c.TS_FUTURE)
+    codes = [EVENT_REASONS.index(r) for r in reasons]
+    return np.select([np.asarray(m, dtype=bool) for m in masks], codes, default=0).astype(np.int8)
+
+
+# Earliest event time taken as real: older dates in a behaviour log are typos or placeholders.
+EARLIEST_TS = pd.Timestamp("1900-01-01", tz="UTC")
+
+
+def out_of_range(raw: pd.Series, ts: pd.Series) -> pd.Series:
+    """Mask of events dated before :data:`EARLIEST_TS` or beyond what a timestamp holds.
+
+    The parsers turn a date past 2262 (``9999-12-31``) or before 1677 (``0001-01-01``) into
+    NaT like a typo, but such a row is a placeholder date, not garbage: it gets its own
+    quarantine reason. Only the unparsed values are re-read (one by one, there are few).
+    """
+    import datetime as dt
+
+    early = (ts < EARLIEST_TS).fillna(False)
+    failed = ts.isna() & raw.notna()
+    if failed.any():
+
+        def is_date(value: object) -> bool:
+            try:
+                dt.datetime.fromisoformat(str(value).strip())
+            except ValueError:
+                return False
+            return True
+
+        early.loc[failed] = [is_date(x) for x in raw[failed]]
+    return early.astype(bool)
 
 
 def duplicate_rows(

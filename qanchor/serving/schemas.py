@@ -10,14 +10,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 
 from qanchor.errors import QAnchorError
 
 # Bounds on request fields: a malformed or oversized field is rejected before any work.
 UserId = Annotated[str, Field(min_length=1, max_length=128, description="user id")]
-Text = Annotated[str, Field(min_length=1, max_length=512, description="scenario name or query")]
-Tokens = Annotated[int, Field(ge=1, le=64, description="most tokens to decode")]
+# Stripped before the length check, so a whitespace-only query is a 400, not an embedding.
+Text = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=512),
+    Field(description="scenario name or query"),
+]
+# Strict: JSON true is not the integer 1.
+Tokens = Annotated[int, Field(strict=True, ge=1, le=64, description="most tokens to decode")]
 
 
 class ServingError(QAnchorError):

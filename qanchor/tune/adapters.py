@@ -32,6 +32,11 @@ class ScenarioAdapter:
 
 
 def adapter_dir(model_dir: str | Path, name: str) -> Path:
+    """``<model_dir>/scenarios/<name>``; a name that is not a scenario slug is refused, so no
+    adapter is ever written or read outside the model (the contract checks names first)."""
+    from qanchor.data.contract import check_scenario_name
+
+    check_scenario_name(name)
     return Path(model_dir) / "scenarios" / name
 
 

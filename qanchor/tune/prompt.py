@@ -175,6 +175,14 @@ def tune_model(
     users = set(train["user_id"]) | set(val["user_id"])
     emb = Embedder.from_dir(model_dir, cache_bytes=cfg.cache_mb << 20, bf16=cfg.bf16)
     emb.load_users(data.snapshots[data.snapshots["user_id"].isin(users)], data.profiles)
+    # A scenario whose training users hold one class has nothing to separate: its adapter
+    # would be noise registered as tuned. It is left without one (served with its query).
+    classes = train.groupby("scenario")["label"].nunique()
+    one_class = [s.name for s in chosen if classes.get(s.name, 0) < 2]
+    if one_class:
+        log.warning("not tuning %s: the train split holds one class; they serve the base "
+                    "embedding (their query alone)", one_class)  # fmt: skip
+        chosen = [s for s in chosen if s.name not in one_class]
     positives = train[train["label"] == 1].groupby("scenario").size().to_dict()
     encoder = emb.model.text_encoder
     adapters = []

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -204,6 +207,53 @@ BAD_INPUTS = [
         "yaml name not string",
         _edit(SCENARIOS, lambda s: [*s, {"name": 3, "query": "q"}]),
         r"scenarios\.yaml, column 'name': must be a string, got int",
+    ),
+    (
+        "scenario name climbs out",
+        _edit(SCENARIOS, lambda s: [*s, {"name": "../../etc/x", "query": "q?"}]),
+        r"(?s)scenarios\.yaml, column 'name': invalid scenario name '\.\./\.\./etc/x': use 1-64 letters.*entry 2",
+    ),
+    (
+        "scenario name with a slash",
+        _edit(SCENARIOS, lambda s: [*s, {"name": "risk/loan", "query": "q?"}]),
+        r"scenarios\.yaml, column 'name': invalid scenario name 'risk/loan'",
+    ),
+    (
+        "scenario name hidden",
+        _edit(SCENARIOS, lambda s: [*s, {"name": ".loan", "query": "q?"}]),
+        r"scenarios\.yaml, column 'name': invalid scenario name '\.loan'",
+    ),
+    (
+        "scenario name too long",
+        _edit(SCENARIOS, lambda s: [*s, {"name": "x" * 65, "query": "q?"}]),
+        r"scenarios\.yaml, column 'name': invalid scenario name 'x+\.\.\.x+'",
+    ),
+    (
+        "huge alias-expanded entry",
+        # 9 levels of 9 aliases: ~387M strings if rendered in full; the message stays short.
+        _edit(
+            SCENARIOS,
+            lambda s: (
+                "a: &a [x, x, x, x, x, x, x, x, x]\n"
+                + "".join(
+                    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n"
+                    for i in range(8)
+                )
+                + "c0: 1\n"
+            ),
+        ),  # fmt: skip
+        r"scenarios\.yaml: must be a list of scenarios, got a dict",
+    ),
+    (
+        "huge alias-expanded bad entry",
+        _edit(
+            SCENARIOS,
+            lambda s: (
+                "- &a {name: n, query: q, x: [1, 2, 3, 4, 5, 6, 7, 8]}\n"
+                "- {name: m, query: q, prompt: [*a, *a, *a, *a, *a, *a, *a, *a, *a]}\n"
+            ),
+        ),  # fmt: skip
+        r"(?s)scenarios\.yaml: unknown key\(s\) \['x'\].*entry 0: \{'name': 'n', 'query': 'q', 'x': \[1, 2, 3, 4, \.\.\.\]\}$",
     ),
     (
         "profiles duplicate user",
@@ -599,3 +649,142 @@ def test_arrow_large_strings_and_all_null_value_column(make_dataset) -> None:
     ds = load_dataset(make_dataset(events_parquet=table))
     assert ds.events["value"].isna().all() and ds.sources == ["a", "b"]
     assert pd.api.types.is_string_dtype(ds.events["source"]) and str(ds.events["ts"].dt.tz) == "UTC"
+
+
+def _stamp_rows(stamps: list, arrow_type=None):
+    """Events 0..n-1 re-dated with ``stamps`` (ISO strings, or values of an Arrow type)."""
+
+    def mutate(files: dict[str, Any]) -> None:
+        df = files[EVENTS]
+        values = [*stamps, *df["ts"].iloc[len(stamps) :]]
+        if arrow_type is None:
+            files[EVENTS] = df.assign(ts=[str(v) for v in values])
+        else:
+            table = pa.Table.from_pandas(df.drop(columns="ts"), preserve_index=False)
+            py = [v.to_pydatetime() if isinstance(v, pd.Timestamp) else v for v in values]
+            files[EVENTS] = table.append_column("ts", pa.array(py, arrow_type))
+
+    return mutate
+
+
+@pytest.mark.parametrize(
+    ("stamps", "arrow_type"),
+    [
+        (["9999-12-31", "0001-01-01T00:00:00"], None),
+        (["1850-06-01 12:00"], None),
+        (
+            [dt.datetime(9999, 12, 31, tzinfo=dt.UTC), dt.datetime(1, 1, 1, tzinfo=dt.UTC)],
+            pa.timestamp("us", "UTC"),
+        ),  # fmt: skip
+        ([dt.date(9999, 12, 31)], pa.date32()),
+    ],
+    ids=["strings", "before 1900", "arrow us", "arrow date"],
+)
+def test_out_of_range_timestamps_are_quarantined_with_their_reason(
+    make_dataset, tmp_path, stamps, arrow_type
+) -> None:
+    ds, written = _quarantine_case(make_dataset, _stamp_rows(stamps, arrow_type), tmp_path)
+    assert ds.quarantine_counts() == {EVENTS: {"timestamp out of range": len(stamps)}}
+    assert len(ds.events) == 6 - len(stamps) and str(ds.events["ts"].dtype) == "datetime64[ns, UTC]"
+    assert written["events.parquet"].index.tolist() == list(range(len(stamps)))
+
+
+def test_events_after_the_horizon_are_quarantined(make_dataset) -> None:
+    late = pd.Timestamp("2126-01-01", tz="UTC")
+    root = make_dataset(_stamp_rows([late, late + pd.Timedelta(days=1)]))
+    assert load_dataset(root).quarantine_counts() == {}  # no horizon: accepted
+    ds = load_dataset(root, horizon=pd.Timestamp("2026-01-01", tz="UTC"))
+    assert ds.quarantine_counts() == {EVENTS: {"timestamp after the horizon": 2}}
+    assert ds.events["ts"].max() < pd.Timestamp("2025-01-01", tz="UTC")
+
+
+def test_infinite_numbers_are_nulled_and_counted(make_dataset) -> None:
+    def mutate(files: dict[str, Any]) -> None:
+        files[PROFILES].loc[[0, 1], "income"] = [np.inf, -np.inf]
+        files[EVENTS].loc[0, "value"] = np.inf
+
+    ds = load_dataset(make_dataset(mutate))
+    assert ds.nulled == {EVENTS: {"value": 1}, PROFILES: {"income": 2}}
+    assert np.isfinite(ds.profiles["income"].dropna()).all()
+    assert np.isfinite(ds.events["value"].dropna()).all()
+
+
+def test_symbolic_links_are_followed_and_listed(make_dataset, tmp_path) -> None:
+    root = make_dataset()
+    elsewhere = tmp_path / "elsewhere.parquet"
+    (root / PROFILES).rename(elsewhere)
+    (root / PROFILES).symlink_to(elsewhere)
+    ds = load_dataset(root)
+    assert ds.links == {PROFILES: str(elsewhere.resolve())} and len(ds.profiles) == 3
+
+
+def _build_cli(root: Path, out: Path, capsys) -> tuple[int, str]:
+    from qanchor.cli import main
+
+    rc = main(["data", "build", "--input", str(root), "--out", str(out), "--preset", "tiny"])
+    return rc, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("mutate", "pattern"), [c[1:] for c in BAD_INPUTS], ids=[c[0] for c in BAD_INPUTS]
+)
+def test_every_bad_dataset_exits_2_through_the_cli(
+    make_dataset, tmp_path, capsys, mutate, pattern: str
+) -> None:
+    """What a user sees: exit 2 and the file/column/rows message, never a traceback."""
+    rc, err = _build_cli(make_dataset(mutate), tmp_path / "built", capsys)
+    assert rc == 2 and err.startswith("qanchor: error: ") and "Traceback" not in err
+    assert re.search(pattern.removesuffix("$"), err.removeprefix("qanchor: error: "))
+    assert not (tmp_path / "built").exists()
+
+
+@pytest.mark.parametrize(
+    ("mutate", "counted"),
+    [
+        (_stamp_rows(["9999-12-31", "0001-01-01"]), {"timestamp out of range": 2}),
+        (_stamp_rows([dt.date(9999, 12, 31)], pa.date32()), {"timestamp out of range": 1}),
+        (_stamp_rows(["2226-01-01T00:00:00Z"]), {"timestamp after the horizon": 1}),
+        (_stamp_rows(["yesterday-ish"]), {"unparseable timestamp": 1}),
+    ],
+    ids=["out of range", "arrow date 9999", "far future", "unparseable"],
+)
+def test_bad_rows_are_a_counted_quarantine_through_the_cli(
+    make_dataset, tmp_path, capsys, mutate, counted
+) -> None:
+    rc, err = _build_cli(make_dataset(mutate), tmp_path / "built", capsys)
+    assert rc == 0 and "Traceback" not in err
+    manifest = json.loads((tmp_path / "built" / "manifest.json").read_text())
+    assert manifest["quarantined"][EVENTS] == sum(counted.values())
+    report = (tmp_path / "built" / "report.md").read_text()
+    assert all(f"| {EVENTS} | {reason} | {n} |" in report for reason, n in counted.items())
+
+
+T0 = pd.Timestamp("2024-03-01 08:00", tz="UTC")
+
+
+def test_the_build_warns_of_outliers_one_class_infinities_and_links(make_dataset, tmp_path) -> None:
+    from qanchor.config import resolve
+    from qanchor.data.build import BuildConfig, build_dataset
+
+    def mutate(files: dict[str, Any]) -> None:
+        dense = pd.DataFrame({"user_id": "u1", "ts": [T0 + pd.Timedelta(hours=h) for h in range(300)],
+                              "source": "bill", "text": "paid", "value": 1.0})  # fmt: skip
+        late = dense.iloc[:1].assign(ts=T0 + pd.Timedelta(days=300), text="late")
+        files[EVENTS] = pd.concat([files[EVENTS], dense, late], ignore_index=True)
+        files[PROFILES].loc[0, "income"] = np.inf
+        files[LABELS]["label"] = [1, 1, 0, 1, 0, 1]  # churn: train has only 1, loan: only 1
+
+    root = make_dataset(mutate)
+    (root / "scenarios.yaml").rename(tmp_path / "scenarios.yaml")
+    (root / "scenarios.yaml").symlink_to(tmp_path / "scenarios.yaml")
+    out = build_dataset(root, tmp_path / "built", resolve(BuildConfig, "tiny"))
+    warnings = json.loads((out / "manifest.json").read_text())["warnings"]
+    assert len(warnings) == 5, warnings
+    assert "leaves 1 event(s) in the 30-day future window" in warnings[0]
+    assert "scenario 'churn' has only label 1 in the train split" in warnings[1]
+    assert "scenario 'loan' has only label 1 in the train split" in warnings[2]
+    assert warnings[3] == "profiles.parquet: infinite values set to null: {'income': 1}"
+    assert warnings[4].startswith("scenarios.yaml is a symbolic link to ")
+    report = (out / "report.md").read_text()
+    assert "## Warnings" in report and warnings[0] in report
+    assert "inf" not in pd.read_parquet(out / "pairs.parquet")["answer"].str.cat()

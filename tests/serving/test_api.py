@@ -68,6 +68,10 @@ def test_explain(client, users: list[str]) -> None:
         ("embed", {"user_id": "USER", "scenario": SCENARIOS[0], "query": "q"}, 400),
         ("embed", {"scenario": SCENARIOS[0]}, 400),  # malformed: no user_id
         ("embed", {"user_id": 5, "scenario": [1]}, 400),
+        ("embed", {"user_id": "USER", "query": " \t\n "}, 400),  # whitespace only
+        ("embed_batch", {"user_ids": ["USER"], "queries": ["  "]}, 400),
+        ("explain", {"user_id": "USER", "query": "q?", "max_tokens": True}, 400),  # not 1
+        ("explain", {"user_id": "USER", "query": "q?", "max_tokens": 2.5}, 400),
         ("embed_batch", {"user_ids": ["USER"] * 513, "scenarios": SCENARIOS}, 413),
     ],
 )
@@ -105,3 +109,32 @@ def test_json_only(client, users: list[str], kind: str) -> None:
     body = b'{"user_id": "%s", "query": "q?"}' % users[0].encode()
     got = client.post("/embed", content=body, headers={**AUTH, "Content-Type": kind})
     assert got.status_code == 415, got.text
+
+
+def test_a_bad_request_is_one_info_line_and_a_server_error_stays_an_error(
+    client, users: list[str], caplog
+) -> None:
+    import logging
+
+    from qanchor.serving.http import BENTOML_REQUEST_LOGGER
+
+    with caplog.at_level(logging.INFO):
+        got = post(client, "explain", {"user_id": users[0], "query": "q?", "max_tokens": True})
+    assert got.status_code == 400
+    mine = [r for r in caplog.records if r.name == BENTOML_REQUEST_LOGGER]
+    assert mine, "BentoML logged nothing for the 400: the filter was not exercised"
+    assert all(r.levelno == logging.INFO and r.exc_info is None for r in mine)
+    assert "client error on /explain" in mine[-1].getMessage() and "400" in mine[-1].getMessage()
+
+    # The same logger's record of an unexpected exception (a 500) is left as it was.
+    record = logging.LogRecord(BENTOML_REQUEST_LOGGER, logging.ERROR, __file__, 1,
+                               "Exception on %s [%s]", ("/embed", "POST"), None)  # fmt: skip
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        import sys
+
+        record.exc_info = sys.exc_info()
+    for f in logging.getLogger(BENTOML_REQUEST_LOGGER).filters:
+        f.filter(record)
+    assert record.levelno == logging.ERROR and record.exc_info is not None

@@ -155,3 +155,31 @@ def test_sharing_modes() -> None:
         ["hotel"],
         ["loan"],
     ]
+
+
+def test_a_one_class_scenario_gets_no_adapter(
+    tiny_model: Path, built_tiny: Path, tmp_path: Path, caplog
+) -> None:
+    """A scenario whose training users hold one class serves its query alone, with a warning."""
+    built = shutil.copytree(built_tiny, tmp_path / "built")
+    labels = pd.read_parquet(built / "labels.parquet")
+    one = (labels["scenario"] == "churn_next_month") & (labels["split"] == "train")
+    labels.loc[one, "label"] = 0
+    labels.to_parquet(built / "labels.parquet", index=False)
+    model = shutil.copytree(tiny_model, tmp_path / "model")
+    cfg = resolve(TuneConfig, "tiny", overrides={"share": "none"})
+    with caplog.at_level("WARNING"):
+        adapters = tune_model(model, built, cfg, ["cash_loan_default", "churn_next_month"])
+    assert [a.name for a in adapters] == ["cash_loan_default"]
+    assert not (model / "scenarios" / "churn_next_month").exists()
+    assert "not tuning ['churn_next_month']: the train split holds one class" in caplog.text
+
+
+@pytest.mark.parametrize("name", ["../outside", "a/b", "", ".hidden"])
+def test_an_adapter_path_never_leaves_the_model(tmp_path: Path, name: str) -> None:
+    from qanchor.errors import ContractError
+    from qanchor.tune.adapters import adapter_dir
+
+    with pytest.raises(ContractError, match="invalid scenario name"):
+        adapter_dir(tmp_path, name)
+    assert adapter_dir(tmp_path, "churn_30d.v2") == tmp_path / "scenarios" / "churn_30d.v2"
