@@ -29,6 +29,8 @@ export BENTOML_HOME ?= $(CURDIR)/.bentoml
 run airflow: export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 run airflow: export QANCHOR_WORKDIR ?= $(CURDIR)/runs/airflow
 run airflow: export QANCHOR_DATASET ?= $(CURDIR)/$(SYNTH)
+# The preset of the UI's scheduled runs (unpausing starts one): tiny random models, minutes.
+airflow: export QANCHOR_PRESET ?= tiny
 # Stages read user snapshots through the Feast repo when the project has one.
 run airflow: export QANCHOR_FEATURE_REPO ?= $(if $(wildcard feature_repo/feature_store.yaml),$(CURDIR)/feature_repo)
 # The service serves the promoted model with the users of the run that produced it.
