@@ -5,6 +5,15 @@ Rebuilds the training set, retrains the Q-Anchor model, tunes one soft prompt pe
 evaluates it against the baselines and **promotes it only if it is not worse than the model being
 served** (mean AUC of `qanchor_tuned` may drop by at most `tolerance`).
 
+**Unpausing** this DAG starts the run of the latest weekly interval at once, then one run a
+week, each with the default params. To run other params, press **Trigger** (top right) and set
+them in the form.
+
+**Params**: `dataset` (a directory in the input contract), `preset` (`tiny` | `small` | `paper`),
+`scenarios` (names to tune and evaluate, one per line; empty = all), `tolerance` (gate). Their
+defaults come from the deployment: `QANCHOR_DATASET` and `QANCHOR_PRESET` (`make airflow`: the
+synthetic dataset and `tiny`; unset: `tiny`).
+
 `build` → `materialize` → `pretrain` → `tune` (one mapped task per scenario group: one per
 scenario with `paper`, all in one on a CPU with `tiny`/`small`) → `evaluate` →
 `gate` → `register` → `notify` → `outcome`
@@ -13,14 +22,6 @@ Every task runs one Kubeflow Pipelines component (`components/stages.py`): with 
 on this machine, or submitted to the Kubeflow endpoint in `KFP_HOST`. All stages of a run share
 the run directory `$QANCHOR_WORKDIR/<run id>/`; each writes its outputs atomically and records a
 result in `stages/<stage>.json`, so a retried task starts from complete inputs.
-
-**Params**: `dataset` (a directory in the input contract), `preset` (`tiny` | `small` | `paper`),
-`scenarios` (names to tune and evaluate; empty = all), `tolerance` (gate). Their defaults, which
-the weekly scheduled run uses, come from the deployment: `QANCHOR_DATASET` and `QANCHOR_PRESET`
-(`make airflow`: the synthetic dataset and `tiny`).
-
-**Unpausing** this DAG starts the run of the latest weekly interval at once with those defaults,
-then one run a week. To run other params, trigger it (**Trigger**, top right) and set them in the form.
 
 **Outputs**: `eval/metrics.json` and `eval/report.md` in the run directory; a passing model is
 registered in the BentoML model store as `qanchor:<version>` and becomes the promoted version.

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from qanchor.monitoring.links import LinkSettings
-from qanchor.monitoring.message import _STYLE, _fmt, _method_text, _moved, subject
+from qanchor.monitoring.message import _LOG_NOTE, _STYLE, _fmt, _method_text, _moved, subject
 
 HTML = """\
 <!DOCTYPE html><html><head><meta charset="utf-8"><title>{{ title }}</title>
@@ -149,7 +149,8 @@ def _parts(s: dict[str, Any]) -> list[dict[str, Any]]:
         "title": f"Input features: {'drifted' if f['drifted'] else 'not drifted'}",
         "intro": f"{f['drifted_count']} of {f['columns_total']} columns drifted (share "
                  f"{f['drift_share']:.2f}; the input counts as drifted from {f['threshold_share']:.2f}). "
-                 f"Rows compared: {f['rows']['reference']} reference, {f['rows']['current']} current.",
+                 f"Rows compared: {f['rows']['reference']} reference, {f['rows']['current']} current."
+                 + (_LOG_NOTE if s["thresholds"].get("log_values") else ""),
         "header": ["column", "method", "score", "threshold", "reference → current"],
         "rows": [(c, v["method"], _fmt(v["score"]), _fmt(v["threshold"]), _moved(v))
                  for c, v in sorted(f["columns"].items()) if v["drifted"]],

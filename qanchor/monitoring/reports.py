@@ -124,9 +124,10 @@ def _new_project(ws: Any, name: str) -> Any:
                             metric_labels={"value_type": "share"})  # fmt: skip
         # The counter prints the number itself. Bars, not a line: a bar axis starts at 0, while a
         # line through one run has a one-value range that the UI labels "0" wherever the point is.
-        proj.dashboard.add_panel(
-            counter_panel(title=f"{title}: last run", values=[share], size="half"), tab="Drift"
-        )
+        # Evidently 0.7's counter prints a zero as "no value"; its description says so.
+        counter = counter_panel(title=f"{title}: last run", values=[share], size="half",
+                                description="'no value' here means 0: nothing drifted")  # fmt: skip
+        proj.dashboard.add_panel(counter, tab="Drift")
         proj.dashboard.add_panel(
             bar_plot_panel(
                 title=f"{title} per run",
