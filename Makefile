@@ -73,7 +73,7 @@ synth: setup ## Synthesise USERS users into DATA/synthetic
 run: synth ## Main job: the qanchor_retrain DAG through Airflow (dag.test, no server) with PRESET
 	$(PY) -m qanchor.orchestrate.airflow_local test --dataset $(SYNTH) --preset $(PRESET)
 
-airflow: setup ## Airflow UI + scheduler on 127.0.0.1:AIRFLOW_PORT, login required (see README)
+airflow: setup ## Airflow UI + scheduler on 127.0.0.1:AIRFLOW_PORT, login required; scheduled runs: QANCHOR_PRESET (tiny)
 	@test -f $(SYNTH)/events.parquet || $(VENV)/bin/qanchor data synth --users $(USERS) --seed $(SEED) --out $(SYNTH)
 	$(PY) -m qanchor.orchestrate.airflow_local standalone --port $(AIRFLOW_PORT)
 
