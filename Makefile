@@ -29,13 +29,15 @@ export BENTOML_HOME ?= $(CURDIR)/.bentoml
 run airflow: export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 run airflow: export QANCHOR_WORKDIR ?= $(CURDIR)/runs/airflow
 run airflow: export QANCHOR_DATASET ?= $(CURDIR)/$(SYNTH)
+# The preset of the UI's scheduled runs (unpausing starts one): tiny random models, minutes.
+airflow: export QANCHOR_PRESET ?= tiny
 # Stages read user snapshots through the Feast repo when the project has one.
 run airflow: export QANCHOR_FEATURE_REPO ?= $(if $(wildcard feature_repo/feature_store.yaml),$(CURDIR)/feature_repo)
 # The service serves the promoted model with the users of the run that produced it.
 serve: export QANCHOR_WORKDIR ?= $(CURDIR)/runs/airflow
 serve: export QANCHOR_FEATURE_REPO ?= $(CURDIR)/feature_repo
 
-.PHONY: help setup lock synth run airflow serve compile test test-all lint format bench monitor-ui clean
+.PHONY: help setup lock synth run airflow serve compile test test-all lint format bench monitor-ui drift-demo clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -71,7 +73,7 @@ synth: setup ## Synthesise USERS users into DATA/synthetic
 run: synth ## Main job: the qanchor_retrain DAG through Airflow (dag.test, no server) with PRESET
 	$(PY) -m qanchor.orchestrate.airflow_local test --dataset $(SYNTH) --preset $(PRESET)
 
-airflow: setup ## Airflow UI + scheduler on 127.0.0.1:AIRFLOW_PORT, login required (see README)
+airflow: setup ## Airflow UI + scheduler on 127.0.0.1:AIRFLOW_PORT, login required; scheduled runs: QANCHOR_PRESET (tiny)
 	@test -f $(SYNTH)/events.parquet || $(VENV)/bin/qanchor data synth --users $(USERS) --seed $(SEED) --out $(SYNTH)
 	$(PY) -m qanchor.orchestrate.airflow_local standalone --port $(AIRFLOW_PORT)
 
@@ -100,6 +102,16 @@ bench: setup ## Run the benchmarks under benchmarks/ (writes benchmarks/results/
 
 monitor-ui: setup ## Evidently UI of the drift runs on 127.0.0.1:8000 (MONITOR_PORT, MONITOR_WORKSPACE)
 	$(VENV)/bin/evidently ui --workspace $(MONITOR_WORKSPACE) --host 127.0.0.1 --port $(MONITOR_PORT)
+
+# A behaviour shift the drift job must catch: the synthetic world with more mini-program use and
+# larger bills from 2026-02-01 on (the history window is January to March).
+SHIFTED := $(DATA)/shifted
+drift-demo: setup ## After `make run`: drift of a shifted world vs the served model into the UI of `make monitor-ui`
+	$(VENV)/bin/qanchor data synth --users $(USERS) --seed 1 --shift-after 2026-02-01 --shift-strength 3 --out $(SHIFTED)
+	$(VENV)/bin/qanchor data build --input $(SHIFTED) --out $(SHIFTED)-built --feature-spec-from served
+	$(PY) monitoring/drift_job.py --reference served --model served --current $(SHIFTED)-built \
+	    --out runs/drift/demo --workspace $(MONITOR_WORKSPACE) --preset $(PRESET)
+	@echo "Evidently UI: make monitor-ui, then http://127.0.0.1:$(MONITOR_PORT) (project 'qanchor drift')"
 
 clean: ## Remove the venv, generated data and caches
 	rm -rf $(VENV) .lockvenv $(DATA) runs .airflow .bentoml .pytest_cache .ruff_cache build *.egg-info

@@ -10,7 +10,10 @@ on-call by e-mail when the users' behaviour has moved.
   and the per-scenario scores, each with Evidently against the reference. Writes
   `<report_dir>/<date>/report.html`, `features.html`, `scores.html`, `summary.json`, and adds the
   runs to the Evidently workspace (project *qanchor drift*; `make monitor-ui`).
-* **alert**: e-mails what drifted and by how much, with the report's location. Nothing is sent when
+* **alert**: e-mails what drifted and by how much, the model's identity (`qanchor:<model_id>`),
+  absolute links to the reports and the Evidently project (base URLs `QANCHOR_DRIFT_REPORTS_URL`,
+  `QANCHOR_EVIDENTLY_URL`, `QANCHOR_AIRFLOW_URL`) and what to do next: whether a retrain was
+  triggered, how to trigger one, how to silence the alert. Nothing is sent when
   nothing drifted; an unchanged drift is not re-sent before the cool-down
   (`<report_dir>/alert_state.json`). SMTP settings: the Airflow connection `qanchor_smtp` (host,
   port, login, password; extra `{"from": ..., "to": "a@x,b@y", "starttls": true}`), else the
@@ -100,6 +103,7 @@ def qanchor_drift():
             airflow_smtp_settings(SMTP_CONN_ID),
             state,
             summary["thresholds"]["cooldown_hours"],
+            retrain=bool(params["trigger_retrain"]),  # the e-mail says whether a retrain starts
         )
 
     @task.short_circuit

@@ -5,6 +5,15 @@ Rebuilds the training set, retrains the Q-Anchor model, tunes one soft prompt pe
 evaluates it against the baselines and **promotes it only if it is not worse than the model being
 served** (mean AUC of `qanchor_tuned` may drop by at most `tolerance`).
 
+**Unpausing** this DAG starts the run of the latest weekly interval at once, then one run a
+week, each with the default params. To run other params, press **Trigger** (top right) and set
+them in the form.
+
+**Params**: `dataset` (a directory in the input contract), `preset` (`tiny` | `small` | `paper`),
+`scenarios` (names to tune and evaluate, one per line; empty = all), `tolerance` (gate). Their
+defaults come from the deployment: `QANCHOR_DATASET` and `QANCHOR_PRESET` (`make airflow`: the
+synthetic dataset and `tiny`; unset: `tiny`).
+
 `build` → `materialize` → `pretrain` → `tune` (one mapped task per scenario group: one per
 scenario with `paper`, all in one on a CPU with `tiny`/`small`) → `evaluate` →
 `gate` → `register` → `notify` → `outcome`
@@ -13,9 +22,6 @@ Every task runs one Kubeflow Pipelines component (`components/stages.py`): with 
 on this machine, or submitted to the Kubeflow endpoint in `KFP_HOST`. All stages of a run share
 the run directory `$QANCHOR_WORKDIR/<run id>/`; each writes its outputs atomically and records a
 result in `stages/<stage>.json`, so a retried task starts from complete inputs.
-
-**Params**: `dataset` (a directory in the input contract), `preset` (`tiny` | `small` | `paper`),
-`scenarios` (names to tune and evaluate; empty = all), `tolerance` (gate).
 
 **Outputs**: `eval/metrics.json` and `eval/report.md` in the run directory; a passing model is
 registered in the BentoML model store as `qanchor:<version>` and becomes the promoted version.
@@ -41,11 +47,20 @@ DEFAULT_ARGS = {
     "retry_exponential_backoff": True,
     "execution_timeout": timedelta(hours=1),
 }
+# The scheduled run uses these defaults, and unpausing the DAG starts the latest week's run at
+# once (catchup=False still runs the most recent interval). So the defaults are deployment facts
+# from the environment (not Airflow Variables: those would hit the metadata DB on every parse):
+# `make airflow` sets the local dataset and `tiny`; infra/platform-env.yaml names the production
+# preset. Unset, the preset is `tiny`: an unconfigured Airflow never starts a heavy run by itself.
 PARAMS = {
     "dataset": Param(os.environ.get("QANCHOR_DATASET", "data/synthetic"), type="string",
                      description="dataset directory in the input contract"),
-    "preset": Param("small", enum=["tiny", "small", "paper"], description="preset of every stage"),
-    "scenarios": Param([], type="array", description="scenarios to tune and evaluate (empty: all)"),
+    "preset": Param(os.environ.get("QANCHOR_PRESET", "tiny"), enum=["tiny", "small", "paper"],
+                    description="preset of every stage (tiny: random tiny models, minutes; small: "
+                                "the CPU demo, about 20 min; paper: GPUs)"),
+    # "null" makes the field optional in the trigger form; empty or null means every scenario.
+    "scenarios": Param([], type=["null", "array"],
+                       description="scenarios to tune and evaluate (empty: all)"),
     "tolerance": Param(0.01, type="number", minimum=-1, maximum=1,
                        description="allowed drop in mean AUC (negative: the gain a candidate must show)"),
 }  # fmt: skip
@@ -72,7 +87,7 @@ def qanchor_retrain():
         from qanchor.orchestrate.stages import run_for
 
         return run_stage("build", run_for(run_id), dataset=params["dataset"], preset=params["preset"],
-                         scenarios=list(params["scenarios"]))["tune_groups"]  # fmt: skip
+                         scenarios=list(params["scenarios"] or []))["tune_groups"]  # fmt: skip
 
     @task(execution_timeout=timedelta(minutes=30))
     def materialize(run_id: str | None = None) -> dict:

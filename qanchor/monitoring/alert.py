@@ -25,9 +25,12 @@ from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qanchor.errors import QAnchorError
+
+if TYPE_CHECKING:
+    from qanchor.monitoring.links import LinkSettings
 
 ENV_PREFIX = "QANCHOR_SMTP_"
 
@@ -168,8 +171,13 @@ def alert_on_drift(
     state_path: str | Path,
     cooldown_hours: float,
     now: datetime | None = None,
+    retrain: bool | None = None,
+    links: LinkSettings | None = None,
 ) -> dict[str, Any]:
     """Send the alert e-mail for a drift run unless nothing drifted or it was already sent.
+
+    ``retrain`` says whether the run triggers ``qanchor_retrain`` (None: not run by Airflow), for
+    the e-mail's next steps; ``links`` are the base URLs of its links (default: environment).
 
     Returns:
         ``{"sent": bool, "reason": str, "subject": str | None, "recipients": [...]}``.
@@ -177,7 +185,7 @@ def alert_on_drift(
     Raises:
         QAnchorError: Drift needs an alert but no SMTP settings are configured.
     """
-    from qanchor.monitoring.message import render_html, render_text, subject
+    from qanchor.monitoring.mail import alert_message
 
     now = now or datetime.now(UTC)
     state_path = Path(state_path)
@@ -193,8 +201,8 @@ def alert_on_drift(
         raise QAnchorError(
             "drift detected but no SMTP settings: set QANCHOR_SMTP_HOST (or the Airflow connection)"
         )
-    subj = subject(summary)
-    send_email(settings, subj, render_html(summary, only_drifted=True), render_text(summary))
+    subj, html, text = alert_message(summary, links, retrain, state_path)
+    send_email(settings, subj, html, text)
     write_state(state_path, {"signature": summary["signature"], "items": summary["drifted_items"],
                              "sent_at": now.isoformat(), "report": summary["reports"]["index"]})  # fmt: skip
     return {"sent": True, "reason": reason, "subject": subj, "recipients": settings.recipients}

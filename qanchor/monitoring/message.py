@@ -1,7 +1,8 @@
-"""The words of a drift run: the alert e-mail (subject, HTML, plain text) and the index page.
+"""The words of a drift run: the subject line and the index page (``report.html``).
 
-Both are rendered from ``summary.json`` alone, so an alert can be re-sent or previewed without
-recomputing anything. The e-mail lists only what drifted; the index page lists every item.
+Rendered from ``summary.json`` alone. The index page lists every item and links the reports
+beside it relatively; the alert e-mail (``qanchor.monitoring.mail``) lists only what drifted,
+with absolute links.
 """
 
 from __future__ import annotations
@@ -37,49 +38,24 @@ def _counts(summary: dict[str, Any]) -> dict[str, int]:
     }
 
 
-def render_html(
-    summary: dict[str, Any], title: str | None = None, only_drifted: bool = False
-) -> str:
-    """A self-contained HTML page (or e-mail body) describing a drift run."""
+def render_html(summary: dict[str, Any], title: str | None = None) -> str:
+    """A self-contained HTML page describing a drift run (its ``report.html``)."""
     head = escape(title or subject(summary))
     log = summary["thresholds"].get("log_values", False)
     body = [
         f"<h2>{head}</h2>",
         _overview(summary),
-        _features(summary["features"], only_drifted, log),
+        _features(summary["features"], log),
     ]
     if summary.get("embeddings"):
-        body.append(_embeddings(summary["embeddings"], only_drifted))
+        body.append(_embeddings(summary["embeddings"]))
     if summary.get("scores") and summary["scores"].get("scenarios"):
-        body.append(_scores(summary["scores"], only_drifted))
-    body.append(_where(summary, relative=not only_drifted))
+        body.append(_scores(summary["scores"]))
+    body.append(_where(summary))
     return (
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{head}</title>"
         f"<style>{_STYLE}</style></head><body>{''.join(body)}</body></html>\n"
     )
-
-
-def render_text(summary: dict[str, Any]) -> str:
-    """Plain-text alternative of the alert e-mail."""
-    lines = [subject(summary), ""]
-    ref, cur = summary["reference"], summary["current"]
-    lines.append(f"reference: {ref['path']} (snapshot {ref.get('snapshot_ts')})")
-    lines.append(f"current:   {cur['path']} (snapshot {cur.get('snapshot_ts')})")
-    f = summary["features"]
-    lines.append(f"input features: {f['drifted_count']} of {f['columns_total']} drifted "
-                 f"(share {f['drift_share']:.2f}, threshold {f['threshold_share']:.2f})")  # fmt: skip
-    for item in summary["drifted_items"]:
-        kind, name = item.split(":", 1)
-        part = {"feature": f["columns"]}.get(kind) or summary[kind + "s"]["scenarios"]
-        v = part[name]
-        bar = (
-            "above its bootstrap null"
-            if v.get("bootstrap")
-            else f"threshold {_fmt(v.get('threshold'))}"
-        )
-        lines.append(f"  {item}: {v.get('method')} {_fmt(v['score'])} ({bar})")
-    lines += ["", f"report: {summary['reports']['index']}"]
-    return "\n".join(lines) + "\n"
 
 
 def _overview(s: dict[str, Any]) -> str:
@@ -94,28 +70,27 @@ def _overview(s: dict[str, Any]) -> str:
         f"<td>snapshot {escape(str(v.get('snapshot_ts')))}</td><td>{v.get('users')} users</td></tr>"
         for k, v in rows
     )
-    version = (
-        f" (version <code>{escape(s['model_version'])}</code>)" if s.get("model_version") else ""
+    # Named by its identity (the registry version), then where it was read from.
+    tag = f"<code>qanchor:{escape(s['model_version'])}</code>, " if s.get("model_version") else ""
+    model = (
+        f"<p>Model: {tag}directory <code>{escape(s['model'])}</code></p>" if s.get("model") else ""
     )
-    model = f"<p>Model: <code>{escape(s['model'])}</code>{version}</p>" if s.get("model") else ""
     return f"{verdict}<table>{table}</table>{model}"
 
 
-def _features(f: dict[str, Any], only_drifted: bool, log: bool) -> str:
+def _features(f: dict[str, Any], log: bool) -> str:
     state = "drifted" if f["drifted"] else "not drifted"
     head = (f"<h3>Input features: {state}</h3><p>{f['drifted_count']} of {f['columns_total']} columns "
             f"drifted: share {f['drift_share']:.2f}; the input counts as drifted from a share of "
             f"{f['threshold_share']:.2f}. Rows compared: {f['rows']['reference']} reference, "
             f"{f['rows']['current']} current.{_LOG_NOTE if log else ''}</p>")  # fmt: skip
     cols = sorted(f["columns"].items(), key=lambda kv: (not kv[1]["drifted"], kv[0]))
-    if only_drifted:
-        cols = [kv for kv in cols if kv[1]["drifted"]]
     rows = [
         (name, v["drifted"], v["method"], v["score"], v["threshold"], _moved(v)) for name, v in cols
     ]
     skipped = (
         f"<p>Not compared: {escape(', '.join(f'{k} ({v})' for k, v in f['skipped'].items()))}</p>"
-        if f.get("skipped") and not only_drifted
+        if f.get("skipped")
         else ""
     )
     return (
@@ -125,9 +100,9 @@ def _features(f: dict[str, Any], only_drifted: bool, log: bool) -> str:
     )
 
 
-def _embeddings(e: dict[str, Any], only_drifted: bool) -> str:
+def _embeddings(e: dict[str, Any]) -> str:
     state = "drifted" if e["drifted"] else "not drifted"
-    per = [(k, v) for k, v in e["scenarios"].items() if v["drifted"] or not only_drifted]
+    per = list(e["scenarios"].items())
     rows = [(k, v["drifted"], v["method"] + (" (bootstrap)" if v.get("bootstrap") else ""),
              v["score"], v["threshold"], "") for k, v in per]  # fmt: skip
     boot = any(v.get("bootstrap") for v in e["scenarios"].values())
@@ -139,9 +114,9 @@ def _embeddings(e: dict[str, Any], only_drifted: bool) -> str:
     return head + (_table(header, rows) if per else _none(e["scenarios"]))
 
 
-def _scores(sc: dict[str, Any], only_drifted: bool) -> str:
+def _scores(sc: dict[str, Any]) -> str:
     state = "drifted" if sc["drifted"] else "not drifted"
-    per = [(k, v) for k, v in sc["scenarios"].items() if v["drifted"] or not only_drifted]
+    per = list(sc["scenarios"].items())
     rows = [
         (k, v["drifted"], v["method"], v["score"], v["threshold"], _moved(v, pct=False))
         for k, v in per
@@ -172,15 +147,13 @@ def _none(items: dict[str, Any]) -> str:
     return f"<p>None of the {len(items)} scenarios drifted.</p>"
 
 
-def _where(s: dict[str, Any], relative: bool) -> str:
-    links = []
-    for name, path in s["reports"].items():
-        if relative and name == "index":
-            continue
-        href = Path(path).name if relative else path
-        links.append(
-            f"<li>{escape(name)}: <a href='{escape(href)}'><code>{escape(path)}</code></a></li>"
-        )
+def _where(s: dict[str, Any]) -> str:
+    # The page sits beside the reports it links, so relative links work wherever it is opened.
+    links = [
+        f"<li>{escape(name)}: <a href='{escape(Path(path).name)}'><code>{escape(path)}</code></a></li>"
+        for name, path in s["reports"].items()
+        if name != "index"
+    ]
     ws = s.get("workspace")
     if ws:
         links.append(f"<li>Evidently UI: project <b>{escape(ws['project'])}</b> in workspace "

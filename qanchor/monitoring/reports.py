@@ -104,27 +104,37 @@ def add_to_workspace(
     return {"path": str(workspace), "project": project, "project_id": str(proj.id), "runs": runs}
 
 
+# Per part of a run (its report's tag): the dashboard's title of the drift share.
+PANELS = {
+    "features": "Share of drifted input features",
+    "model": "Share of scenarios whose score distribution drifted",
+}
+
+
 def _new_project(ws: Any, name: str) -> Any:
-    """A project whose dashboard plots the drift shares of every run over time."""
+    """A project whose dashboard shows, per part, the last run's drift share and every run's."""
     from evidently.sdk.models import PanelMetric
-    from evidently.sdk.panels import line_plot_panel
+    from evidently.sdk.panels import bar_plot_panel, counter_panel
 
     proj = ws.create_project(
         name, description="Daily drift of qanchor's inputs, embeddings and scores"
     )
-    for tag, title in (("features", "Share of drifted input features"),
-                       ("model", "Share of scenarios whose score distribution drifted")):  # fmt: skip
+    for tag, title in PANELS.items():
+        share = PanelMetric(legend="drift share (0-1)", metric="DriftedColumnsCount", tags=[tag],
+                            metric_labels={"value_type": "share"})  # fmt: skip
+        # The counter prints the number itself. Bars, not a line: a bar axis starts at 0, while a
+        # line through one run has a one-value range that the UI labels "0" wherever the point is.
+        # Evidently 0.7's counter prints a zero as "no value"; its description says so.
+        counter = counter_panel(title=f"{title}: last run", values=[share], size="half",
+                                description="'no value' here means 0: nothing drifted")  # fmt: skip
+        proj.dashboard.add_panel(counter, tab="Drift")
         proj.dashboard.add_panel(
-            line_plot_panel(
-                title=title,
-                values=[
-                    PanelMetric(
-                        legend="share",
-                        metric="DriftedColumnsCount",
-                        tags=[tag],
-                        metric_labels={"value_type": "share"},
-                    )
-                ],  # fmt: skip
+            bar_plot_panel(
+                title=f"{title} per run",
+                description="y: share of the monitored items that drifted (0-1); x: run time "
+                "(UTC). The part counts as drifted from the share in monitoring/drift.yaml.",
+                values=[share],
+                size="half",
             ),
             tab="Drift",
         )

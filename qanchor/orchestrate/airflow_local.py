@@ -67,6 +67,8 @@ def embedded_env(home: Path, dags: Path, port: int = 8080, user: str = "admin") 
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
         "QANCHOR_WORKDIR": os.environ.get("QANCHOR_WORKDIR") or str(home / "qanchor-runs"),
+        # The DAG's default preset: what a scheduled run (unpausing starts one) trains with here.
+        "QANCHOR_PRESET": os.environ.get("QANCHOR_PRESET") or "tiny",
     }  # fmt: skip
 
 

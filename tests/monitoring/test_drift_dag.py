@@ -112,6 +112,9 @@ def test_dag_test_alerts_and_triggers_retraining(
     assert out["triggered"] == [{"state": "queued", "conf": {"preset": "tiny"}}]
     (msg,) = smtp_server.messages
     assert msg["From"] == "airflow@example.org" and "input features" in msg["Subject"]
+    # The e-mail tells on-call that this run starts a retrain, and names the served model.
+    text = msg.get_body(("plain",)).get_content()
+    assert "Retraining was triggered" in text and tag in text
     (run_dir,) = [p for p in (tmp_path / "reports").iterdir() if p.is_dir()]
     assert datetime.fromisoformat(run_dir.name).year >= 2026  # one directory per logical date
     summary = json.loads((run_dir / "summary.json").read_text())

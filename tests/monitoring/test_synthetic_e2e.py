@@ -64,3 +64,12 @@ def _assert_in_workspace(ws: Path, summary: dict) -> None:
     (project,) = Workspace(str(ws)).search_project("qanchor drift")
     runs = Workspace(str(ws)).list_runs(project.id)
     assert [str(r) for r in runs] == list(summary["workspace"]["runs"].values())
+    # Per part, the last run's drift share as a number and every run's as a bar (an axis from 0:
+    # a line through a single run had a one-value axis labelled "0").
+    panels = project.dashboard.model().panels
+    assert [p.plot_params["plot_type"] for p in panels] == ["counter", "bar", "counter", "bar"]
+    for p in panels:
+        (value,) = p.values
+        assert value.metric.endswith("DriftedColumnsCount") and value.metric_labels == {
+            "value_type": "share"
+        }

@@ -69,6 +69,28 @@ def test_schedule_params_and_policies(dag) -> None:
     assert dag.get_task("notify").trigger_rule == "none_failed"
 
 
+def _default_params(**env: str) -> dict:
+    """The DAG's param defaults and schemas when its file is parsed with ``env``."""
+    code = ("import json, runpy, sys; dag = runpy.run_path(sys.argv[1])['qanchor_retrain'](); "
+            "print(json.dumps({k: [dag.params[k], dag.params.get_param(k).schema] for k in dag.params}))")  # fmt: skip
+    base = {k: v for k, v in child_env().items() if k not in ("QANCHOR_PRESET", "QANCHOR_DATASET")}
+    out = subprocess.run([sys.executable, "-c", code, str(DAGS / "qanchor_retrain.py")],
+                         env={**base, **env}, capture_output=True, text=True, check=True)  # fmt: skip
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_unpausing_runs_tiny_unless_the_deployment_names_a_preset(airflow_home: Path) -> None:
+    """A scheduled run (unpausing starts one) takes the defaults: `tiny` unless QANCHOR_PRESET
+    (set by infra/platform-env.yaml) says otherwise; the dataset from QANCHOR_DATASET."""
+    unset = _default_params()
+    assert unset["preset"][0] == "tiny"
+    deployed = _default_params(QANCHOR_PRESET="small", QANCHOR_DATASET="/shared/data/raw")
+    assert deployed["preset"][0] == "small" and deployed["dataset"][0] == "/shared/data/raw"
+    # The trigger form marks a field required unless its type allows null; empty means all.
+    value, schema = unset["scenarios"]
+    assert value == [] and "null" in schema["type"] and "array" in schema["type"]
+
+
 def test_register_is_skipped_when_the_gate_rejects(dag) -> None:
     from airflow.sdk.exceptions import AirflowSkipException
 
