@@ -105,10 +105,16 @@ def _cmd_embed(args: argparse.Namespace) -> None:
 
 
 def _cmd_explain(args: argparse.Namespace) -> None:
+    from qanchor.eval.evaluate import random_parts
     from qanchor.infer.engine import Embedder
     from qanchor.infer.explain import explain
+    from qanchor.model.artifact import read_config
     from qanchor.model.data import BuiltData
 
+    if random := random_parts(read_config(args.model)["model"]):
+        # A `tiny` test model decodes random tokens: say so before printing them.
+        print(f"warning: {args.model} is a random test model ({', '.join(random)}): "
+              "the text below is noise, not a description", file=sys.stderr)  # fmt: skip
     data = BuiltData.load(args.data)
     emb = Embedder.from_dir(args.model)
     emb.load_users(data.snapshots[data.snapshots["user_id"] == args.user], data.profiles)
@@ -161,23 +167,28 @@ def _add_stage(
         p.add_argument(flag, required=True, help=text)
     if config_cls is not None:
         if hasattr(config_cls, "PRESETS"):
+            # The training stages' bare defaults are paper scale (hours on a CPU): like
+            # `qanchor run`, they take `small` unless told otherwise.
+            default = "small" if config_cls.__name__ in SMALL_BY_DEFAULT else None
             p.add_argument(
-                "--preset", choices=PRESETS, default=None, help="named preset of the stage config"
-            )
+                "--preset", choices=PRESETS, default=default,
+                help=f"named preset of the stage config (default: {default or 'none'})",
+            )  # fmt: skip
         p.add_argument("--config", default=None, help="YAML file of config overrides")
         add_config_args(p, config_cls)
     return p
 
 
+SMALL_BY_DEFAULT = ("BuildConfig", "PretrainConfig", "TuneConfig", "EvalConfig")
 MODEL = {"--model": "model directory (with its scenario adapters)"}
 BUILT = {"--data": "built dataset directory (qanchor data build)"}
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (exposed for docs and tests)."""
-    from qanchor.data.build import BuildConfig
+    from qanchor.data.build_config import BuildConfig
     from qanchor.data.synth import SynthConfig
-    from qanchor.eval.evaluate import EvalConfig
+    from qanchor.eval.config import EvalConfig
     from qanchor.model.config import PretrainConfig
     from qanchor.monitoring.config import DriftConfig
     from qanchor.tune.config import TuneConfig

@@ -88,7 +88,7 @@ def _cmd_features(args: argparse.Namespace) -> None:
 def add_features(top: argparse._SubParsersAction) -> None:
     """``qanchor features apply|materialize|push``: thin wrappers of :mod:`qanchor.features`."""
     from qanchor.cli import _add_stage
-    from qanchor.features import FeatureStoreConfig
+    from qanchor.features.config import FeatureStoreConfig
 
     sub = top.add_parser("features", help="the Feast feature store").add_subparsers(
         dest="features_command", required=True

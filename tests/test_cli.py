@@ -80,3 +80,40 @@ def test_synth_then_build_end_to_end(tmp_path: Path, capsys) -> None:
     assert len(users) == 120 and set(users["split"]) == {"train", "val", "test"}
     report = (built / "report.md").read_text()
     assert "cash_loan_default" in report and "## Quarantined rows\n\nNone." in report
+
+
+def test_help_imports_no_data_or_learning_library() -> None:
+    """`qanchor --help` and a subcommand's help stay light (lazy imports; speed: benchmarks/cli)."""
+    code = (
+        "import sys\n"
+        "from qanchor.cli import main\n"
+        "for argv in (['--help'], ['pretrain', '--help'], ['data', 'build', '--help'],"
+        " ['features', 'push', '--help'], ['evaluate', '--help']):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "heavy = ('pandas', 'numpy', 'torch', 'transformers', 'sklearn', 'feast', 'pyarrow')\n"
+        "print(sorted(m for m in heavy if m in sys.modules), file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stderr.strip().splitlines()[-1] == "[]"
+
+
+def test_training_stages_default_to_the_small_preset() -> None:
+    from qanchor.cli import build_parser
+
+    parser = build_parser()
+    for argv in (["pretrain", "--data", "d", "--out", "o"], ["tune", "--model", "m", "--data", "d"],
+                 ["evaluate", "--model", "m", "--data", "d", "--out", "o"],
+                 ["data", "build", "--input", "i", "--out", "o"]):  # fmt: skip
+        assert parser.parse_args(argv).preset == "small", argv
+
+
+def test_explain_on_a_random_model_says_so(tiny_model: Path, built_tiny: Path, capsys) -> None:
+    user = pd.read_parquet(built_tiny / "snapshots.parquet")["user_id"].iloc[0]
+    argv = ["explain", "--model", str(tiny_model), "--data", str(built_tiny), "--user", user,
+            "--query", "What does this user do?", "--max-new-tokens", "2"]  # fmt: skip
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "is a random test model (backbone `tiny`, encoder `tiny`)" in err

@@ -10,28 +10,29 @@ event history and reports which users' cached prefixes went stale. ``feast`` is 
 inside these functions (importing it takes about ten seconds).
 """
 
-from qanchor.features.config import FeatureStoreConfig
-from qanchor.features.push import PushResult, prefix_invalidator, push_events
-from qanchor.features.store import (
-    UserFeatures,
-    apply,
-    historical_snapshots,
-    materialize,
-    online_snapshots,
-    store,
-    sync,
-)
+import importlib
 
-__all__ = [
-    "FeatureStoreConfig",
-    "PushResult",
-    "UserFeatures",
-    "apply",
-    "historical_snapshots",
-    "materialize",
-    "online_snapshots",
-    "prefix_invalidator",
-    "push_events",
-    "store",
-    "sync",
-]
+# Where each public name lives; loaded on first use (PEP 562), so importing the light
+# ``qanchor.features.config`` (the CLI's option parser does) does not pull pandas in.
+_HOMES = {
+    "FeatureStoreConfig": "config",
+    "PushResult": "push",
+    "prefix_invalidator": "push",
+    "push_events": "push",
+    "UserFeatures": "store",
+    "apply": "store",
+    "historical_snapshots": "store",
+    "materialize": "store",
+    "online_snapshots": "store",
+    "store": "store",
+    "sync": "store",
+}
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
+    globals()[name] = value
+    return value
