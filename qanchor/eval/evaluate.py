@@ -91,31 +91,41 @@ def evaluate(
     mcfg = config["model"]
     if any(b in cfg.baselines for b in BAG_BASELINES):
         read_bags(data.root)  # fail before the expensive embedding if the build lacks the bag
+    from tqdm.auto import tqdm
+
     results, times = {}, {}
+    # One step per model: the embedding of both qanchor models is the long first step.
+    bar = tqdm(total=2 + len([b for b in cfg.baselines if b in MODELS]), desc="evaluate",
+               unit="model", postfix="qanchor embeddings")  # fmt: skip
+
+    def scored(name: str, result) -> None:
+        results[name] = result
+        bar.set_postfix_str(name, refresh=False)
+        bar.update()
+
     tuned, base, times = qanchor_features(model_dir, data, scen, cfg.cache_mb, cfg.bf16)
     times.pop("bare_query_scenarios")
-    results["qanchor_tuned"] = probe_scenarios(tuned, labels)
-    results["qanchor_base"] = probe_scenarios(base, labels)
+    scored("qanchor_tuned", probe_scenarios(tuned, labels))
+    scored("qanchor_base", probe_scenarios(base, labels))
     if "tfidf_lr" in cfg.baselines:
-        results["tfidf_lr"] = tfidf_lr(data.root, seed=cfg.seed)
+        scored("tfidf_lr", tfidf_lr(data.root, seed=cfg.seed))
     if "gbdt_features" in cfg.baselines:
-        results["gbdt_features"] = gbdt_features(data.root, seed=cfg.seed)
+        scored("gbdt_features", gbdt_features(data.root, seed=cfg.seed))
     enc = {"encoder": mcfg["encoder"], "max_length": mcfg["encoder_max_length"]}
     if "text_mean_pool" in cfg.baselines:
-        results["text_mean_pool"] = probe_scenarios(
-            text_mean_pool_features(data.root, **enc), labels
-        )
+        scored("text_mean_pool", probe_scenarios(text_mean_pool_features(data.root, **enc), labels))
     if "text_mean_pool_recent" in cfg.baselines:
         feats = text_mean_pool_recent_features(
             data.root, per_source=mcfg["events_per_source"], caps=mcfg["source_caps"], **enc
         )
-        results["text_mean_pool_recent"] = probe_scenarios(feats, labels)
+        scored("text_mean_pool_recent", probe_scenarios(feats, labels))
     if "llm_untrained" in cfg.baselines:
         t0 = time.perf_counter()
         feats = llm_untrained_features(mcfg["backbone"], mcfg["backbone_layers"], data.snapshots,
                                        {s.name: s.query for s in scen}, cfg.llm_per_source, cfg.llm_max_prefix_tokens, bf16=cfg.bf16)  # fmt: skip
         times["llm_untrained_s"] = round(time.perf_counter() - t0, 1)
-        results["llm_untrained"] = probe_scenarios(feats, labels)
+        scored("llm_untrained", probe_scenarios(feats, labels))
+    bar.close()
     sizes = {a.name: a.meta.get("bytes") for a in load_adapters(model_dir)}
     extra = _extra_md(sizes, times)
     out_dir = Path(out_dir)
@@ -165,5 +175,16 @@ def _extra_md(sizes: dict, times: dict) -> str:
     lines = ["## Scenario adapters", "", "| scenario | adapter bytes |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in sorted(sizes.items())]
     lines += ["", "## Timings", "", "| what | value |", "|---|---|"]
-    lines += [f"| {k} | {v} |" for k, v in times.items()]
+    for key, value in times.items():
+        if key.endswith("_s"):
+            key, value = f"{key.removesuffix('_s').replace('_', ' ')} (s)", f"{value:.1f}"
+        elif isinstance(value, dict):  # e.g. the prefix cache's counters
+            value = ", ".join(f"{k.replace('_', ' ')} {_number(k, v)}" for k, v in value.items())
+        lines.append(f"| {key.replace('_', ' ')} | {value} |")
     return "\n".join(lines) + "\n"
+
+
+def _number(key: str, value) -> str:
+    if "bytes" in key and isinstance(value, int):
+        return f"{value / (1 << 20):,.1f} MB"
+    return f"{value:,}" if isinstance(value, int) else str(value)

@@ -194,7 +194,10 @@ def write_report(
     bar_chart(metrics, models, "ks", out_dir / CHARTS["ks"])
     roc_grid({m: results[m] for m in models if m in results}, scenarios, out_dir / CHARTS["roc"])
     sizes = _test_sizes(results)
-    parts = [f"# Evaluation report: `{metrics['dataset']}`"]
+    parts = [
+        f"# Evaluation report: {Path(str(metrics['dataset'])).name}",
+        _about(out_dir, metrics, verdict),
+    ]
     if verdict is not None:
         parts.append(verdict["line"])
     parts += [
@@ -223,3 +226,14 @@ def write_report(
     path = out_dir / "report.md"
     path.write_text("\n\n".join(parts) + "\n")
     return path
+
+
+def _about(out_dir: Path, metrics: dict, verdict: dict | None) -> str:
+    """The line under the title: data (name and where it came from), preset, run id."""
+    items = [f"Data `{Path(str(metrics['dataset'])).name}`"]
+    if verdict is not None and verdict.get("preset"):
+        items.append(f"preset `{verdict['preset']}`")
+    run = out_dir.resolve().parent
+    if (run / "built").is_dir() or (run / "model").is_dir():  # eval/ inside a run directory
+        items.append(f"run `{run.name}`")
+    return " · ".join(items) + f" (input: `{metrics['dataset']}`)."

@@ -23,6 +23,8 @@ import sys
 from pathlib import Path
 
 import qanchor
+from qanchor.errors import QAnchorError
+from qanchor.orchestrate.console import SAY, RunConsole
 
 REPO = Path(qanchor.__file__).resolve().parents[1]
 DAG_ID = "qanchor_retrain"
@@ -156,19 +158,49 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--preset", default="small", choices=["tiny", "small", "paper"])
     t.add_argument("--scenarios", default="", help="comma-separated scenarios (default: all)")
     t.add_argument("--tolerance", type=float, default=0.01, help="gate tolerance in mean AUC")
+    t.add_argument("-v", "--verbose", action="store_true",
+                   help="print the whole Airflow/KFP log (default: a line per stage and progress "
+                        "bars; the whole log goes to a file)")  # fmt: skip
+    t.add_argument("--raw", action="store_true", help=argparse.SUPPRESS)  # the filtered child
     s = sub.add_parser("standalone", help="scheduler and UI on 127.0.0.1 (login required)")
     s.add_argument("--port", type=int, default=int(os.environ.get("AIRFLOW_PORT", "8080")))
     args = p.parse_args(argv)
     home = (args.home or default_home()).resolve()
     if args.command == "standalone":
         return standalone(home, args.dags.resolve(), args.port)
+    if not (args.verbose or args.raw):
+        return filtered([a for a in (argv if argv is not None else sys.argv[1:])] + ["--raw"])
     conf = {"dataset": str(Path(args.dataset).resolve()), "preset": args.preset,
             "scenarios": [s for s in args.scenarios.split(",") if s], "tolerance": args.tolerance}  # fmt: skip
-    summary = dag_test(conf, home, args.dags.resolve())
-    print(f"{DAG_ID} {summary['run_id']}: {summary['state']}")
-    print(f"metrics: {summary['metrics']}")
-    print(f"report:  {summary['report']}")
+    say = SAY if args.raw else ""
+    try:
+        summary = dag_test(conf, home, args.dags.resolve())
+    except QAnchorError as exc:
+        print(f"{say}qanchor: error: {exc}", flush=True)
+        return 2
+    print(f"{say}{DAG_ID} {summary['run_id']}: {summary['state']}")
+    print(f"{say}metrics: {summary['metrics']}")
+    print(f"{say}report:  {summary['report']}", flush=True)
     return 0
+
+
+def filtered(argv: list[str]) -> int:
+    """Run ``test`` in a child process and show its output through :class:`RunConsole`."""
+    import time
+
+    from qanchor.orchestrate.stages import workdir
+
+    log = workdir() / "logs" / f"dag-test-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    console = RunConsole(log)
+    # Universal newlines: tqdm's carriage-return redraws arrive as lines of their own.
+    with subprocess.Popen([sys.executable, "-m", "qanchor.orchestrate.airflow_local", *argv],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          encoding="utf-8", errors="replace", env=os.environ.copy()) as child:  # fmt: skip
+        assert child.stdout is not None
+        for line in child.stdout:
+            console.feed(line.rstrip("\n"))
+    console.close(ok=child.returncode == 0)
+    return child.returncode
 
 
 if __name__ == "__main__":

@@ -107,3 +107,13 @@ def test_report_tables_and_charts(tmp_path: Path) -> None:
         assert f"]({png})" in text
         data = (tmp_path / png).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+
+
+def test_timings_are_a_readable_table() -> None:
+    from qanchor.eval.evaluate import _extra_md
+
+    text = _extra_md({"churn": 2048}, {"qanchor_tuned_embed_s": 5.43, "prefix_cache": {
+        "entries": 2000, "bytes": 41336320, "hits": 2000}})  # fmt: skip
+    assert "| qanchor tuned embed (s) | 5.4 |" in text
+    assert "| prefix cache | entries 2,000, bytes 39.4 MB, hits 2,000 |" in text
+    assert "{" not in text

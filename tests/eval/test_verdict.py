@@ -84,18 +84,24 @@ def test_random_models_get_a_visible_warning(tmp_path: Path) -> None:
 
 def test_verdict_opens_the_report_and_lands_in_details_not_metrics(tmp_path: Path) -> None:
     results = _results({"tfidf_lr": 1.0, "qanchor_base": 0.8, "text_mean_pool_recent": 0.3})
-    metrics = write_metrics(tmp_path, "toy", SCENARIOS, results)
+    run = tmp_path / "manual__2026-12-04"  # a run directory: built/, model/, eval/
+    (run / "built").mkdir(parents=True)
+    out = run / "eval"
+    metrics = write_metrics(out, "/data/sets/toy", SCENARIOS, results)
     assert list(metrics["models"]) == ["qanchor_base", "tfidf_lr", "text_mean_pool_recent"]
     v = verdict(metrics, results, preset="paper", random_parts=[], n_boot=200)
-    add_details(tmp_path, verdict=v)
-    text = write_report(tmp_path, metrics, results, verdict=v).read_text()
-    title, first = text.split("\n\n")[:2]
-    assert title == "# Evaluation report: `toy`" and first == v["line"]
-    details = json.loads((tmp_path / "eval_details.json").read_text())
+    add_details(out, verdict=v)
+    text = write_report(out, metrics, results, verdict=v).read_text()
+    title, about, first = text.split("\n\n")[:3]
+    assert title == "# Evaluation report: toy" and first == v["line"]
+    assert about == (
+        "Data `toy` · preset `paper` · run `manual__2026-12-04` (input: `/data/sets/toy`)."
+    )
+    details = json.loads((out / "eval_details.json").read_text())
     assert details["verdict"]["winner"] == "tfidf_lr" and details["verdict"]["preset"] == "paper"
     assert details["verdict"]["ci95"] == pytest.approx(v["ci95"])
     assert set(details["models"]) == set(results)  # write_metrics' details kept
-    on_disk = json.loads((tmp_path / "metrics.json").read_text())
+    on_disk = json.loads((out / "metrics.json").read_text())
     assert on_disk == metrics and set(on_disk) == {"dataset", "scenarios", "models"}
     for m in on_disk["models"].values():
         assert set(m) == {"mean_auc", "mean_ks", "per_scenario"}
