@@ -71,7 +71,7 @@ synth: setup ## Synthesise USERS users into DATA/synthetic
 	$(VENV)/bin/qanchor data synth --users $(USERS) --seed $(SEED) --out $(SYNTH)
 
 run: synth ## Main job: the qanchor_retrain DAG through Airflow (dag.test, no server) with PRESET
-	$(PY) -m qanchor.orchestrate.airflow_local test --dataset $(SYNTH) --preset $(PRESET)
+	$(PY) -m qanchor.orchestrate.airflow_local test --dataset $(SYNTH) --preset $(PRESET) $(if $(V),-v)
 
 airflow: setup ## Airflow UI + scheduler on 127.0.0.1:AIRFLOW_PORT, login required; scheduled runs: QANCHOR_PRESET (tiny)
 	@test -f $(SYNTH)/events.parquet || $(VENV)/bin/qanchor data synth --users $(USERS) --seed $(SEED) --out $(SYNTH)

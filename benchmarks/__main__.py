@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 BENCHMARKS = [
+    "benchmarks.cli",
     "benchmarks.pretrain_throughput",
     "benchmarks.multi_scenario",
     "benchmarks.feature_reads",

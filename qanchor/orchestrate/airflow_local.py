@@ -193,9 +193,11 @@ def filtered(argv: list[str]) -> int:
     log = workdir() / "logs" / f"dag-test-{time.strftime('%Y%m%d-%H%M%S')}.log"
     console = RunConsole(log)
     # Universal newlines: tqdm's carriage-return redraws arrive as lines of their own.
+    # Unbuffered: a child writing into a pipe would otherwise hand over lines in 8 KB bursts.
     with subprocess.Popen([sys.executable, "-m", "qanchor.orchestrate.airflow_local", *argv],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          encoding="utf-8", errors="replace", env=os.environ.copy()) as child:  # fmt: skip
+                          encoding="utf-8", errors="replace",
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"}) as child:  # fmt: skip
         assert child.stdout is not None
         for line in child.stdout:
             console.feed(line.rstrip("\n"))

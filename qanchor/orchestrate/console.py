@@ -7,7 +7,8 @@ every line in a log file, and shows only
 
 - ``HH:MM:SS  stage  started`` / ``... done in 12.3 s`` (or ``FAILED``) per task,
 - the stages' progress bars (redrawn in place on a terminal; the finished bar elsewhere),
-- the lines the run itself prints for people (marked with :data:`SAY`),
+- the gate's decision and the outcome, and the lines the run itself prints for people
+  (marked with :data:`SAY`),
 
 and on failure the tail of the log. ``-v`` shows everything, as before.
 """
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import TextIO
 
 SAY = "QANCHOR| "  # prefix of a line meant for the person at the console
+DECISION = re.compile(r"^(gate|outcome): ")  # what notify prints (stages.notification)
 START = re.compile(r"\[DAG TEST\] starting task_id=(\S+) map_index=(-?\d+)")
 END = re.compile(r"\[DAG TEST\] end task task_id=(\S+) map_index=(-?\d+)")
 FAILED = re.compile(r"Task \S*'([\w-]+)'\S* finished with status \S*FAILURE")
@@ -50,6 +52,8 @@ class RunConsole:
         self.tail.append(line)
         if line.startswith(SAY):
             self._print(line[len(SAY) :])
+        elif DECISION.match(line):
+            self._print(line)
         elif m := START.search(line):
             self.started[_task(m)] = time.monotonic()
             self.bars_done.clear()

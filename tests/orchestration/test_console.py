@@ -24,6 +24,7 @@ RUN = [
     "2026-12-04T19:55:34.982206Z [info     ] [DAG TEST] end task task_id=pretrain map_index=-1 [airflow.sdk.definitions.dag] loc=dag.py:1563",
     "2026-12-04T19:55:34.982206Z [info     ] [DAG TEST] starting task_id=tune map_index=0 [airflow.sdk.definitions.dag] loc=dag.py:1501",
     "19:54:10.585 - INFO - Task \x1b[96m'tune-scenarios'\x1b[0m finished with status \x1b[91mFAILURE\x1b[0m",
+    "gate: candidate trails the served model",
     f"{SAY}qanchor_retrain manual__1: failed",
 ]
 
@@ -48,6 +49,7 @@ def test_the_console_shows_stages_bars_and_said_lines_only(tmp_path: Path) -> No
         shown[4],
         "tune[0]      started",
         "tune-scenarios FAILED",
+        "gate: candidate trails the served model",
         "qanchor_retrain manual__1: failed",
         f"full log: {tmp_path / 'logs' / 'run.log'}",
     ]
