@@ -53,7 +53,9 @@ def test_run_tiny_end_to_end(tmp_path: Path, capsys) -> None:
     # The verdict opens the report, names the preset and warns that tiny models are random.
     verdict = json.loads((out / "eval" / "eval_details.json").read_text())["verdict"]
     report = (out / "eval" / "report.md").read_text()
-    assert report.split("\n\n")[1].startswith(f"**Verdict:** `{verdict['winner']}` wins")
+    about, line = report.split("\n\n")[1:3]
+    assert about.startswith("Data `raw` · preset `tiny` · run `")
+    assert line.startswith(f"**Verdict:** `{verdict['winner']}` wins")
     assert verdict["preset"] == "tiny" and "Preset `tiny`." in report
     assert "Warning: random models" in report and verdict["ci95"] is not None
     run = json.loads((out / "run.json").read_text())

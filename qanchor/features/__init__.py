@@ -19,13 +19,13 @@ _HOMES = {
     "PushResult": "push",
     "prefix_invalidator": "push",
     "push_events": "push",
-    "UserFeatures": "store",
-    "apply": "store",
-    "historical_snapshots": "store",
-    "materialize": "store",
-    "online_snapshots": "store",
-    "store": "store",
-    "sync": "store",
+    "UserFeatures": "feast_store",
+    "apply": "feast_store",
+    "historical_snapshots": "feast_store",
+    "materialize": "feast_store",
+    "online_snapshots": "feast_store",
+    "store": "feast_store",
+    "sync": "feast_store",
 }
 __all__ = sorted(_HOMES)
 

@@ -50,7 +50,7 @@ from qanchor.data.snapshots import (
 )
 from qanchor.errors import QAnchorError
 from qanchor.features.config import FeatureStoreConfig
-from qanchor.features.store import online_snapshots, store
+from qanchor.features.feast_store import online_snapshots, store
 
 PUSH_SOURCE = "user_events_push"
 ACTIVITY_SOURCE = "user_activity_push"

@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from qanchor.features.config import FeatureStoreConfig
-from qanchor.features.store import TRAINING_SERVICE, UserFeatures, historical_snapshots
+from qanchor.features.feast_store import TRAINING_SERVICE, UserFeatures, historical_snapshots
 
 PARTS = ("snapshots", "profiles", "aggregates")
 

@@ -20,8 +20,9 @@ Compared on the candidate's test users, {{ g.scenarios | length }} scenario(s):
 {% endif %}{% if b %}Against its best baseline ({{ b.baseline }}): {{ "%+.4f" | format(b.margin) }} mean AUC.
 {% endif %}
 Served model: {{ g.serving_tag }}
-Metrics: {{ s.metrics }}
-Report:  {{ s.report }}
+Metrics: {{ metrics }}
+Report:  {{ report }}
+Runs in Airflow: {{ airflow }}
 
 Next: nothing is required; the served model keeps serving. To promote this candidate anyway,
 register it and promote its tag (qanchor.registry.register / promote); to accept smaller drops,
@@ -37,7 +38,8 @@ HTML = """\
 {% for name, p in g.per_scenario.items() %}<tr><td>{{ name }}</td><td>{{ "%.4f" | format(p.candidate) }}</td><td>{{ "%.4f" | format(p.serving) }}</td></tr>
 {% endfor %}</table>
 {% if b %}<p>Against its best baseline (<code>{{ b.baseline }}</code>): {{ "%+.4f" | format(b.margin) }} mean AUC.</p>{% endif %}
-<p>Metrics: <code>{{ s.metrics }}</code><br>Report: <code>{{ s.report }}</code></p>
+<p>Metrics: <a href="{{ metrics }}">{{ metrics }}</a><br>Report: <a href="{{ report }}">{{ report }}</a><br>
+Runs in Airflow: <a href="{{ airflow }}">{{ airflow }}</a></p>
 <p>Next: nothing is required. To promote this candidate anyway, register and promote its tag;
 to accept smaller drops, trigger <code>qanchor_retrain</code> with a larger <code>tolerance</code>.</p>
 """
@@ -45,10 +47,17 @@ to accept smaller drops, trigger <code>qanchor_retrain</code> with a larger <cod
 
 def rejection_message(summary: dict[str, Any]) -> tuple[str, str, str]:
     """(subject, html, text) of the rejection e-mail for a run summary whose gate rejected."""
+    from pathlib import Path
+
     from jinja2 import Environment
 
+    from qanchor.monitoring.links import LinkSettings
+
     g = summary["gate"]
-    ctx = {"s": summary, "g": g, "b": g.get("versus_baseline")}
+    # A mail client follows only absolute links: file URIs where the run directory is mounted.
+    files = {k: Path(summary[k]).resolve().as_uri() if summary.get(k) else "-" for k in ("metrics", "report")}  # fmt: skip
+    ctx = {"s": summary, "g": g, "b": g.get("versus_baseline"), **files,
+           "airflow": LinkSettings().airflow_dag("qanchor_retrain")}  # fmt: skip
     text = Environment(autoescape=False, trim_blocks=False).from_string(TEXT).render(**ctx)
     html = Environment(autoescape=True).from_string(HTML).render(**ctx)
     subject = f"qanchor: candidate rejected by the quality gate ({summary['run']})"

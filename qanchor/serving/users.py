@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from qanchor.features.config import FeatureStoreConfig
-from qanchor.features.store import UserFeatures, online_snapshots
+from qanchor.features.feast_store import UserFeatures, online_snapshots
 from qanchor.infer.engine import Embedder
 
 

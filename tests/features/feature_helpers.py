@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from qanchor.data import snapshots as S
-from qanchor.features.store import LIST_DTYPES
+from qanchor.features.feast_store import LIST_DTYPES
 
 REPO = Path(__file__).resolve().parents[2] / "feature_repo"
 LATER = pd.Timedelta(days=10)  # the second snapshot time, after the build's cutoff

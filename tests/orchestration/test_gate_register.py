@@ -100,6 +100,7 @@ def test_the_gate_rescores_the_served_model_on_the_candidates_users(
     body = mail.get_body(("plain",)).get_content()
     assert decision["reason"] in body and "coupon_redemption: candidate" in body
     assert f"Served model: {promoted}" in body and "Next:" in body
+    assert "Report:  file:///" in body and "Runs in Airflow: http://" in body  # absolute links
     assert "<table" in mail.get_body(("html",)).get_content()
     # A passing run sends nothing.
     assert not announce(tmp_path / "b", smtp)["emailed"] and len(smtp_server.messages) == 1
