@@ -71,14 +71,14 @@ synth: setup ## Synthesise USERS users into DATA/synthetic
 	$(VENV)/bin/qanchor data synth --users $(USERS) --seed $(SEED) --out $(SYNTH)
 
 run: synth ## Main job: the qanchor_retrain DAG through Airflow (dag.test, no server) with PRESET
-	$(PY) -m qanchor.orchestrate.airflow_local test --dataset $(SYNTH) --preset $(PRESET) $(if $(V),-v)
+	$(PY) dags/local.py test --dataset $(SYNTH) --preset $(PRESET) $(if $(V),-v)
 
 airflow: setup ## Airflow UI + scheduler on 127.0.0.1:AIRFLOW_PORT, login required; scheduled runs: QANCHOR_PRESET (tiny)
 	@test -f $(SYNTH)/events.parquet || $(VENV)/bin/qanchor data synth --users $(USERS) --seed $(SEED) --out $(SYNTH)
-	$(PY) -m qanchor.orchestrate.airflow_local standalone --port $(AIRFLOW_PORT)
+	$(PY) dags/local.py standalone --port $(AIRFLOW_PORT)
 
 serve: setup ## Serve the promoted model on 127.0.0.1:SERVE_PORT; prints an example curl (key: .bentoml/api_key)
-	$(PY) -m qanchor.serving.launch --port $(SERVE_PORT)
+	$(PY) -m services.launch --port $(SERVE_PORT)
 
 compile: setup ## Compile the Kubeflow pipeline to components/qanchor_pipeline.yaml
 	$(VENV)/bin/qanchor pipeline compile --out components/qanchor_pipeline.yaml

@@ -41,7 +41,7 @@ def setup(model: str) -> tuple[dict[str, str], str]:
         model == "auto" and (project / "registry" / "qanchor.json").is_file()
     ):
         os.environ["BENTOML_HOME"] = str(project)
-        from qanchor.serving.launch import feature_data
+        from services.launch import feature_data
 
         data = feature_data(os.environ, ROOT.parent / "runs" / "airflow")
         from qanchor import registry
@@ -65,7 +65,7 @@ def prepare(env: dict[str, str]) -> tuple[list[str], list[str]]:
     import pandas as pd
 
     from qanchor.data.contract import read_scenarios
-    from qanchor.serving.launch import prepare_store
+    from services.launch import prepare_store
 
     data = Path(env["QANCHOR_FEATURE_DATA"])
     prepare_store(data, env["QANCHOR_FEATURE_REPO"])
@@ -137,7 +137,7 @@ def main() -> None:
     import psutil
     from prometheus_client.parser import text_string_to_metric_families
 
-    from qanchor.serving.launch import REPO, ServerProcess
+    from services.launch import REPO, ServerProcess
 
     p = argparse.ArgumentParser()
     p.add_argument("--model", choices=["auto", "promoted", "small"], default="auto")

@@ -91,7 +91,7 @@ def embed_shard(run: str, shard: int, num_shards: int) -> dict:
     return stages.embed_shard(run, shard, num_shards)
 
 
-# Stage name (as Airflow tasks and ``qanchor.orchestrate.kfp_runner`` call them) -> component.
+# Stage name (as Airflow tasks and ``components.runner`` call them) -> component.
 COMPONENTS = {
     "build": build_dataset,
     "materialize": materialize_features,

@@ -83,7 +83,7 @@ def qanchor_retrain():
     @task(execution_timeout=timedelta(minutes=30))
     def build(params: dict | None = None, run_id: str | None = None) -> list[str]:
         """Validate and build the dataset; returns the scenario groups to tune."""
-        from qanchor.orchestrate.kfp_runner import run_stage
+        from components.runner import run_stage
         from qanchor.orchestrate.stages import run_for
 
         return run_stage("build", run_for(run_id), dataset=params["dataset"], preset=params["preset"],
@@ -92,7 +92,7 @@ def qanchor_retrain():
     @task(execution_timeout=timedelta(minutes=30))
     def materialize(run_id: str | None = None) -> dict:
         """Load the built snapshots into the feature store."""
-        from qanchor.orchestrate.kfp_runner import run_stage
+        from components.runner import run_stage
         from qanchor.orchestrate.stages import feature_repo, run_for
 
         return run_stage("materialize", run_for(run_id), feature_repo=feature_repo())
@@ -101,7 +101,7 @@ def qanchor_retrain():
     @task(retries=1, execution_timeout=timedelta(hours=12))
     def pretrain(params: dict | None = None, run_id: str | None = None) -> dict:
         """Pretrain the dual-tower model (a GPU and torchrun on Kubeflow)."""
-        from qanchor.orchestrate.kfp_runner import run_stage
+        from components.runner import run_stage
         from qanchor.orchestrate.stages import feature_repo, run_for
 
         return run_stage("pretrain", run_for(run_id), preset=params["preset"], feature_repo=feature_repo())  # fmt: skip
@@ -110,7 +110,7 @@ def qanchor_retrain():
           map_index_template="{{ task.op_kwargs['scenarios'] | join(', ') }}")  # fmt: skip
     def tune(scenarios: list[str], params: dict | None = None, run_id: str | None = None) -> dict:
         """Soft-prompt tune one group of scenarios (they share the users' prefix cache)."""
-        from qanchor.orchestrate.kfp_runner import run_stage
+        from components.runner import run_stage
         from qanchor.orchestrate.stages import feature_repo, run_for
 
         return run_stage("tune", run_for(run_id), scenarios=list(scenarios), preset=params["preset"],
@@ -119,7 +119,7 @@ def qanchor_retrain():
     @task(execution_timeout=timedelta(hours=3))
     def evaluate(tuned: list[dict], params: dict | None = None, run_id: str | None = None) -> dict:
         """Evaluate the tuned model and the baselines (metrics.json, report.md)."""
-        from qanchor.orchestrate.kfp_runner import run_stage
+        from components.runner import run_stage
         from qanchor.orchestrate.stages import feature_repo, run_for
 
         return run_stage("evaluate", run_for(run_id), preset=params["preset"], tuned=list(tuned),
@@ -128,7 +128,7 @@ def qanchor_retrain():
     @task(execution_timeout=timedelta(minutes=10))
     def gate(params: dict | None = None, run_id: str | None = None) -> dict:
         """Compare the candidate's mean AUC with the promoted model's."""
-        from qanchor.orchestrate.kfp_runner import run_stage
+        from components.runner import run_stage
         from qanchor.orchestrate.stages import run_for
 
         return run_stage("gate", run_for(run_id), tolerance=float(params["tolerance"]), model_name="qanchor")  # fmt: skip
@@ -138,7 +138,7 @@ def qanchor_retrain():
         """Register and promote the candidate in the BentoML model store (skipped if rejected)."""
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from qanchor.orchestrate.kfp_runner import run_stage
+        from components.runner import run_stage
         from qanchor.orchestrate.stages import run_for
 
         if not decision["passed"]:

@@ -14,10 +14,10 @@ import argparse
 import logging
 import sys
 import time
-from collections.abc import Callable
 
+from qanchor.cli_args import add_stage as _add_stage
 from qanchor.cli_ops import add_features, add_pipeline
-from qanchor.config import PRESETS, add_config_args, overrides_from_args, resolve
+from qanchor.config import PRESETS, overrides_from_args, resolve
 from qanchor.errors import QAnchorError
 
 
@@ -152,34 +152,6 @@ def _cmd_drift(args: argparse.Namespace) -> None:
         print(f"e-mail:  {'sent' if result['sent'] else 'not sent'} ({result['reason']})")
 
 
-def _add_stage(
-    sub: argparse._SubParsersAction,
-    name: str,
-    help: str,  # noqa: A002
-    func: Callable,
-    config_cls: type | None = None,
-    required: dict[str, str] | None = None,
-) -> argparse.ArgumentParser:
-    """A subcommand with its required path flags and, for a configured stage, every config field."""
-    p = sub.add_parser(name, help=help, description=help)
-    p.set_defaults(func=func)
-    for flag, text in (required or {}).items():
-        p.add_argument(flag, required=True, help=text)
-    if config_cls is not None:
-        if hasattr(config_cls, "PRESETS"):
-            # The training stages' bare defaults are paper scale (hours on a CPU): like
-            # `qanchor run`, they take `small` unless told otherwise.
-            default = "small" if config_cls.__name__ in SMALL_BY_DEFAULT else None
-            p.add_argument(
-                "--preset", choices=PRESETS, default=default,
-                help=f"named preset of the stage config (default: {default or 'none'})",
-            )  # fmt: skip
-        p.add_argument("--config", default=None, help="YAML file of config overrides")
-        add_config_args(p, config_cls)
-    return p
-
-
-SMALL_BY_DEFAULT = ("BuildConfig", "PretrainConfig", "TuneConfig", "EvalConfig")
 MODEL = {"--model": "model directory (with its scenario adapters)"}
 BUILT = {"--data": "built dataset directory (qanchor data build)"}
 

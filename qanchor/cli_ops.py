@@ -14,10 +14,35 @@ import argparse
 from qanchor.config import PRESETS, overrides_from_args, resolve
 from qanchor.errors import QAnchorError
 
+COMPONENTS_ENV = "QANCHOR_COMPONENTS"  # the package of the Kubeflow components (a shell)
+
+
+def pipeline_runner():
+    """The Kubeflow shell's runner, ``<QANCHOR_COMPONENTS or components>.runner``.
+
+    The library never imports its shells; `qanchor pipeline` finds the components by module
+    name (installed with the platform, or importable from the working directory).
+    """
+    import importlib
+    import os
+    import sys
+
+    package = os.environ.get(COMPONENTS_ENV, "components")
+    if os.getcwd() not in sys.path:  # a console script does not see the working directory
+        sys.path.append(os.getcwd())
+    try:
+        return importlib.import_module(f"{package}.runner")
+    except ModuleNotFoundError as exc:
+        raise QAnchorError(
+            f"`qanchor pipeline` needs the Kubeflow components ({package}.runner): run it in the "
+            f"repository, or set {COMPONENTS_ENV} to the package that holds them ({exc})"
+        ) from exc
+
 
 def _cmd_pipeline(args: argparse.Namespace) -> None:
-    from qanchor.orchestrate import kfp_runner
     from qanchor.orchestrate.stages import summarize
+
+    kfp_runner = pipeline_runner()
 
     if args.pipeline_command == "compile":
         print(f"wrote {kfp_runner.compile_pipeline(args.out)}")
@@ -87,7 +112,7 @@ def _cmd_features(args: argparse.Namespace) -> None:
 
 def add_features(top: argparse._SubParsersAction) -> None:
     """``qanchor features apply|materialize|push``: thin wrappers of :mod:`qanchor.features`."""
-    from qanchor.cli import _add_stage
+    from qanchor.cli_args import add_stage as _add_stage
     from qanchor.features.config import FeatureStoreConfig
 
     sub = top.add_parser("features", help="the Feast feature store").add_subparsers(

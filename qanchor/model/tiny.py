@@ -19,7 +19,7 @@ import torch
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
-    from qanchor.model.backbones import TextEncoder
+    from qanchor.model.text_encoder import TextEncoder
 
 SPECIAL = "<|endoftext|>"
 BYTE_VOCAB = 256  # token id == byte value; the special token comes right after
@@ -114,7 +114,7 @@ def tiny_text_encoder(seed: int = 0, pooling: str = "mean") -> TextEncoder:
     """A random 2-layer BERT (hidden 32) with a byte-level tokenizer that prepends a BOS token."""
     from transformers import BertConfig, BertModel
 
-    from qanchor.model.backbones import TextEncoder
+    from qanchor.model.text_encoder import TextEncoder
 
     tokenizer = byte_tokenizer(add_bos=True)
     config = BertConfig(

@@ -1,8 +1,9 @@
 """Orchestration glue: the stages that Kubeflow components and Airflow tasks call.
 
 ``stages`` holds one function per pipeline stage (inputs and outputs are paths, results are small
-JSON-able dicts); ``gate`` decides whether a candidate may replace the serving model;
-``kfp_runner`` runs a component locally or on a Kubeflow Pipelines endpoint; ``airflow_local``
-runs the DAGs embedded (``make run``, ``make airflow``). Heavy and orchestrator libraries are
-imported inside functions only.
+JSON-able dicts); ``gate`` decides whether a candidate may replace the serving model; ``notice``
+writes the rejection e-mail; ``console`` condenses a run's log for the person watching it. The
+shells that call these live outside the library: ``components/runner.py`` runs a component
+locally or on a Kubeflow Pipelines endpoint, ``dags/local.py`` runs the DAGs embedded
+(``make run``, ``make airflow``), ``services/launch.py`` starts the BentoML service.
 """

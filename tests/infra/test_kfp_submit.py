@@ -82,7 +82,7 @@ def test_submitter_sends_that_file_as_is(client, monkeypatch, capsys) -> None:
 
 def test_without_a_package_the_pipeline_is_compiled_from_code(client) -> None:
     from components.pipeline import qanchor_pipeline
-    from qanchor.orchestrate.kfp_runner import submit_pipeline
+    from components.runner import submit_pipeline
 
     assert submit_pipeline({"dataset": "d", "run": "r"}, "http://kfp.example:8888") == "run-1"
     ((how, pipeline, _),) = client.calls
@@ -90,8 +90,8 @@ def test_without_a_package_the_pipeline_is_compiled_from_code(client) -> None:
 
 
 def test_a_missing_package_is_a_clear_error(client, tmp_path) -> None:
+    from components.runner import submit_pipeline
     from qanchor.errors import QAnchorError
-    from qanchor.orchestrate.kfp_runner import submit_pipeline
 
     with pytest.raises(QAnchorError, match="make compile"):
         submit_pipeline({}, "http://kfp.example:8888", package=tmp_path / "none.yaml")

@@ -56,7 +56,7 @@ def airflow_server(raw_tiny: Path, tmp_path: Path):
                     QANCHOR_AIRFLOW_USER=USER, QANCHOR_AIRFLOW_PASSWORD=PASSWORD,
                     AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE="False")  # fmt: skip
     log = open(tmp_path / "airflow.log", "w")  # noqa: SIM115 - closed in the teardown
-    cmd = [sys.executable, "-m", "qanchor.orchestrate.airflow_local", "--home", str(tmp_path / "home"),
+    cmd = [sys.executable, str(REPO / "dags" / "local.py"), "--home", str(tmp_path / "home"),
            "standalone", "--port", str(port)]  # fmt: skip
     proc = subprocess.Popen(
         cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from qanchor.orchestrate.kfp_runner import run_stage, stage_pipeline
+from components.runner import run_stage, stage_pipeline
 from qanchor.orchestrate.stages import RunPaths
 
 from .conftest import REPO, TWO_SCENARIOS
@@ -24,7 +24,7 @@ def executor_of(spec: dict, task: str) -> dict:
 
 
 def test_compiled_yaml_requests_a_gpu_for_pretrain_only(tmp_path: Path) -> None:
-    from qanchor.orchestrate.kfp_runner import compile_pipeline
+    from components.runner import compile_pipeline
 
     spec = next(yaml.safe_load_all(compile_pipeline(tmp_path / "p.yaml").read_text()))
     pretrain = executor_of(spec, "pretrain-model")["resources"]["accelerator"]

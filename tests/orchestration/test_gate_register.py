@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from components.runner import run_stage
 from qanchor import registry
 from qanchor.config import resolve
 from qanchor.eval.evaluate import EvalConfig, evaluate
 from qanchor.monitoring.alert import SmtpSettings
-from qanchor.orchestrate.kfp_runner import run_stage
 from qanchor.orchestrate.stages import RunPaths, announce
 
 NAME = "qanchor-gate-test"

@@ -10,14 +10,14 @@ import sys
 import time
 from pathlib import Path
 
+from components.runner import run_stage
 from qanchor.data.synth import SynthConfig, synth
 from qanchor.io import sha256_file, sha256_tree
-from qanchor.orchestrate.kfp_runner import run_stage
 from qanchor.orchestrate.stages import RunPaths, read_result
 
 from .conftest import child_env
 
-STAGE = "from qanchor.orchestrate.kfp_runner import run_stage; import sys; run_stage('build', sys.argv[1], dataset=sys.argv[2], preset='tiny', scenarios=[])"
+STAGE = "from components.runner import run_stage; import sys; run_stage('build', sys.argv[1], dataset=sys.argv[2], preset='tiny', scenarios=[])"
 
 
 def leftovers(p: RunPaths) -> list[Path]:

@@ -122,7 +122,7 @@ def test_dag_test_runs_the_whole_chain_with_tiny_preset(
     store = REPO / "feature_repo"
     repo = str(store) if (store / "feature_store.yaml").is_file() else ""
     env = child_env(QANCHOR_WORKDIR=str(tmp_path / "runs"), QANCHOR_FEATURE_REPO=repo)
-    cmd = [sys.executable, "-m", "qanchor.orchestrate.airflow_local", "--home", str(tmp_path / "airflow"),
+    cmd = [sys.executable, str(REPO / "dags" / "local.py"), "--home", str(tmp_path / "airflow"),
            "test", "--dataset", str(raw_tiny), "--preset", "tiny", "--scenarios", ",".join(TWO_SCENARIOS)]  # fmt: skip
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from qanchor.serving.launch import ServerProcess
+from services.launch import ServerProcess
 
 from .conftest import AUTH, KEY, SCENARIOS
 

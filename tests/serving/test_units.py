@@ -92,7 +92,7 @@ def test_config_from_environment() -> None:
 
 
 def test_make_serve_generates_a_private_key_and_never_prints_it(tmp_path) -> None:
-    from qanchor.serving.launch import ensure_key
+    from services.launch import ensure_key
 
     env: dict[str, str] = {}
     shown = ensure_key(env, tmp_path / "home" / "api_key")

@@ -1,6 +1,7 @@
-"""Start the service on loopback: ``make serve`` and the tests' and benchmark's real server.
+"""Start the service on loopback (wraps ``bentoml serve services.service:QAnchor``, i.e.
+:class:`qanchor.serving.service.EmbeddingService`): ``make serve`` and the tests' and benchmark's real server.
 
-    python -m qanchor.serving.launch --port 3000          # what `make serve` runs
+    python -m services.launch --port 3000          # what `make serve` runs (from the repository)
 
 ``main`` makes sure there is an API key (``QANCHOR_API_KEY``/``QANCHOR_API_KEY_FILE``, else one
 generated into ``$BENTOML_HOME/api_key``, readable by the owner only), a promoted model and a
@@ -28,7 +29,7 @@ from qanchor.errors import QAnchorError
 from qanchor.serving.auth import KEY_ENV, KEY_FILE_ENV
 
 SERVICE = "services.service:QAnchor"
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]  # the directory holding services/ and feature_repo/
 
 
 def serve_command(port: int, host: str = "127.0.0.1") -> list[str]:

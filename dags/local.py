@@ -1,7 +1,7 @@
 """Airflow embedded on this machine: SQLite, the repository's dags/, everything on 127.0.0.1.
 
-    python -m qanchor.orchestrate.airflow_local test --dataset data/synthetic --preset tiny  # make run
-    python -m qanchor.orchestrate.airflow_local standalone                                  # make airflow
+    python dags/local.py test --dataset data/synthetic --preset tiny  # make run
+    python dags/local.py standalone                                  # make airflow
 
 ``test`` runs one ``dag.test()`` of ``qanchor_retrain`` in this process (no server, no
 scheduler) and prints where metrics.json and the report are. ``standalone`` starts what
@@ -22,11 +22,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import qanchor
 from qanchor.errors import QAnchorError
 from qanchor.orchestrate.console import SAY, RunConsole
 
-REPO = Path(qanchor.__file__).resolve().parents[1]
+DAGS = Path(__file__).resolve().parent  # this shell lives beside the DAGs it runs
+REPO = DAGS.parent
 DAG_ID = "qanchor_retrain"
 
 
@@ -149,9 +149,9 @@ def standalone(home: Path, dags: Path, port: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line of the embedded Airflow (see the module docstring)."""
-    p = argparse.ArgumentParser(prog="python -m qanchor.orchestrate.airflow_local")
+    p = argparse.ArgumentParser(prog="python dags/local.py")
     p.add_argument("--home", type=Path, default=None, help="AIRFLOW_HOME (default: .airflow)")
-    p.add_argument("--dags", type=Path, default=REPO / "dags", help="DAGs folder")
+    p.add_argument("--dags", type=Path, default=DAGS, help="DAGs folder")
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("test", help=f"one dag.test() run of {DAG_ID}")
     t.add_argument("--dataset", required=True, help="dataset directory in the input contract")
@@ -194,7 +194,7 @@ def filtered(argv: list[str]) -> int:
     console = RunConsole(log)
     # Universal newlines: tqdm's carriage-return redraws arrive as lines of their own.
     # Unbuffered: a child writing into a pipe would otherwise hand over lines in 8 KB bursts.
-    with subprocess.Popen([sys.executable, "-m", "qanchor.orchestrate.airflow_local", *argv],
+    with subprocess.Popen([sys.executable, str(Path(__file__).resolve()), *argv],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           encoding="utf-8", errors="replace",
                           env={**os.environ, "PYTHONUNBUFFERED": "1"}) as child:  # fmt: skip
