@@ -91,11 +91,11 @@ def evaluate(
     mcfg = config["model"]
     if any(b in cfg.baselines for b in BAG_BASELINES):
         read_bags(data.root)  # fail before the expensive embedding if the build lacks the bag
-    from tqdm.auto import tqdm
+    from qanchor.progress import bar as progress
 
     results, times = {}, {}
     # One step per model: the embedding of both qanchor models is the long first step.
-    bar = tqdm(total=2 + len([b for b in cfg.baselines if b in MODELS]), desc="evaluate",
+    bar = progress(total=2 + len([b for b in cfg.baselines if b in MODELS]), desc="evaluate",
                unit="model", postfix="qanchor embeddings")  # fmt: skip
 
     def scored(name: str, result) -> None:

@@ -222,7 +222,7 @@ def pretrain(
 
 
 def _train(s: Setup, ckpt_dir: Path, per_rank: int, stop_after: int | None) -> dict:
-    from tqdm.auto import tqdm
+    from qanchor.progress import bar as progress
 
     cfg, rt, model = s.cfg, s.rt, s.model
     params = [p for p in model.parameters() if p.requires_grad]
@@ -237,7 +237,7 @@ def _train(s: Setup, ckpt_dir: Path, per_rank: int, stop_after: int | None) -> d
         cfg.future_pair_prob,
     )
     end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
-    bar = tqdm(
+    bar = progress(
         range(start, end), initial=start, total=cfg.steps, disable=not rt.is_main, desc="pretrain"
     )
     stats = {"step": start, "loss": float("nan"), "samples_per_s": 0.0, "tokens_per_s": 0.0}

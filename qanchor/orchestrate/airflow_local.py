@@ -194,10 +194,12 @@ def filtered(argv: list[str]) -> int:
     console = RunConsole(log)
     # Universal newlines: tqdm's carriage-return redraws arrive as lines of their own.
     # Unbuffered: a child writing into a pipe would otherwise hand over lines in 8 KB bursts.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if console.tty:  # the console redraws the bars in place: let them move (qanchor.progress)
+        env.setdefault("TQDM_MININTERVAL", "0.5")
     with subprocess.Popen([sys.executable, "-m", "qanchor.orchestrate.airflow_local", *argv],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          encoding="utf-8", errors="replace",
-                          env={**os.environ, "PYTHONUNBUFFERED": "1"}) as child:  # fmt: skip
+                          encoding="utf-8", errors="replace", env=env) as child:  # fmt: skip
         assert child.stdout is not None
         for line in child.stdout:
             console.feed(line.rstrip("\n"))
