@@ -253,7 +253,7 @@ def _train(s: Setup, ckpt_dir: Path, per_rank: int, stop_after: int | None) -> d
             for k in range(cfg.grad_accum):
                 loss, info = micro_step(s, items[k * per_rank : (k + 1) * per_rank])
                 (loss / cfg.grad_accum).backward()
-                loss_sum += float(loss) / cfg.grad_accum
+                loss_sum += float(loss.detach()) / cfg.grad_accum
                 parts = {n: parts[n] + info[n] / cfg.grad_accum for n in parts}
                 tokens += info["tokens"] * rt.world
             T.all_reduce_grads(params, rt.world)
