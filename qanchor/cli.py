@@ -127,7 +127,8 @@ def _cmd_run(args: argparse.Namespace) -> None:
     from qanchor.pipeline import run_all
 
     summary = run_all(args.data, args.out, args.preset, args.feature_repo, seed=args.seed)
-    print(f"finished in {summary['total_seconds']:.0f}s: {summary['seconds']}")
+    stages = ", ".join(f"{k} {v:.1f} s" for k, v in summary["seconds"].items())
+    print(f"finished in {summary['total_seconds']:.0f} s ({stages})")
     print(f"metrics: {summary['paths']['eval']}/metrics.json")
     print(f"report:  {summary['paths']['eval']}/report.md")
 

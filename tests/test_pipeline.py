@@ -109,6 +109,26 @@ def test_run_all_seed_and_overrides_reach_every_stage(tmp_path: Path, fake_stage
     assert saved["seed"] == run["seed"] == 4 and saved["overrides"] == over
 
 
+def test_run_all_prints_a_line_when_each_stage_starts_and_ends(
+    tmp_path: Path, fake_stages: dict, capsys
+) -> None:
+    import re
+
+    from qanchor.pipeline import run_all
+
+    run_all(tmp_path / "raw", tmp_path / "run", "tiny")
+    lines = capsys.readouterr().out.splitlines()
+    stages = ("build", "pretrain", "tune", "evaluate")
+    want = [
+        rf"\d\d:\d\d:\d\d  {s} +{what}"
+        for s in stages
+        for what in ("started", r"done in \d+\.\d s")
+    ]
+    assert len(lines) == len(want)
+    for line, pattern in zip(lines, want, strict=True):
+        assert re.fullmatch(pattern, line), line
+
+
 def test_run_all_without_seed_keeps_the_presets(tmp_path: Path, fake_stages: dict) -> None:
     from qanchor.data.build import BuildConfig
     from qanchor.eval.evaluate import EvalConfig
