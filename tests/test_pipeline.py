@@ -50,10 +50,13 @@ def test_run_tiny_end_to_end(tmp_path: Path, capsys) -> None:
     adapters = sorted(p.name for p in (out / "model" / "scenarios").iterdir())
     assert adapters == sorted(metrics["scenarios"])
     assert (out / "eval" / "report.md").is_file() and (out / "eval" / "roc_curves.png").is_file()
-    # The verdict opens the report, names the preset and warns that tiny models are random.
+    # Under the title: the data, preset and run; then the verdict, which warns of random models.
     verdict = json.loads((out / "eval" / "eval_details.json").read_text())["verdict"]
     report = (out / "eval" / "report.md").read_text()
-    assert report.split("\n\n")[1].startswith(f"**Verdict:** `{verdict['winner']}` wins")
+    title, about, first = report.split("\n\n")[:3]
+    assert title == f"# Evaluation report: {raw.name}" and about.startswith(f"Data `{raw.name}`")
+    assert "preset `tiny`" in about
+    assert first.startswith(f"**Verdict:** `{verdict['winner']}` wins")
     assert verdict["preset"] == "tiny" and "Preset `tiny`." in report
     assert "Warning: random models" in report and verdict["ci95"] is not None
     run = json.loads((out / "run.json").read_text())

@@ -29,6 +29,9 @@ START = re.compile(r"\[DAG TEST\] starting task_id=(\S+) map_index=(-?\d+)")
 END = re.compile(r"\[DAG TEST\] end task task_id=(\S+) map_index=(-?\d+)")
 FAILED = re.compile(r"Task \S*'([\w-]+)'\S* finished with status \S*FAILURE")
 BAR = re.compile(r"^\s*([\w .-]{1,40}):\s+(\d{1,3})%\|")
+BAR_WHOLE = re.compile(
+    r"^\s*[\w .-]{1,40}:\s+\d{1,3}%\|[^|]*\|[^\[\n]*\[[^\]]*\]"
+)  # up to its stats
 TAIL_LINES = 40
 MILESTONE = 25  # percent between a bar's lines when the console is not a terminal
 
@@ -53,7 +56,14 @@ class RunConsole:
         """One line of the run's output (without its newline)."""
         self.log.write(line + "\n")
         self.tail.append(line)
-        if line.startswith(SAY):
+        self._show(line)
+
+    def _show(self, line: str) -> None:
+        # A bar is not ended by a newline: the next line written (a log record) continues it.
+        if (whole := BAR_WHOLE.match(line)) and line[whole.end() :].strip():
+            self._show(whole.group(0))
+            self._show(line[whole.end() :].strip())
+        elif line.startswith(SAY):
             self._print(line[len(SAY) :])
         elif DECISION.match(line):
             self._print(line)

@@ -87,3 +87,19 @@ def test_a_long_bar_in_a_log_is_four_lines(tmp_path: Path) -> None:
         "evaluate:  75%",
         "evaluate: 100%",
     ]
+
+
+def test_a_line_written_right_after_a_bar_is_not_shown_as_part_of_it(tmp_path: Path) -> None:
+    """tqdm ends a redraw without a newline, so the next record continues the bar's line."""
+    out = io.StringIO()
+    console = RunConsole(tmp_path / "run.log", out)
+    console.feed(
+        "evaluate:  43%|████▎     | 3/7 [00:31<00:42, 10.58s/model, tfidf_lr]  [KFP Executor "
+        "2026-12-04 20:29:07,946 INFO]: text_mean_pool: 2000 users x 32 dims"
+    )
+    console.feed(f"pretrain: 100%|██████████| 12/12 [00:00<00:00, 15.18it/s]{SAY}run: success")
+    assert out.getvalue().splitlines() == [
+        "evaluate:  43%|████▎     | 3/7 [00:31<00:42, 10.58s/model, tfidf_lr]",
+        "pretrain: 100%|██████████| 12/12 [00:00<00:00, 15.18it/s]",
+        "run: success",
+    ]
