@@ -20,6 +20,7 @@ import os
 import secrets
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from qanchor.errors import QAnchorError
@@ -119,6 +120,37 @@ COMPONENTS = (
 )
 
 
+def wait_healthy(
+    url: str, alive: Callable[[], bool], timeout: float = 600.0, every: float = 1.0
+) -> bool:
+    """Poll Airflow's health endpoint until the database and scheduler are healthy.
+
+    The banner is printed only then: the API server takes a minute or more to answer on a
+    small machine, and a link that does not open yet sends people looking for an error.
+
+    Returns:
+        True when healthy; False once ``alive()`` is false (a component exited, or we are
+        stopping) or after ``timeout`` seconds.
+    """
+    import json
+    import time
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and alive():
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 (our own localhost URL)
+                health = json.load(resp)
+            parts = (health.get("metadatabase") or {}, health.get("scheduler") or {})
+            if all(part.get("status") == "healthy" for part in parts):
+                return True
+        except (OSError, ValueError, urllib.error.URLError):
+            pass  # not listening yet, or answering with a page that is not the health JSON
+        time.sleep(every)
+    return False
+
+
 def standalone(home: Path, dags: Path, port: int) -> int:
     """Run scheduler, DAG processor, triggerer and API server/UI until SIGINT or SIGTERM."""
     import signal
@@ -128,11 +160,19 @@ def standalone(home: Path, dags: Path, port: int) -> int:
     user = os.environ.get("QANCHOR_AIRFLOW_USER", "admin")
     procs = [subprocess.Popen([sys.executable, "-m", "airflow", *cmd], env=os.environ.copy())
              for cmd in COMPONENTS]  # fmt: skip
-    print(f"Airflow UI: http://127.0.0.1:{port}  (user {user!r}, password in {home / 'passwords.json'})", flush=True)  # fmt: skip
     stopping = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.append(True))
-    while not stopping and all(p.poll() is None for p in procs):
+
+    def running() -> bool:
+        return not stopping and all(p.poll() is None for p in procs)
+
+    print(f"Airflow starting on 127.0.0.1:{port} (the UI answers in about a minute)...", flush=True)
+    if wait_healthy(f"http://127.0.0.1:{port}/api/v2/monitor/health", running):
+        print(f"Airflow UI: http://127.0.0.1:{port}  (user {user!r}, password in {home / 'passwords.json'})", flush=True)  # fmt: skip
+    elif running():
+        print("Airflow is not healthy yet; see the components' output above", flush=True)
+    while running():
         time.sleep(0.5)
     for p in procs:
         if p.poll() is None:
@@ -194,10 +234,12 @@ def filtered(argv: list[str]) -> int:
     console = RunConsole(log)
     # Universal newlines: tqdm's carriage-return redraws arrive as lines of their own.
     # Unbuffered: a child writing into a pipe would otherwise hand over lines in 8 KB bursts.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if console.tty:  # the console redraws the bars in place: let them move (qanchor.progress)
+        env.setdefault("TQDM_MININTERVAL", "0.5")
     with subprocess.Popen([sys.executable, str(Path(__file__).resolve()), *argv],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          encoding="utf-8", errors="replace",
-                          env={**os.environ, "PYTHONUNBUFFERED": "1"}) as child:  # fmt: skip
+                          encoding="utf-8", errors="replace", env=env) as child:  # fmt: skip
         assert child.stdout is not None
         for line in child.stdout:
             console.feed(line.rstrip("\n"))

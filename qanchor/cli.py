@@ -127,7 +127,8 @@ def _cmd_run(args: argparse.Namespace) -> None:
     from qanchor.pipeline import run_all
 
     summary = run_all(args.data, args.out, args.preset, args.feature_repo, seed=args.seed)
-    print(f"finished in {summary['total_seconds']:.0f}s: {summary['seconds']}")
+    stages = ", ".join(f"{k} {v:.1f} s" for k, v in summary["seconds"].items())
+    print(f"finished in {summary['total_seconds']:.0f} s ({stages})")
     print(f"metrics: {summary['paths']['eval']}/metrics.json")
     print(f"report:  {summary['paths']['eval']}/report.md")
 
@@ -168,7 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qanchor", description="Scenario-adaptive user embeddings."
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="log progress at INFO level and show third-party warnings and bars",
+    )
     top = parser.add_subparsers(dest="command", required=True)
     data = top.add_parser("data", help="synthesise, import and build datasets")
     data = data.add_subparsers(dest="data_command", required=True)
@@ -317,6 +323,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``qanchor`` console command."""
     args = build_parser().parse_args(argv)
+    if not args.verbose:
+        from qanchor.noise import quiet_third_party
+
+        quiet_third_party()
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

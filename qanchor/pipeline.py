@@ -89,11 +89,12 @@ def run_all(
     timings: dict[str, float] = {}
 
     def stage(name: str, fn, *args) -> None:
+        # The same start/end lines as `make run` shows for the DAG's tasks.
         t0 = time.perf_counter()
-        log.info("stage %s", name)
+        print(f"{time.strftime('%H:%M:%S')}  {name:<12} started", flush=True)
         fn(*args)
         timings[name] = round(time.perf_counter() - t0, 1)
-        print(f"[{name}] done in {timings[name]:.1f}s", flush=True)
+        print(f"{time.strftime('%H:%M:%S')}  {name:<12} done in {timings[name]:.1f} s", flush=True)
 
     stage("build", build_dataset, data_dir, paths["built"], cfgs["build"])
     if feature_repo:

@@ -93,11 +93,20 @@ def test_help_imports_no_data_or_learning_library() -> None:
         "        main(argv)\n"
         "    except SystemExit:\n"
         "        pass\n"
-        "heavy = ('pandas', 'numpy', 'torch', 'transformers', 'sklearn', 'feast', 'pyarrow')\n"
+        "heavy = ('pandas', 'numpy', 'torch', 'transformers', 'peft', 'sklearn', 'feast',"
+        " 'pyarrow', 'kfp', 'bentoml', 'airflow', 'tqdm')\n"
         "print(sorted(m for m in heavy if m in sys.modules), file=sys.stderr)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stderr.strip().splitlines()[-1] == "[]"
+
+
+def test_python_dash_m_qanchor_is_the_command() -> None:
+    """`python -X importtime -m qanchor --help` is how the issue asks to profile start-up."""
+    done = subprocess.run(
+        [sys.executable, "-m", "qanchor", "--help"], capture_output=True, text=True
+    )
+    assert done.returncode == 0 and done.stdout.startswith("usage: qanchor")
 
 
 def test_training_stages_default_to_the_small_preset() -> None:

@@ -50,12 +50,13 @@ def test_run_tiny_end_to_end(tmp_path: Path, capsys) -> None:
     adapters = sorted(p.name for p in (out / "model" / "scenarios").iterdir())
     assert adapters == sorted(metrics["scenarios"])
     assert (out / "eval" / "report.md").is_file() and (out / "eval" / "roc_curves.png").is_file()
-    # The verdict opens the report, names the preset and warns that tiny models are random.
+    # Under the title: the data, preset and run; then the verdict, which warns of random models.
     verdict = json.loads((out / "eval" / "eval_details.json").read_text())["verdict"]
     report = (out / "eval" / "report.md").read_text()
-    about, line = report.split("\n\n")[1:3]
-    assert about.startswith("Data `raw` · preset `tiny` · run `")
-    assert line.startswith(f"**Verdict:** `{verdict['winner']}` wins")
+    title, about, first = report.split("\n\n")[:3]
+    assert title == f"# Evaluation report: {raw.name}" and about.startswith(f"Data `{raw.name}`")
+    assert "preset `tiny`" in about
+    assert first.startswith(f"**Verdict:** `{verdict['winner']}` wins")
     assert verdict["preset"] == "tiny" and "Preset `tiny`." in report
     assert "Warning: random models" in report and verdict["ci95"] is not None
     run = json.loads((out / "run.json").read_text())
@@ -109,6 +110,26 @@ def test_run_all_seed_and_overrides_reach_every_stage(tmp_path: Path, fake_stage
     assert fake_stages["build"].val_fraction == 0.3
     saved = json.loads((tmp_path / "run" / "run.json").read_text())
     assert saved["seed"] == run["seed"] == 4 and saved["overrides"] == over
+
+
+def test_run_all_prints_a_line_when_each_stage_starts_and_ends(
+    tmp_path: Path, fake_stages: dict, capsys
+) -> None:
+    import re
+
+    from qanchor.pipeline import run_all
+
+    run_all(tmp_path / "raw", tmp_path / "run", "tiny")
+    lines = capsys.readouterr().out.splitlines()
+    stages = ("build", "pretrain", "tune", "evaluate")
+    want = [
+        rf"\d\d:\d\d:\d\d  {s} +{what}"
+        for s in stages
+        for what in ("started", r"done in \d+\.\d s")
+    ]
+    assert len(lines) == len(want)
+    for line, pattern in zip(lines, want, strict=True):
+        assert re.fullmatch(pattern, line), line
 
 
 def test_run_all_without_seed_keeps_the_presets(tmp_path: Path, fake_stages: dict) -> None:

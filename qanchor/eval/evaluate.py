@@ -91,11 +91,11 @@ def evaluate(
     mcfg = config["model"]
     if any(b in cfg.baselines for b in BAG_BASELINES):
         read_bags(data.root)  # fail before the expensive embedding if the build lacks the bag
-    from tqdm.auto import tqdm
+    from qanchor.progress import bar as progress
 
     results, times = {}, {}
     # One step per model: the embedding of both qanchor models is the long first step.
-    bar = tqdm(total=2 + len([b for b in cfg.baselines if b in MODELS]), desc="evaluate",
+    bar = progress(total=2 + len([b for b in cfg.baselines if b in MODELS]), desc="evaluate",
                unit="model", postfix="qanchor embeddings")  # fmt: skip
 
     def scored(name: str, result) -> None:
@@ -174,13 +174,16 @@ def random_parts(model_cfg: dict) -> list[str]:
 def _extra_md(sizes: dict, times: dict) -> str:
     lines = ["## Scenario adapters", "", "| scenario | adapter bytes |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in sorted(sizes.items())]
-    lines += ["", "## Timings", "", "| what | value |", "|---|---|"]
-    for key, value in times.items():
-        if key.endswith("_s"):
-            key, value = f"{key.removesuffix('_s').replace('_', ' ')} (s)", f"{value:.1f}"
-        elif isinstance(value, dict):  # e.g. the prefix cache's counters
-            value = ", ".join(f"{k.replace('_', ' ')} {_number(k, v)}" for k, v in value.items())
-        lines.append(f"| {key.replace('_', ' ')} | {value} |")
+    lines += ["", "## Timings", "", "| stage | seconds |", "|---|---:|"]
+    lines += [f"| {k.removesuffix('_s').replace('_', ' ')} | {v:.1f} |"
+              for k, v in times.items() if k.endswith("_s")]  # fmt: skip
+    for key, value in times.items():  # counters (e.g. the prefix cache's), one line each
+        if not key.endswith("_s"):
+            if isinstance(value, dict):
+                value = ", ".join(
+                    f"{k.replace('_', ' ')} {_number(k, v)}" for k, v in value.items()
+                )
+            lines += ["", f"{key.replace('_', ' ').capitalize()}: {value}."]
     return "\n".join(lines) + "\n"
 
 

@@ -21,6 +21,11 @@ import pandas as pd
 
 from qanchor.infer.engine import Embedder
 from qanchor.io import atomic_dir
+from qanchor.progress import bar as progress
+
+# Users per embed call between progress updates: a multiple of embed_rows' 64-user block, so the
+# blocks (and their left padding) are those of one call over all users and the vectors identical.
+CHUNK_USERS = 256
 
 
 def refresh(
@@ -38,10 +43,7 @@ def refresh(
     order = sorted(users)
     shard_of = {u: i // shard_users for i, u in enumerate(order)}
     touched = sorted({shard_of[u] for u in changed})
-    vecs = (
-        emb.embed(changed, scenarios, tuned=tuned) if changed else np.zeros((0, len(scenarios), 0))
-    )
-    new = dict(zip(changed, vecs, strict=True))
+    new = _embed_with_progress(emb, changed, scenarios, tuned)
     with atomic_dir(out_dir) as tmp:
         for k in sorted(set(shard_of.values())):
             name = f"shard-{k:05d}.parquet"
@@ -59,6 +61,19 @@ def refresh(
                    "full": prev is None, "seconds": round(time.perf_counter() - t0, 2)}  # fmt: skip
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _embed_with_progress(
+    emb: Embedder, users: list[str], scenarios: list[str], tuned: bool
+) -> dict[str, np.ndarray]:
+    """Each user's [scenarios, d] vectors, :data:`CHUNK_USERS` users at a time behind a bar."""
+    out: dict[str, np.ndarray] = {}
+    with progress(total=len(users), desc="embed", unit="user") as bar:
+        for k in range(0, len(users), CHUNK_USERS):
+            part = users[k : k + CHUNK_USERS]
+            out.update(zip(part, emb.embed(part, scenarios, tuned=tuned), strict=True))
+            bar.update(len(part))
+    return out
 
 
 def _same_model(out_dir: Path, emb: Embedder, scenarios: list[str], tuned: bool) -> bool:

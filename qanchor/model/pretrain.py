@@ -222,7 +222,7 @@ def pretrain(
 
 
 def _train(s: Setup, ckpt_dir: Path, per_rank: int, stop_after: int | None) -> dict:
-    from tqdm.auto import tqdm
+    from qanchor.progress import bar as progress
 
     cfg, rt, model = s.cfg, s.rt, s.model
     params = [p for p in model.parameters() if p.requires_grad]
@@ -237,7 +237,7 @@ def _train(s: Setup, ckpt_dir: Path, per_rank: int, stop_after: int | None) -> d
         cfg.future_pair_prob,
     )
     end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
-    bar = tqdm(
+    bar = progress(
         range(start, end), initial=start, total=cfg.steps, disable=not rt.is_main, desc="pretrain"
     )
     stats = {"step": start, "loss": float("nan"), "samples_per_s": 0.0, "tokens_per_s": 0.0}
@@ -253,7 +253,7 @@ def _train(s: Setup, ckpt_dir: Path, per_rank: int, stop_after: int | None) -> d
             for k in range(cfg.grad_accum):
                 loss, info = micro_step(s, items[k * per_rank : (k + 1) * per_rank])
                 (loss / cfg.grad_accum).backward()
-                loss_sum += float(loss) / cfg.grad_accum
+                loss_sum += float(loss.detach()) / cfg.grad_accum
                 parts = {n: parts[n] + info[n] / cfg.grad_accum for n in parts}
                 tokens += info["tokens"] * rt.world
             T.all_reduce_grads(params, rt.world)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,7 @@ import torch.nn.functional as F
 
 from qanchor.data.contract import Scenario
 from qanchor.infer.engine import Embedder, Suffix
+from qanchor.progress import bar as progress
 from qanchor.tune.adapters import ScenarioAdapter
 from qanchor.tune.config import TuneConfig
 
@@ -58,8 +60,9 @@ def groups_for(
 
 
 def tune_group(
-    emb: Embedder, group: list[Scenario], labels: pd.DataFrame, cfg: TuneConfig
-) -> list[ScenarioAdapter]:
+    emb: Embedder, group: list[Scenario], labels: pd.DataFrame, cfg: TuneConfig,
+    on_step: Callable[[], object] | None = None,
+) -> list[ScenarioAdapter]:  # fmt: skip
     """Tune one prompt shared by ``group`` (one scenario or a cluster) and K=2 prototypes each.
 
     Args:
@@ -67,6 +70,7 @@ def tune_group(
         group: scenarios that share the prompt.
         labels: training labels (user_id, scenario, label).
         cfg: tuning settings.
+        on_step: called after every optimiser step (a progress bar's ``update``).
     """
     rng = np.random.default_rng([cfg.seed, *[ord(c) for c in group[0].name]])
     pools = {s.name: _class_pools(emb, labels[labels["scenario"] == s.name]) for s in group}
@@ -89,6 +93,8 @@ def tune_group(
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
+        if on_step is not None:
+            on_step()
     meta = {"n_prompt": cfg.n_prompt, "steps": cfg.steps, "shared_with": [s.name for s in group],
             "final_loss": float(np.mean(losses[-10:])) if losses else None,
             "seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
@@ -186,9 +192,13 @@ def tune_model(
     positives = train[train["label"] == 1].groupby("scenario").size().to_dict()
     encoder = emb.model.text_encoder
     adapters = []
-    for group in groups_for(chosen, positives, cfg, lambda t: encoder.encode(t).numpy()):
-        log.info("tuning %s", [s.name for s in group])
-        adapters += tune_group(emb, group, train, cfg)
+    groups = groups_for(chosen, positives, cfg, lambda t: encoder.encode(t).numpy())
+    # One bar for the whole stage (not one per group): a line per scenario would be noise.
+    with progress(total=len(groups) * cfg.steps, desc="tune", unit="step") as bar:
+        for group in groups:
+            log.info("tuning %s", [s.name for s in group])
+            bar.set_postfix_str(group[0].name, refresh=False)
+            adapters += tune_group(emb, group, train, cfg, on_step=bar.update)
     if cfg.val_guard:
         adapters = guard(emb, adapters, train, val, cfg)
     for adapter in adapters:

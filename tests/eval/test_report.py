@@ -114,6 +114,6 @@ def test_timings_are_a_readable_table() -> None:
 
     text = _extra_md({"churn": 2048}, {"qanchor_tuned_embed_s": 5.43, "prefix_cache": {
         "entries": 2000, "bytes": 41336320, "hits": 2000}})  # fmt: skip
-    assert "| qanchor tuned embed (s) | 5.4 |" in text
-    assert "| prefix cache | entries 2,000, bytes 39.4 MB, hits 2,000 |" in text
+    assert "| stage | seconds |\n|---|---:|\n| qanchor tuned embed | 5.4 |" in text
+    assert "Prefix cache: entries 2,000, bytes 39.4 MB, hits 2,000." in text
     assert "{" not in text

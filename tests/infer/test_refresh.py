@@ -83,3 +83,24 @@ def test_a_new_model_or_scenario_list_re_embeds_everyone(
     more = SCEN + ["Will this user book a trip?"]
     grown = refresh(make(other, snaps, built_tiny), out, more, shard_users=5, incremental=True)
     assert grown["embedded"] == 12 and len(read_embeddings(out)) == 12 * 3
+
+
+def test_refresh_shows_an_embed_bar_and_chunks_change_no_vector(
+    tiny_model: Path, built_tiny: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    import qanchor.infer.refresh as R
+
+    snaps = pd.read_parquet(built_tiny / "snapshots.parquet")
+    emb = make(tiny_model, snaps, built_tiny)
+    users = sorted(emb.table.user_ids)
+    whole = emb.embed(users, SCEN, use_cache=False)
+    monkeypatch.setattr(R, "CHUNK_USERS", 64)  # 80 users: two calls, the second a partial block
+    refresh(emb, tmp_path / "emb", SCEN, shard_users=50)
+    assert "embed: 100%" in capsys.readouterr().err
+    got = read_embeddings(tmp_path / "emb")
+    vecs = {
+        (u, s): v for u, s, v in zip(got["user_id"], got["scenario"], got["embedding"], strict=True)
+    }
+    for i, u in enumerate(users):
+        for j, s in enumerate(SCEN):
+            np.testing.assert_allclose(vecs[u, s], whole[i, j], rtol=0, atol=1e-6)
