@@ -8,7 +8,20 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from qanchor.orchestrate.airflow_local import wait_healthy
+from .conftest import DAGS
+
+
+def _local_helper():
+    """``dags/local.py`` (the shell beside the DAGs, not an importable package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("qanchor_dags_local", DAGS / "local.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+wait_healthy = _local_helper().wait_healthy
 
 
 @pytest.fixture
