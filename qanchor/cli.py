@@ -118,7 +118,7 @@ def _cmd_explain(args: argparse.Namespace) -> None:
     data = BuiltData.load(args.data)
     emb = Embedder.from_dir(args.model)
     emb.load_users(data.snapshots[data.snapshots["user_id"] == args.user], data.profiles)
-    if args.user not in emb._rows:
+    if not emb.knows(args.user):
         raise QAnchorError(f"unknown user {args.user!r} in {args.data}")
     print(explain(emb, args.user, emb.suffix(args.query).query, args.max_new_tokens))
 

@@ -83,6 +83,19 @@ class Embedder(UserInputs):
         return emb
 
     # --- users ----------------------------------------------------------------------------
+    def knows(self, user_id: str) -> bool:
+        """Whether ``user_id`` is among the loaded users."""
+        return user_id in self._rows
+
+    @property
+    def user_ids(self) -> list[str]:
+        """The loaded users, in row order."""
+        return list(self._rows)
+
+    def feature_versions(self) -> dict[str, str]:
+        """User -> hash of the features the user's prefix is built from."""
+        return {u: self._versions[i] for i, u in enumerate(self.table.user_ids)}
+
     def rows(self, user_ids: list[str]) -> list[int]:
         missing = [u for u in user_ids if u not in self._rows]
         if missing:

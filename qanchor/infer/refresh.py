@@ -36,7 +36,7 @@ def refresh(
     out_dir = Path(out_dir)
     t0 = time.perf_counter()
     users = emb.table.user_ids
-    versions = {u: emb._versions[i] for i, u in enumerate(users)}
+    versions = emb.feature_versions()
     same = incremental and _same_model(out_dir, emb, scenarios, tuned)
     prev = _read_state(out_dir) if same else None
     changed = [u for u in users if prev is None or prev.get(u, (None, None))[0] != versions[u]]

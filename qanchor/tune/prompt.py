@@ -111,7 +111,7 @@ def tune_group(
 
 
 def _class_pools(emb: Embedder, labels: pd.DataFrame) -> dict[int, list[int]]:
-    known = labels[labels["user_id"].isin(emb._rows)]
+    known = labels[labels["user_id"].isin(emb.user_ids)]
     return {c: emb.rows(known.loc[known["label"] == c, "user_id"].tolist()) for c in (0, 1)}
 
 
@@ -226,8 +226,8 @@ def guard(
 
     parts = {}
     for a in adapters:
-        tr = train[(train["scenario"] == a.name) & train["user_id"].isin(emb._rows)]
-        va = val[(val["scenario"] == a.name) & val["user_id"].isin(emb._rows)]
+        tr = train[(train["scenario"] == a.name) & train["user_id"].isin(emb.user_ids)]
+        va = val[(val["scenario"] == a.name) & val["user_id"].isin(emb.user_ids)]
         if tr["label"].nunique() < 2 or va["label"].nunique() < 2:
             a.meta["val_guard"] = {"kept": True, "reason": "a split lacks a class"}
         else:
