@@ -122,15 +122,16 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type) -> None:
     group = parser.add_argument_group(f"{cls.__name__} fields (override preset and --config)")
     for f in dataclasses.fields(cls):
         flag = "--" + f.name.replace("_", "-")
-        if any(flag in a.option_strings for a in parser._actions):
-            continue  # an explicit stage flag of the same name wins
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        group.add_argument(
-            flag,
-            dest=f.name,
-            default=None,
-            help=f"{f.metadata.get('help', '')} (default: {default})",
-        )
+        try:
+            group.add_argument(
+                flag,
+                dest=f.name,
+                default=None,
+                help=f"{f.metadata.get('help', '')} (default: {default})",
+            )
+        except argparse.ArgumentError:
+            continue  # argparse refuses a flag the stage declared itself: the stage's flag wins
 
 
 def overrides_from_args(args: argparse.Namespace, cls: type) -> dict[str, Any]:
