@@ -299,7 +299,7 @@ def _as_ns(ts: pd.Series) -> pd.Series:
     """
     if getattr(ts.dtype, "unit", "ns") == "ns":
         return ts
-    lo, hi = (t.tz_localize("UTC") for t in (pd.Timestamp.min.ceil("us"), pd.Timestamp.max.floor("us")))  # fmt: skip
+    lo, hi = v.NS_SPAN
     return ts.where((ts >= lo) & (ts <= hi)).astype("datetime64[ns, UTC]")
 
 

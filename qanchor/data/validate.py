@@ -178,6 +178,11 @@ def to_frame(table: pa.Table, kinds: dict[str, str]) -> pd.DataFrame:
     return table.to_pandas(ignore_metadata=True)
 
 
+# The span pandas' nanosecond timestamps hold (years 1677-2262), to whole seconds, in UTC: the
+# Arrow check below and the loader's conversion (``loader._as_ns``) share it.
+NS_SPAN = (pd.Timestamp.min.ceil("s").tz_localize("UTC"), pd.Timestamp.max.floor("s").tz_localize("UTC"))  # fmt: skip
+
+
 def _beyond_ns(column: pa.ChunkedArray) -> bool:
     """Whether a timestamp/date column holds a value pandas' nanoseconds cannot."""
     import pyarrow.compute as pc
@@ -187,7 +192,7 @@ def _beyond_ns(column: pa.ChunkedArray) -> bool:
         return False
     unit = pa.timestamp("s", t.tz) if pa.types.is_timestamp(t) else pa.timestamp("s")
     seconds = pc.cast(pc.cast(column, unit, safe=False), pa.int64())
-    lo, hi = pd.Timestamp.min.value // 10**9 + 1, pd.Timestamp.max.value // 10**9
+    lo, hi = (t.value // 10**9 for t in NS_SPAN)
     mm = pc.min_max(seconds)
     return mm["min"].as_py() < lo or mm["max"].as_py() > hi
 
