@@ -5,7 +5,8 @@
         [--datasets synthetic,movielens-100k] [--tag NAME --set pretrain.user_skip=false ...]
         [--out data/bench/quality] [--results benchmarks/results] [--force]
 
-Each (dataset, seed) is one ``run_all`` (build -> pretrain -> tune -> evaluate) with that seed in
+Each (dataset, seed) is one ``run_all`` through evaluate (build -> pretrain -> tune -> evaluate;
+the model store is left alone) with that seed in
 every stage, in ``<out>/<preset>/<tag>/<dataset>/seed<N>``; a run whose ``eval/metrics.json``
 exists is reused unless ``--force`` (a ``small`` run takes about 15 minutes on 2 cores).
 Datasets: ``synthetic`` (``qanchor data synth --users 2000 --seed 0``) and ``movielens-100k``
@@ -114,7 +115,7 @@ def run_one(name: str, data: Path, run_dir: Path, args: argparse.Namespace, seed
         # A run without metrics may hold a checkpoint of other settings: start clean.
         shutil.rmtree(run_dir, ignore_errors=True)
         print(f"[run] {run_dir}", flush=True)
-        run_all(data, run_dir, args.preset, seed=seed, overrides=args.overrides)
+        run_all(data, run_dir, args.preset, seed=seed, overrides=args.overrides, through="evaluate")
     run = json.loads((run_dir / "run.json").read_text())
     # Results are committed: the dataset's name, not this machine's path to it.
     stored = json.loads(metrics.read_text()) | {"dataset": name}

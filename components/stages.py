@@ -57,8 +57,8 @@ def tune_scenarios(run: str, scenarios: list, preset: str, feature_repo: str = "
 
 
 @dsl.component(**COMPONENT)
-def evaluate_model(run: str, preset: str, tuned: list, feature_repo: str = "") -> dict:
-    """Evaluate the tuned model and the baselines into <run>/eval (``tuned``: the tune results)."""
+def evaluate_model(run: str, preset: str, feature_repo: str = "") -> dict:
+    """Evaluate the tuned model and the baselines into <run>/eval."""
     from qanchor.orchestrate import stages
 
     return stages.evaluate(run, preset, feature_repo)
@@ -91,7 +91,8 @@ def embed_shard(run: str, shard: int, num_shards: int) -> dict:
     return stages.embed_shard(run, shard, num_shards)
 
 
-# Stage name (as Airflow tasks and ``components.runner`` call them) -> component.
+# Stage name (``qanchor.orchestrate.chain``; Airflow tasks and ``components.runner`` use it) ->
+# component.
 COMPONENTS = {
     "build": build_dataset,
     "materialize": materialize_features,

@@ -16,7 +16,9 @@ synthetic dataset and `tiny`; unset: `tiny`).
 
 `build` → `materialize` → `pretrain` → `tune` (one mapped task per scenario group: one per
 scenario with `paper`, all in one on a CPU with `tiny`/`small`) → `evaluate` →
-`gate` → `register` → `notify` → `outcome`
+`gate` → `register` → `embed` (one mapped task per shard of the users) → `notify` → `outcome`.
+The stages, their order, retries and timeouts are the chain of `qanchor.orchestrate.chain`,
+which the Kubeflow pipeline and `qanchor run` follow too.
 
 Every task runs one Kubeflow Pipelines component (`components/stages.py`): with KFP's local runner
 on this machine, or submitted to the Kubeflow endpoint in `KFP_HOST`. All stages of a run share
@@ -24,10 +26,11 @@ the run directory `$QANCHOR_WORKDIR/<run id>/`; each writes its outputs atomical
 result in `stages/<stage>.json`, so a retried task starts from complete inputs.
 
 **Outputs**: `eval/metrics.json` and `eval/report.md` in the run directory; a passing model is
-registered in the BentoML model store as `qanchor:<version>` and becomes the promoted version.
+registered in the BentoML model store as `qanchor:<version>` and becomes the promoted version,
+and every user's embedding for every tuned scenario is written to `embeddings/shard-*.parquet`.
 The gate scores the served model again on this run's test users and scenarios and compares the
 two there (mean AUC, per scenario, a paired bootstrap interval). When it rejects the candidate,
-`register` is skipped, `notify` says why (and e-mails it when the `qanchor_smtp` connection or
+`register` and `embed` are skipped, `notify` says why (and e-mails it when the `qanchor_smtp` connection or
 `QANCHOR_SMTP_*` is set), and `outcome` **fails with the gate's reason**: a rejected candidate
 shows as a failed run, never a green one.
 """
@@ -40,6 +43,9 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Param, dag, task
 
+from qanchor.orchestrate.chain import EMBED_SHARDS, airflow_args
+
+# Each stage's task takes its retries and timeout from the chain (airflow_args).
 DEFAULT_ARGS = {
     "owner": "ml-platform",
     "retries": 2,
@@ -80,7 +86,7 @@ PARAMS = {
 )
 def qanchor_retrain():
     # Every task finds its run directory from the run id: $QANCHOR_WORKDIR/<run id>/.
-    @task(execution_timeout=timedelta(minutes=30))
+    @task(**airflow_args("build"))
     def build(params: dict | None = None, run_id: str | None = None) -> list[str]:
         """Validate and build the dataset; returns the scenario groups to tune."""
         from components.runner import run_stage
@@ -89,7 +95,7 @@ def qanchor_retrain():
         return run_stage("build", run_for(run_id), dataset=params["dataset"], preset=params["preset"],
                          scenarios=list(params["scenarios"] or []))["tune_groups"]  # fmt: skip
 
-    @task(execution_timeout=timedelta(minutes=30))
+    @task(**airflow_args("materialize"))
     def materialize(run_id: str | None = None) -> dict:
         """Load the built snapshots into the feature store."""
         from components.runner import run_stage
@@ -97,8 +103,7 @@ def qanchor_retrain():
 
         return run_stage("materialize", run_for(run_id), feature_repo=feature_repo())
 
-    # One retry: pretraining resumes from its last checkpoint.
-    @task(retries=1, execution_timeout=timedelta(hours=12))
+    @task(**airflow_args("pretrain"))
     def pretrain(params: dict | None = None, run_id: str | None = None) -> dict:
         """Pretrain the dual-tower model (a GPU and torchrun on Kubeflow)."""
         from components.runner import run_stage
@@ -106,7 +111,7 @@ def qanchor_retrain():
 
         return run_stage("pretrain", run_for(run_id), preset=params["preset"], feature_repo=feature_repo())  # fmt: skip
 
-    @task(execution_timeout=timedelta(hours=2), max_active_tis_per_dagrun=2,
+    @task(**airflow_args("tune"), max_active_tis_per_dagrun=2,
           map_index_template="{{ task.op_kwargs['scenarios'] | join(', ') }}")  # fmt: skip
     def tune(scenarios: list[str], params: dict | None = None, run_id: str | None = None) -> dict:
         """Soft-prompt tune one group of scenarios (they share the users' prefix cache)."""
@@ -116,16 +121,15 @@ def qanchor_retrain():
         return run_stage("tune", run_for(run_id), scenarios=list(scenarios), preset=params["preset"],
                          feature_repo=feature_repo())  # fmt: skip
 
-    @task(execution_timeout=timedelta(hours=3))
-    def evaluate(tuned: list[dict], params: dict | None = None, run_id: str | None = None) -> dict:
+    @task(**airflow_args("evaluate"))
+    def evaluate(params: dict | None = None, run_id: str | None = None) -> dict:
         """Evaluate the tuned model and the baselines (metrics.json, report.md)."""
         from components.runner import run_stage
         from qanchor.orchestrate.stages import feature_repo, run_for
 
-        return run_stage("evaluate", run_for(run_id), preset=params["preset"], tuned=list(tuned),
-                         feature_repo=feature_repo())  # fmt: skip
+        return run_stage("evaluate", run_for(run_id), preset=params["preset"], feature_repo=feature_repo())  # fmt: skip
 
-    @task(execution_timeout=timedelta(minutes=10))
+    @task(**airflow_args("gate"))
     def gate(params: dict | None = None, run_id: str | None = None) -> dict:
         """Compare the candidate's mean AUC with the promoted model's."""
         from components.runner import run_stage
@@ -133,7 +137,7 @@ def qanchor_retrain():
 
         return run_stage("gate", run_for(run_id), tolerance=float(params["tolerance"]), model_name="qanchor")  # fmt: skip
 
-    @task(execution_timeout=timedelta(minutes=30))
+    @task(**airflow_args("register"))
     def register(decision: dict, run_id: str | None = None) -> dict:
         """Register and promote the candidate in the BentoML model store (skipped if rejected)."""
         from airflow.sdk.exceptions import AirflowSkipException
@@ -144,6 +148,15 @@ def qanchor_retrain():
         if not decision["passed"]:
             raise AirflowSkipException(decision["reason"])
         return run_stage("register", run_for(run_id), model_name="qanchor")
+
+    @task(**airflow_args("embed"), max_active_tis_per_dagrun=2,
+          map_index_template="shard {{ task.op_kwargs['shard'] }}")  # fmt: skip
+    def embed(shard: int, run_id: str | None = None) -> dict:
+        """Embed one shard of the users x the tuned scenarios into embeddings/ (batch scoring)."""
+        from components.runner import run_stage
+        from qanchor.orchestrate.stages import run_for
+
+        return run_stage("embed", run_for(run_id), shard=shard, num_shards=EMBED_SHARDS)
 
     @task(trigger_rule="none_failed", retries=0, execution_timeout=timedelta(minutes=10))
     def notify(run_id: str | None = None) -> dict:
@@ -168,8 +181,14 @@ def qanchor_retrain():
     tuned = tune.expand(scenarios=groups)
     pretrained >> tuned
     decision = gate()
-    evaluate(tuned) >> decision
-    register(decision) >> notify() >> outcome(decision)
+    tuned >> evaluate() >> decision
+    # A skipped register (rejected candidate) skips the shards too; notify runs either way.
+    (
+        register(decision)
+        >> embed.expand(shard=list(range(EMBED_SHARDS)))
+        >> notify()
+        >> outcome(decision)
+    )
 
 
 qanchor_retrain()

@@ -19,6 +19,7 @@ from qanchor.cli_args import add_stage as _add_stage
 from qanchor.cli_ops import add_features, add_pipeline
 from qanchor.config import PRESETS, overrides_from_args, resolve
 from qanchor.errors import QAnchorError
+from qanchor.orchestrate import chain
 
 
 def _cmd_synth(args: argparse.Namespace) -> None:
@@ -126,9 +127,14 @@ def _cmd_explain(args: argparse.Namespace) -> None:
 def _cmd_run(args: argparse.Namespace) -> None:
     from qanchor.pipeline import run_all
 
-    summary = run_all(args.data, args.out, args.preset, args.feature_repo, seed=args.seed)
+    summary = run_all(args.data, args.out, args.preset, args.feature_repo, seed=args.seed,
+                      through=args.through, model_name=args.model_name, tolerance=args.tolerance)  # fmt: skip
     stages = ", ".join(f"{k} {v:.1f} s" for k, v in summary["seconds"].items())
     print(f"finished in {summary['total_seconds']:.0f} s ({stages})")
+    if summary["gate"] is not None:
+        print(f"gate:    {summary['gate']['reason']}")
+    if (summary["register"] or {}).get("registered"):
+        print(f"model:   {summary['register']['tag']} (promoted)")
     print(f"metrics: {summary['paths']['eval']}/metrics.json")
     print(f"report:  {summary['paths']['eval']}/report.md")
 
@@ -267,7 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add_stage(
         top,
         "run",
-        "the whole chain: build, pretrain, tune, evaluate",
+        "the whole chain in one process: build, materialize, pretrain, tune, evaluate, gate, "
+        "register, embed",
         _cmd_run,
         required={
             "--data": "dataset directory in the input contract",
@@ -286,6 +293,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="seed of every stage (build split salt, initialisation, sampling, probes); "
         "default: each stage's own",
+    )
+    p.add_argument(
+        "--through",
+        choices=chain.NAMES,
+        default=chain.NAMES[-1],
+        help="last stage to run (evaluate: an experiment that leaves the model store alone)",
+    )
+    p.add_argument("--model-name", default="qanchor", help="model store name (gate and register)")
+    p.add_argument(
+        "--tolerance", type=float, default=0.01, help="the gate's allowed drop in mean AUC"
     )
     add_features(top)
 

@@ -1,13 +1,17 @@
-"""The whole chain on one machine: build -> pretrain -> tune -> evaluate.
+"""The whole chain on one machine, in one process: the stages of ``qanchor.orchestrate.chain``.
 
     qanchor run --data data/synthetic --out runs/small --preset small [--feature-repo feature_repo]
-    qanchor run --data data/movielens-100k --out runs/ml100k-seed1 --preset small --seed 1
+    qanchor run --data data/movielens-100k --out runs/ml100k-seed1 --preset small --seed 1 --through evaluate
 
-Outputs: ``<out>/built`` (dataset), ``<out>/model`` (model + scenario adapters), ``<out>/eval``
-(metrics.json, report.md and charts) and ``<out>/run.json`` (stage timings). The same stage
-functions back the Kubeflow components and Airflow tasks. With a feature repo, a ``features``
-stage applies it over the build and materialises the online store
-(``<out>/built/feature_store``), and every later stage reads user snapshots through it.
+build -> materialize -> pretrain -> tune -> evaluate -> gate -> register -> embed, through the
+same stage functions as the Kubeflow components and Airflow tasks. Outputs: ``<out>/built``
+(dataset), ``<out>/model`` (model + scenario adapters), ``<out>/eval`` (metrics.json, report.md
+and charts), ``<out>/embeddings`` (every user x tuned scenario), ``<out>/stages`` (each stage's
+result) and ``<out>/run.json`` (stage timings). A passing candidate is registered and promoted in
+the BentoML model store (``BENTOML_HOME``); ``--through evaluate`` stops before the gate and
+leaves the store alone. With a feature repo, ``materialize`` applies it over the build and loads
+the online store (``<out>/built/feature_store``), and every later stage reads user snapshots
+through it.
 
 A ``seed`` goes to every stage config with a ``seed`` field (the build's split salt, model
 initialisation and sampling, tuning, probes), so repeated runs measure seed variance. From
@@ -29,25 +33,41 @@ from qanchor.errors import QAnchorError
 
 log = logging.getLogger(__name__)
 
-STAGES = ("build", "pretrain", "tune", "evaluate")
+# The stages with a config, and so with presets, seeds and overrides.
+CONFIGURED = ("build", "pretrain", "tune", "evaluate")
 
 
-def stage_overrides(
-    cls: type,
-    stage: str,
-    seed: int | None,
-    feature_repo: str | Path | None,
-    overrides: dict[str, dict[str, Any]],
-) -> dict[str, Any]:
-    """The fields set on one stage's config: seed, feature repo, then explicit overrides."""
+def config_classes() -> dict[str, type]:
+    """The config class of each configured stage."""
+    from qanchor.data.build_config import BuildConfig
+    from qanchor.eval.config import EvalConfig
+    from qanchor.model.config import PretrainConfig
+    from qanchor.tune.config import TuneConfig
+
+    return {"build": BuildConfig, "pretrain": PretrainConfig, "tune": TuneConfig,
+            "evaluate": EvalConfig}  # fmt: skip
+
+
+def stage_overrides(cls: type, seed: int | None, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The fields set on one stage's config: the seed, then explicit overrides."""
     fields = {f.name for f in dataclasses.fields(cls)}
-    over: dict[str, Any] = {}
-    if seed is not None and "seed" in fields:
-        over["seed"] = seed
-    # The build writes the snapshots the store serves, so it never reads from the store.
-    if feature_repo and stage != "build":
-        over["feature_repo"] = str(feature_repo)
-    return over | dict(overrides.get(stage, {}))
+    over: dict[str, Any] = {"seed": seed} if seed is not None and "seed" in fields else {}
+    return over | dict(overrides)
+
+
+def resolve_overrides(
+    preset: str, seed: int | None, overrides: dict[str, dict[str, Any]] | None
+) -> dict[str, dict[str, Any]]:
+    """Each configured stage's overrides, every config resolved once so a typo fails now."""
+    overrides = overrides or {}
+    unknown = sorted(set(overrides) - set(CONFIGURED))
+    if unknown:
+        raise QAnchorError(f"overrides for unknown stage(s) {unknown}; stages: {list(CONFIGURED)}")
+    out = {}
+    for name, cls in config_classes().items():
+        out[name] = stage_overrides(cls, seed, overrides.get(name, {}))
+        resolve(cls, preset, overrides=out[name])
+    return out
 
 
 def run_all(
@@ -57,59 +77,70 @@ def run_all(
     feature_repo: str | Path | None = None,
     seed: int | None = None,
     overrides: dict[str, dict[str, Any]] | None = None,
+    through: str = "embed",
+    model_name: str = "qanchor",
+    tolerance: float = 0.01,
 ) -> dict:
-    """Run every stage with the named preset; returns paths and timings (also in run.json).
+    """Run the chain's stages in this process with the named preset; returns paths and timings.
+
+    The stages are those of :data:`qanchor.orchestrate.chain.CHAIN`, called through the same
+    functions (:mod:`qanchor.orchestrate.stages`) as the Kubeflow components and Airflow tasks,
+    over the run directory ``out_dir``. Tuning runs its scenario groups one after another;
+    batch embedding writes one shard. A candidate the gate rejects is neither registered nor
+    embedded (``run.json`` says so).
 
     Args:
         data_dir: dataset directory in the input contract.
-        out_dir: the run directory (built/, model/, eval/, run.json).
+        out_dir: the run directory (built/, model/, eval/, embeddings/, stages/, run.json).
         preset: preset of every stage config (tiny | small | paper).
         feature_repo: a Feast repo the stages after the build read user snapshots through.
         seed: seed of every stage config that has one; None keeps each stage's own default.
-        overrides: per stage (build, pretrain, tune, evaluate), config fields to set last.
+        overrides: per configured stage (build, pretrain, tune, evaluate), fields to set last.
+        through: the last stage to run (``evaluate``: an experiment that leaves the model store
+            alone).
+        model_name: the model store name the gate compares with and register promotes into.
+        tolerance: the gate's allowed drop in mean AUC.
     """
-    from qanchor.data.build import BuildConfig, build_dataset
-    from qanchor.eval.evaluate import EvalConfig, evaluate
-    from qanchor.model.config import PretrainConfig
-    from qanchor.model.pretrain import pretrain
-    from qanchor.tune.config import TuneConfig
-    from qanchor.tune.prompt import tune_model
+    from qanchor.orchestrate import chain, stages
 
-    overrides = overrides or {}
-    unknown = sorted(set(overrides) - set(STAGES))
-    if unknown:
-        raise QAnchorError(f"overrides for unknown stage(s) {unknown}; stages: {list(STAGES)}")
-    classes = {"build": BuildConfig, "pretrain": PretrainConfig, "tune": TuneConfig,
-               "evaluate": EvalConfig}  # fmt: skip
-    # Resolve every config before the first stage runs: a typo fails now, not after pretraining.
-    cfgs = {name: resolve(cls, preset, overrides=stage_overrides(cls, name, seed, feature_repo, overrides))
-            for name, cls in classes.items()}  # fmt: skip
-    out = Path(out_dir)
-    paths = {"built": out / "built", "model": out / "model", "eval": out / "eval"}
+    plan = chain.through(through)
+    over = resolve_overrides(preset, seed, overrides)
+    repo = str(Path(feature_repo).expanduser().resolve()) if feature_repo else ""
+    run = Path(out_dir)
+    results: dict[str, Any] = {}
+
+    def tune() -> list[dict]:
+        groups = results["build"]["tune_groups"]
+        return [stages.tune_scenarios(run, g, preset, repo, over["tune"]) for g in groups]
+
+    calls = {
+        "build": lambda: stages.build(run, str(data_dir), preset, None, over["build"]),
+        "materialize": lambda: stages.materialize(run, repo),
+        "pretrain": lambda: stages.pretrain(run, preset, 0, repo, over["pretrain"]),
+        "tune": tune,
+        "evaluate": lambda: stages.evaluate(run, preset, repo, over["evaluate"]),
+        "gate": lambda: stages.gate(run, tolerance, model_name),
+        "register": lambda: stages.register(run, model_name),
+        "embed": lambda: stages.embed_shard(run, 0, 1),
+    }
     timings: dict[str, float] = {}
-
-    def stage(name: str, fn, *args) -> None:
+    for s in plan:
+        if s.gated and not results["gate"]["passed"]:
+            print(f"{time.strftime('%H:%M:%S')}  {s.name:<12} skipped: the gate rejected the candidate", flush=True)  # fmt: skip
+            continue
         # The same start/end lines as `make run` shows for the DAG's tasks.
         t0 = time.perf_counter()
-        print(f"{time.strftime('%H:%M:%S')}  {name:<12} started", flush=True)
-        fn(*args)
-        timings[name] = round(time.perf_counter() - t0, 1)
-        print(f"{time.strftime('%H:%M:%S')}  {name:<12} done in {timings[name]:.1f} s", flush=True)
-
-    stage("build", build_dataset, data_dir, paths["built"], cfgs["build"])
-    if feature_repo:
-        from qanchor.features import FeatureStoreConfig, sync
-
-        stage(
-            "features", sync, FeatureStoreConfig(data=str(paths["built"]), repo=str(feature_repo))
-        )
-    stage("pretrain", pretrain, paths["built"], paths["model"], cfgs["pretrain"])
-    stage("tune", tune_model, paths["model"], paths["built"], cfgs["tune"])
-    stage("evaluate", evaluate, paths["model"], paths["built"], paths["eval"], cfgs["evaluate"])
-    summary = {"preset": preset, "data": str(data_dir), "feature_repo": str(feature_repo) if feature_repo else None,
-               "seed": seed, "overrides": overrides,
-               "paths": {k: str(v) for k, v in paths.items()},
+        print(f"{time.strftime('%H:%M:%S')}  {s.name:<12} started", flush=True)
+        results[s.name] = calls[s.name]()
+        timings[s.name] = round(time.perf_counter() - t0, 1)
+        print(f"{time.strftime('%H:%M:%S')}  {s.name:<12} done in {timings[s.name]:.1f} s", flush=True)  # fmt: skip
+    paths = stages.RunPaths(run)
+    summary = {"preset": preset, "data": str(data_dir), "feature_repo": repo or None,
+               "seed": seed, "overrides": overrides or {}, "stages": [s.name for s in plan],
+               "paths": {"built": str(paths.built), "model": str(paths.model), "eval": str(paths.eval),
+                         "embeddings": str(paths.embeddings)},
+               "gate": results.get("gate"), "register": results.get("register"),
                "seconds": timings, "total_seconds": round(sum(timings.values()), 1)}  # fmt: skip
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "run.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "run.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return summary

@@ -15,7 +15,16 @@ from qanchor.errors import QAnchorError
 REPO = Path(__file__).resolve().parents[1] / "feature_repo"
 
 
-def test_run_tiny_end_to_end(tmp_path: Path, capsys) -> None:
+def test_run_tiny_end_to_end(tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every stage of the chain, in one process, through the stage functions."""
+    import re
+
+    import pandas as pd
+
+    from qanchor.orchestrate import chain
+    from qanchor.orchestrate.stages import tune_key
+
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))  # a model store of its own
     raw = synth(SynthConfig(users=150, seed=2), tmp_path / "raw")
     out = tmp_path / "run"
     args = [
@@ -59,8 +68,23 @@ def test_run_tiny_end_to_end(tmp_path: Path, capsys) -> None:
     assert first.startswith(f"**Verdict:** `{verdict['winner']}` wins")
     assert verdict["preset"] == "tiny" and "Preset `tiny`." in report
     assert "Warning: random models" in report and verdict["ci95"] is not None
+    # The chain, stage by stage: a start and an end line each, a recorded result each.
+    lines = [line for line in printed.splitlines() if re.fullmatch(r"\d\d:\d\d:\d\d  .*", line)]
+    assert [line[10:].split()[0] for line in lines[::2]] == list(chain.NAMES)
+    assert all(line.endswith("started") for line in lines[::2])
+    assert all(re.search(r"done in \d+\.\d s$", line) for line in lines[1::2])
     run = json.loads((out / "run.json").read_text())
-    assert set(run["seconds"]) == {"build", "features", "pretrain", "tune", "evaluate"}
+    assert run["stages"] == list(chain.NAMES) and list(run["seconds"]) == list(chain.NAMES)
+    groups = json.loads((out / "stages" / "build.json").read_text())["tune_groups"]
+    per_item = [*(tune_key(g) for g in groups), "embed-0"]  # tune and embed: one per group, shard
+    results = {p.stem for p in (out / "stages").glob("*.json")}
+    assert results == {*chain.NAMES, *per_item} - {"tune", "embed"}
+    # The first model passes the gate, is promoted, and every user is embedded per scenario.
+    assert run["gate"]["passed"] and run["register"]["registered"]
+    assert f"model:   {run['register']['tag']} (promoted)" in printed
+    shard = pd.read_parquet(out / "embeddings" / "shard-00000-of-00001.parquet")
+    users = pd.read_parquet(out / "built" / "users.parquet")["user_id"]
+    assert len(shard) == len(users) * len(metrics["scenarios"])
     assert run["feature_repo"] == str(REPO) and run["seed"] == 3
     assert (out / "built" / "feature_store" / "online_store.db").is_file()
     config = json.loads((out / "model" / "config.json").read_text())
@@ -77,81 +101,30 @@ def test_run_parses_seed() -> None:
     assert args.seed == 7
 
 
-@pytest.fixture
-def fake_stages(monkeypatch: pytest.MonkeyPatch) -> dict:
-    """Replace the four stage functions by recorders of the config each one receives."""
-    import qanchor.data.build
-    import qanchor.eval.evaluate
-    import qanchor.model.pretrain
-    import qanchor.tune.prompt
-
-    seen: dict = {}
-
-    def recorder(name: str):
-        return lambda *args: seen.__setitem__(name, args[-1])
-
-    monkeypatch.setattr(qanchor.data.build, "build_dataset", recorder("build"))
-    monkeypatch.setattr(qanchor.model.pretrain, "pretrain", recorder("pretrain"))
-    monkeypatch.setattr(qanchor.tune.prompt, "tune_model", recorder("tune"))
-    monkeypatch.setattr(qanchor.eval.evaluate, "evaluate", recorder("evaluate"))
-    return seen
-
-
-def test_run_all_seed_and_overrides_reach_every_stage(tmp_path: Path, fake_stages: dict) -> None:
-    from qanchor.pipeline import run_all
+def test_seed_and_overrides_reach_every_configured_stage() -> None:
+    from qanchor.pipeline import config_classes, resolve_overrides
 
     over = {"pretrain": {"steps": "5", "user_skip": False}, "build": {"val_fraction": 0.3}}
-    run = run_all(tmp_path / "raw", tmp_path / "run", "tiny", seed=4, overrides=over)
-    assert {name: cfg.seed for name, cfg in fake_stages.items()} == dict.fromkeys(
+    resolved = resolve_overrides("tiny", 4, over)
+    cfgs = {name: resolve(cls, "tiny", overrides=resolved[name])
+            for name, cls in config_classes().items()}  # fmt: skip
+    assert {name: cfg.seed for name, cfg in cfgs.items()} == dict.fromkeys(
         ("build", "pretrain", "tune", "evaluate"), 4
     )
-    assert fake_stages["pretrain"].steps == 5 and fake_stages["pretrain"].user_skip is False
-    assert fake_stages["pretrain"].lr == 3e-3  # the rest is still the tiny preset
-    assert fake_stages["build"].val_fraction == 0.3
-    saved = json.loads((tmp_path / "run" / "run.json").read_text())
-    assert saved["seed"] == run["seed"] == 4 and saved["overrides"] == over
+    assert cfgs["pretrain"].steps == 5 and cfgs["pretrain"].user_skip is False
+    assert cfgs["pretrain"].lr == 3e-3  # the rest is still the tiny preset
+    assert cfgs["build"].val_fraction == 0.3
+    # Without a seed or overrides every stage keeps its preset.
+    assert resolve_overrides("tiny", None, None) == dict.fromkeys(config_classes(), {})
 
 
-def test_run_all_prints_a_line_when_each_stage_starts_and_ends(
-    tmp_path: Path, fake_stages: dict, capsys
-) -> None:
-    import re
-
-    from qanchor.pipeline import run_all
-
-    run_all(tmp_path / "raw", tmp_path / "run", "tiny")
-    lines = capsys.readouterr().out.splitlines()
-    stages = ("build", "pretrain", "tune", "evaluate")
-    want = [
-        rf"\d\d:\d\d:\d\d  {s} +{what}"
-        for s in stages
-        for what in ("started", r"done in \d+\.\d s")
-    ]
-    assert len(lines) == len(want)
-    for line, pattern in zip(lines, want, strict=True):
-        assert re.fullmatch(pattern, line), line
-
-
-def test_run_all_without_seed_keeps_the_presets(tmp_path: Path, fake_stages: dict) -> None:
-    from qanchor.data.build import BuildConfig
-    from qanchor.eval.evaluate import EvalConfig
-    from qanchor.model.config import PretrainConfig
-    from qanchor.pipeline import run_all
-    from qanchor.tune.config import TuneConfig
-
-    run_all(tmp_path / "raw", tmp_path / "run", "tiny")
-    classes = {"build": BuildConfig, "pretrain": PretrainConfig, "tune": TuneConfig,
-               "evaluate": EvalConfig}  # fmt: skip
-    assert fake_stages == {name: resolve(cls, "tiny") for name, cls in classes.items()}
-
-
-def test_run_all_rejects_unknown_stages_and_fields_before_running(
-    tmp_path: Path, fake_stages: dict
-) -> None:
+def test_run_all_rejects_unknown_stages_and_fields_before_running(tmp_path: Path) -> None:
     from qanchor.pipeline import run_all
 
     with pytest.raises(QAnchorError, match="unknown stage"):
         run_all(tmp_path / "raw", tmp_path / "run", "tiny", overrides={"train": {"steps": 1}})
     with pytest.raises(QAnchorError, match="unknown field"):
         run_all(tmp_path / "raw", tmp_path / "run", "tiny", overrides={"tune": {"stepz": 1}})
-    assert fake_stages == {}  # nothing ran
+    with pytest.raises(KeyError, match="no stage 'train'"):
+        run_all(tmp_path / "raw", tmp_path / "run", "tiny", through="train")
+    assert not (tmp_path / "run").exists()  # nothing ran

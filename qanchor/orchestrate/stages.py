@@ -1,7 +1,9 @@
 """The retraining stages as plain functions over one run directory.
 
-Each Kubeflow component (``components/stages.py``) and so each Airflow task calls exactly one of
-these. A stage reads and writes fixed places under the run directory (:class:`RunPaths`), writes
+The chain (:mod:`qanchor.orchestrate.chain`) lists them in order. Each Kubeflow component
+(``components/stages.py``) and so each Airflow task calls exactly one of these, and
+``qanchor run`` (:func:`qanchor.pipeline.run_all`) calls them all in one process. A stage reads
+and writes fixed places under the run directory (:class:`RunPaths`), writes
 its outputs atomically (``qanchor.io``), and records a small JSON result in
 ``<run>/stages/<stage>.json`` that it also returns. So a retried stage never reads a half-written
 input, a rerun replaces an output whole or not at all, and a caller that only sees the shared
@@ -14,6 +16,7 @@ run directory (a task submitted to a remote Kubeflow cluster) can still read wha
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -79,9 +82,10 @@ def feature_repo() -> str:
     return str(Path(path).expanduser().resolve()) if path else ""
 
 
-def _store_overrides(repo: str) -> dict[str, Any]:
-    """Config overrides that make a stage read user snapshots through the feature store."""
-    return {"feature_repo": repo} if repo else {}
+def stage_config(cls: type, preset: str, feature_repo: str = "", overrides: dict | None = None):
+    """A stage's config: the preset, reading through the feature store if given, then overrides."""
+    store = {"feature_repo": feature_repo} if feature_repo else {}
+    return resolve(cls, preset, overrides=store | dict(overrides or {}))
 
 
 def run_for(run_id: str) -> str:
@@ -103,14 +107,24 @@ def _record(paths: RunPaths, stage: str, result: dict[str, Any]) -> dict[str, An
     return result
 
 
-def build(run: str | Path, dataset: str, preset: str, scenarios: list[str] | None = None) -> dict:
-    """Validate and build ``dataset`` into ``<run>/built``, keeping only ``scenarios`` if given."""
+def build(
+    run: str | Path,
+    dataset: str,
+    preset: str,
+    scenarios: list[str] | None = None,
+    overrides: dict | None = None,
+) -> dict:
+    """Validate and build ``dataset`` into ``<run>/built``, keeping only ``scenarios`` if given.
+
+    ``overrides`` sets build config fields (``qanchor run --seed``, ablations); the returned
+    ``tune_groups`` follow the preset's ``scenarios_per_task``.
+    """
     from qanchor.data.build import BuildConfig, build_dataset
     from qanchor.data.contract import read_scenarios
 
     p = RunPaths(Path(run))
-    cfg = resolve(BuildConfig, preset, overrides={"scenarios": list(scenarios or [])})
-    build_dataset(dataset, p.built, cfg)
+    chosen = {"scenarios": list(scenarios or [])} if scenarios else {}
+    build_dataset(dataset, p.built, stage_config(BuildConfig, preset, overrides=chosen | dict(overrides or {})))  # fmt: skip
     manifest = json.loads((p.built / "manifest.json").read_text())
     names = [s.name for s in read_scenarios(p.built / "scenarios.yaml")]
     return _record(p, "build", {"built": str(p.built), "scenarios": names,
@@ -139,7 +153,13 @@ def materialize(run: str | Path, feature_repo: str = "") -> dict:
                                       "state": str(p.features), "materialized_to": end.isoformat()})  # fmt: skip
 
 
-def pretrain(run: str | Path, preset: str, nproc: int = 0, feature_repo: str = "") -> dict:
+def pretrain(
+    run: str | Path,
+    preset: str,
+    nproc: int = 0,
+    feature_repo: str = "",
+    overrides: dict | None = None,
+) -> dict:
     """Pretrain ``<run>/model`` on ``<run>/built``; under torchrun when there are GPUs.
 
     Args:
@@ -147,19 +167,24 @@ def pretrain(run: str | Path, preset: str, nproc: int = 0, feature_repo: str = "
         preset: pretraining preset.
         nproc: processes per node; 0 = one per visible GPU, or one in-process run on a CPU.
         feature_repo: read user snapshots through this feature store ("" = from the build).
+        overrides: pretraining config fields to set over the preset.
     """
     import torch
 
+    from qanchor.model.config import PretrainConfig
+
     p = RunPaths(Path(run))
+    cfg = stage_config(PretrainConfig, preset, feature_repo, overrides)
     procs = nproc or torch.cuda.device_count()
     if procs >= 1:
-        store = ["--feature-repo", feature_repo] if feature_repo else []
-        _torchrun(procs, ["pretrain", "--data", str(p.built), "--out", str(p.model), "--preset", preset, *store])  # fmt: skip
+        # The processes read the resolved config from a file: every field, whatever set it.
+        path = p.root / "stages" / "pretrain-config.yaml"
+        _write_yaml(path, dataclasses.asdict(cfg))
+        _torchrun(procs, ["pretrain", "--data", str(p.built), "--out", str(p.model), "--config", str(path)])  # fmt: skip
     else:
-        from qanchor.model.config import PretrainConfig
         from qanchor.model.pretrain import pretrain as run_pretrain
 
-        run_pretrain(p.built, p.model, resolve(PretrainConfig, preset, overrides=_store_overrides(feature_repo)))  # fmt: skip
+        run_pretrain(p.built, p.model, cfg)
     config = json.loads((p.model / "config.json").read_text())
     return _record(p, "pretrain", {"model": str(p.model), "processes": max(procs, 1),
                                    "retrieval": config.get("retrieval", {})})  # fmt: skip
@@ -176,7 +201,20 @@ def _torchrun(procs: int, args: list[str]) -> None:
     subprocess.run(cmd, check=True)
 
 
-def tune_scenarios(run: str | Path, scenarios: list[str], preset: str, feature_repo: str = "") -> dict:  # fmt: skip
+def _write_yaml(path: Path, fields: dict) -> None:
+    import yaml
+
+    with atomic_file(path) as tmp:
+        tmp.write_text(yaml.safe_dump(fields, sort_keys=False))
+
+
+def tune_scenarios(
+    run: str | Path,
+    scenarios: list[str],
+    preset: str,
+    feature_repo: str = "",
+    overrides: dict | None = None,
+) -> dict:
     """Soft-prompt tune ``scenarios`` in one process; adapters land in ``<run>/model/scenarios/``.
 
     The scenarios of one task share the users' prefix KV cache, and rare ones may share a prompt
@@ -187,7 +225,7 @@ def tune_scenarios(run: str | Path, scenarios: list[str], preset: str, feature_r
     from qanchor.tune.prompt import tune_model
 
     p = RunPaths(Path(run))
-    cfg = resolve(TuneConfig, preset, overrides=_store_overrides(feature_repo))
+    cfg = stage_config(TuneConfig, preset, feature_repo, overrides)
     adapters = tune_model(p.model, p.built, cfg, list(scenarios))
     keep = ("bytes", "final_loss", "steps", "seconds", "shared_with")
     tuned = {a.name: {k: a.meta.get(k) for k in keep} for a in adapters}
@@ -199,13 +237,17 @@ def tune_key(scenarios: list[str]) -> str:
     return f"tune-{scenarios[0]}" + (f"-and-{len(scenarios) - 1}" if len(scenarios) > 1 else "")
 
 
-def evaluate(run: str | Path, preset: str, feature_repo: str = "") -> dict:
+def evaluate(
+    run: str | Path, preset: str, feature_repo: str = "", overrides: dict | None = None
+) -> dict:
     """Evaluate the tuned model and the baselines into ``<run>/eval`` (metrics.json, report.md)."""
     from qanchor.eval.evaluate import EvalConfig
     from qanchor.eval.evaluate import evaluate as run_evaluate
 
     p = RunPaths(Path(run))
-    run_evaluate(p.model, p.built, p.eval, resolve(EvalConfig, preset, overrides=_store_overrides(feature_repo)))  # fmt: skip
+    run_evaluate(
+        p.model, p.built, p.eval, stage_config(EvalConfig, preset, feature_repo, overrides)
+    )
     metrics = json.loads((p.eval / "metrics.json").read_text())
     aucs = {k: v["mean_auc"] for k, v in metrics["models"].items()}
     return _record(p, "evaluate", {"metrics": str(p.eval / "metrics.json"),

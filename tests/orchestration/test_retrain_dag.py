@@ -44,7 +44,8 @@ def test_dag_module_imports_nothing_heavy(airflow_home: Path) -> None:
 def test_task_chain(dag) -> None:
     expected = {"build": {"materialize", "tune"}, "materialize": {"pretrain"}, "pretrain": {"tune"},
                 "tune": {"evaluate"}, "evaluate": {"gate"},
-                "gate": {"register", "outcome"}, "register": {"notify"}, "notify": {"outcome"},
+                "gate": {"register", "outcome"}, "register": {"embed"}, "embed": {"notify"},
+                "notify": {"outcome"},
                 "outcome": set()}  # fmt: skip
     assert {t.task_id: set(t.downstream_task_ids) for t in dag.tasks} == expected
 
@@ -65,7 +66,8 @@ def test_schedule_params_and_policies(dag) -> None:
     for t in dag.tasks:
         assert t.owner == "ml-platform"
         assert t.execution_timeout is not None and t.execution_timeout <= timedelta(hours=12)
-        assert t.retries >= (0 if t.task_id in ("notify", "outcome") else 1)
+        # Only the decision and the report are not retried (a retry would decide the same).
+        assert t.retries >= (0 if t.task_id in ("gate", "notify", "outcome") else 1)
     assert dag.get_task("notify").trigger_rule == "none_failed"
 
 
@@ -154,3 +156,7 @@ def test_dag_test_runs_the_whole_chain_with_tiny_preset(
     promoted = json.loads((bentoml_home / "registry" / "qanchor.json").read_text())
     assert promoted["tag"] == summary["register"]["tag"]
     assert Path(summary["register"]["path"]).is_relative_to(bentoml_home)
+    # Then the promoted model embedded every user, one file per shard of the chain.
+    from qanchor.orchestrate.chain import EMBED_SHARDS
+
+    assert len(list((run / "embeddings").glob("shard-*.parquet"))) == EMBED_SHARDS
