@@ -1,8 +1,8 @@
 """Feast declarations of qanchor's user features (declarative only: no logic, no I/O).
 
-The sources read a built dataset directory (``qanchor data build``), named by the deployment
-variable ``QANCHOR_FEATURE_DATA`` (the access layer ``qanchor.features`` sets it; for the plain
-``feast`` CLI export it yourself). Everything else is fixed here:
+The sources read a built dataset directory (``qanchor data build``): the access layer
+``qanchor.features`` points them at the dataset it is given (it keeps each file name below and
+replaces the directory); for the plain ``feast`` CLI export ``QANCHOR_FEATURE_DATA``. Everything else is fixed here:
 
 - entity ``user`` (join key ``user_id``);
 - ``user_event_history``: the capped recent events per source and the whole-history bag

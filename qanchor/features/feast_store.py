@@ -23,7 +23,8 @@ import pandas as pd
 
 from qanchor.data.snapshots import BAG_COLUMNS, EVENT_COLUMNS
 from qanchor.errors import QAnchorError
-from qanchor.features.config import FeatureStoreConfig, check_columns, load_objects, repo_config
+from qanchor.features.config import FeatureStoreConfig, repo_config
+from qanchor.features.declarations import check_columns, load_objects
 
 HISTORY_VIEW, PROFILE_VIEW, ACTIVITY_VIEW = "user_event_history", "user_profile", "user_activity"
 # The list features of the event-history view, with the numpy dtype snapshots.parquet holds.

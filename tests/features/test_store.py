@@ -150,3 +150,24 @@ def test_a_served_user_gets_the_bag_vector_and_embedding_of_the_offline_path(
     np.testing.assert_allclose(
         served.embed(ids, [scenario]), offline.embed(ids, [scenario]), atol=1e-5
     )
+
+
+def test_the_declarations_load_once_and_point_at_each_dataset(
+    sqlite_store: FeatureStoreConfig, tmp_path: Path
+) -> None:
+    """Two builds get their own copies of the declared objects, from one import of the repo."""
+    from dataclasses import replace
+
+    from feast import FeatureView
+
+    from qanchor.features.declarations import declared, load_objects
+
+    other = copy_built(Path(sqlite_store.data), tmp_path / "other")
+    first, second = load_objects(sqlite_store), load_objects(replace(sqlite_store, data=str(other)))
+    assert declared(sqlite_store.repo) is declared(sqlite_store.repo)  # imported once
+    for objects, data in ((first, Path(sqlite_store.data)), (second, other)):
+        views = {o.name: o for o in objects if isinstance(o, FeatureView)}
+        src = views["user_event_history"].batch_source
+        assert src.path == str(data.resolve() / "snapshots.parquet")
+        push = views["user_event_history"].stream_source
+        assert push.batch_source is src  # the copy keeps the view's sources shared
