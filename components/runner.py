@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from qanchor.errors import QAnchorError
-from qanchor.orchestrate.stages import read_result
+from qanchor.orchestrate.rundir import read_result
 
 log = logging.getLogger(__name__)
 

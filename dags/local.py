@@ -96,7 +96,8 @@ def dag_test(conf: dict, home: Path, dags: Path) -> dict:
     from airflow.dag_processing.dagbag import DagBag
 
     from qanchor.errors import QAnchorError
-    from qanchor.orchestrate.stages import run_dir, summarize, workdir
+    from qanchor.orchestrate.outcome import summarize
+    from qanchor.orchestrate.rundir import run_dir, workdir
 
     bag = DagBag(dag_folder=str(dags))
     if bag.import_errors or DAG_ID not in bag.dags:
@@ -228,7 +229,7 @@ def filtered(argv: list[str]) -> int:
     """Run ``test`` in a child process and show its output through :class:`RunConsole`."""
     import time
 
-    from qanchor.orchestrate.stages import workdir
+    from qanchor.orchestrate.rundir import workdir
 
     log = workdir() / "logs" / f"dag-test-{time.strftime('%Y%m%d-%H%M%S')}.log"
     console = RunConsole(log)

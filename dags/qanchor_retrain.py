@@ -90,7 +90,7 @@ def qanchor_retrain():
     def build(params: dict | None = None, run_id: str | None = None) -> list[str]:
         """Validate and build the dataset; returns the scenario groups to tune."""
         from components.runner import run_stage
-        from qanchor.orchestrate.stages import run_for
+        from qanchor.orchestrate.rundir import run_for
 
         return run_stage("build", run_for(run_id), dataset=params["dataset"], preset=params["preset"],
                          scenarios=list(params["scenarios"] or []))["tune_groups"]  # fmt: skip
@@ -99,7 +99,7 @@ def qanchor_retrain():
     def materialize(run_id: str | None = None) -> dict:
         """Load the built snapshots into the feature store."""
         from components.runner import run_stage
-        from qanchor.orchestrate.stages import feature_repo, run_for
+        from qanchor.orchestrate.rundir import feature_repo, run_for
 
         return run_stage("materialize", run_for(run_id), feature_repo=feature_repo())
 
@@ -107,7 +107,7 @@ def qanchor_retrain():
     def pretrain(params: dict | None = None, run_id: str | None = None) -> dict:
         """Pretrain the dual-tower model (a GPU and torchrun on Kubeflow)."""
         from components.runner import run_stage
-        from qanchor.orchestrate.stages import feature_repo, run_for
+        from qanchor.orchestrate.rundir import feature_repo, run_for
 
         return run_stage("pretrain", run_for(run_id), preset=params["preset"], feature_repo=feature_repo())  # fmt: skip
 
@@ -116,7 +116,7 @@ def qanchor_retrain():
     def tune(scenarios: list[str], params: dict | None = None, run_id: str | None = None) -> dict:
         """Soft-prompt tune one group of scenarios (they share the users' prefix cache)."""
         from components.runner import run_stage
-        from qanchor.orchestrate.stages import feature_repo, run_for
+        from qanchor.orchestrate.rundir import feature_repo, run_for
 
         return run_stage("tune", run_for(run_id), scenarios=list(scenarios), preset=params["preset"],
                          feature_repo=feature_repo())  # fmt: skip
@@ -125,7 +125,7 @@ def qanchor_retrain():
     def evaluate(params: dict | None = None, run_id: str | None = None) -> dict:
         """Evaluate the tuned model and the baselines (metrics.json, report.md)."""
         from components.runner import run_stage
-        from qanchor.orchestrate.stages import feature_repo, run_for
+        from qanchor.orchestrate.rundir import feature_repo, run_for
 
         return run_stage("evaluate", run_for(run_id), preset=params["preset"], feature_repo=feature_repo())  # fmt: skip
 
@@ -133,7 +133,7 @@ def qanchor_retrain():
     def gate(params: dict | None = None, run_id: str | None = None) -> dict:
         """Compare the candidate's mean AUC with the promoted model's."""
         from components.runner import run_stage
-        from qanchor.orchestrate.stages import run_for
+        from qanchor.orchestrate.rundir import run_for
 
         return run_stage("gate", run_for(run_id), tolerance=float(params["tolerance"]), model_name="qanchor")  # fmt: skip
 
@@ -143,7 +143,7 @@ def qanchor_retrain():
         from airflow.sdk.exceptions import AirflowSkipException
 
         from components.runner import run_stage
-        from qanchor.orchestrate.stages import run_for
+        from qanchor.orchestrate.rundir import run_for
 
         if not decision["passed"]:
             raise AirflowSkipException(decision["reason"])
@@ -154,7 +154,7 @@ def qanchor_retrain():
     def embed(shard: int, run_id: str | None = None) -> dict:
         """Embed one shard of the users x the tuned scenarios into embeddings/ (batch scoring)."""
         from components.runner import run_stage
-        from qanchor.orchestrate.stages import run_for
+        from qanchor.orchestrate.rundir import run_for
 
         return run_stage("embed", run_for(run_id), shard=shard, num_shards=EMBED_SHARDS)
 
@@ -162,7 +162,8 @@ def qanchor_retrain():
     def notify(run_id: str | None = None) -> dict:
         """Report the outcome: metrics and report paths, the gate's reason, the promoted version."""
         from qanchor.monitoring.alert import airflow_smtp_settings
-        from qanchor.orchestrate.stages import announce, run_for
+        from qanchor.orchestrate.outcome import announce
+        from qanchor.orchestrate.rundir import run_for
 
         return announce(run_for(run_id), airflow_smtp_settings())
 

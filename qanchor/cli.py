@@ -16,10 +16,10 @@ import sys
 import time
 
 from qanchor.cli_args import add_stage as _add_stage
+from qanchor.cli_chain import add_drift, add_run
 from qanchor.cli_ops import add_features, add_pipeline
-from qanchor.config import PRESETS, overrides_from_args, resolve
+from qanchor.config import overrides_from_args, resolve
 from qanchor.errors import QAnchorError
-from qanchor.orchestrate import chain
 
 
 def _cmd_synth(args: argparse.Namespace) -> None:
@@ -124,54 +124,12 @@ def _cmd_explain(args: argparse.Namespace) -> None:
     print(explain(emb, args.user, emb.suffix(args.query).query, args.max_new_tokens))
 
 
-def _cmd_run(args: argparse.Namespace) -> None:
-    from qanchor.pipeline import run_all
-
-    summary = run_all(args.data, args.out, args.preset, args.feature_repo, seed=args.seed,
-                      through=args.through, model_name=args.model_name, tolerance=args.tolerance)  # fmt: skip
-    stages = ", ".join(f"{k} {v:.1f} s" for k, v in summary["seconds"].items())
-    print(f"finished in {summary['total_seconds']:.0f} s ({stages})")
-    if summary["gate"] is not None:
-        print(f"gate:    {summary['gate']['reason']}")
-    if (summary["register"] or {}).get("registered"):
-        print(f"model:   {summary['register']['tag']} (promoted)")
-    print(f"metrics: {summary['paths']['eval']}/metrics.json")
-    print(f"report:  {summary['paths']['eval']}/report.md")
-
-
-def _cmd_drift(args: argparse.Namespace) -> None:
-    from qanchor.monitoring.config import DriftConfig
-    from qanchor.monitoring.job import resolve_served, run_drift
-
-    cfg = resolve(DriftConfig, args.preset, args.config, overrides_from_args(args, DriftConfig))
-    reference, model = resolve_served(args.reference, args.model)
-    summary = run_drift(reference, args.current, args.out, cfg, model, args.workspace or None)
-    print(f"drift: {', '.join(summary['drifted_items']) or 'none'}")
-    print(f"report:  {summary['reports']['index']}")
-    print(f"summary: {args.out}/summary.json")
-    if args.smtp != "none":
-        from pathlib import Path
-
-        from qanchor.monitoring.alert import alert_on_drift, smtp_from_flag
-
-        state = args.state or Path(args.out).parent / "alert_state.json"
-        result = alert_on_drift(summary, smtp_from_flag(args.smtp), state, cfg.cooldown_hours)
-        print(f"e-mail:  {'sent' if result['sent'] else 'not sent'} ({result['reason']})")
-
-
 MODEL = {"--model": "model directory (with its scenario adapters)"}
 BUILT = {"--data": "built dataset directory (qanchor data build)"}
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (exposed for docs and tests)."""
-    from qanchor.data.build_config import BuildConfig
-    from qanchor.data.synth import SynthConfig
-    from qanchor.eval.config import EvalConfig
-    from qanchor.model.config import PretrainConfig
-    from qanchor.monitoring.config import DriftConfig
-    from qanchor.tune.config import TuneConfig
-
     parser = argparse.ArgumentParser(
         prog="qanchor", description="Scenario-adaptive user embeddings."
     )
@@ -182,6 +140,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="log progress at INFO level and show third-party warnings and bars",
     )
     top = parser.add_subparsers(dest="command", required=True)
+    _add_data(top)
+    _add_training(top)
+    _add_inference(top)
+    add_run(top)
+    add_features(top)
+    add_drift(top)
+    add_pipeline(top)
+    return parser
+
+
+def _add_data(top: argparse._SubParsersAction) -> None:
+    """``qanchor data synth|build|import``."""
+    from qanchor.data.build_config import BuildConfig
+    from qanchor.data.synth import SynthConfig
+
     data = top.add_parser("data", help="synthesise, import and build datasets")
     data = data.add_subparsers(dest="data_command", required=True)
 
@@ -212,6 +185,14 @@ def build_parser() -> argparse.ArgumentParser:
         required={"--out": "output dataset directory"},
     )
     p.add_argument("dataset", choices=["movielens-100k"], help="which public dataset")
+
+
+def _add_training(top: argparse._SubParsersAction) -> None:
+    """``qanchor pretrain|tune|evaluate``: one configured stage each."""
+    from qanchor.eval.config import EvalConfig
+    from qanchor.model.config import PretrainConfig
+    from qanchor.tune.config import TuneConfig
+
     p = _add_stage(
         top,
         "pretrain",
@@ -243,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
         {**MODEL, **BUILT, "--out": "evaluation output directory"},
     )
 
+
+def _add_inference(top: argparse._SubParsersAction) -> None:
+    """``qanchor embed|explain`` over a tuned model."""
     p = _add_stage(
         top,
         "embed",
@@ -269,72 +253,6 @@ def build_parser() -> argparse.ArgumentParser:
         required={**MODEL, **BUILT, "--user": "user id", "--query": "a scenario name or free text"},
     )
     p.add_argument("--max-new-tokens", type=int, default=48, help="longest description in tokens")
-
-    p = _add_stage(
-        top,
-        "run",
-        "the whole chain in one process: build, materialize, pretrain, tune, evaluate, gate, "
-        "register, embed",
-        _cmd_run,
-        required={
-            "--data": "dataset directory in the input contract",
-            "--out": "output directory of the run",
-        },
-    )
-    p.add_argument("--preset", choices=PRESETS, default="small", help="preset of every stage")
-    p.add_argument(
-        "--feature-repo",
-        default=None,
-        help="Feast repo (e.g. feature_repo): stages read user snapshots through it",
-    )
-    p.add_argument(
-        "--seed",
-        type=int,
-        default=None,
-        help="seed of every stage (build split salt, initialisation, sampling, probes); "
-        "default: each stage's own",
-    )
-    p.add_argument(
-        "--through",
-        choices=chain.NAMES,
-        default=chain.NAMES[-1],
-        help="last stage to run (evaluate: an experiment that leaves the model store alone)",
-    )
-    p.add_argument("--model-name", default="qanchor", help="model store name (gate and register)")
-    p.add_argument(
-        "--tolerance", type=float, default=0.01, help="the gate's allowed drop in mean AUC"
-    )
-    add_features(top)
-
-    p = _add_stage(
-        top,
-        "drift",
-        "input, embedding and score drift of a current build vs the reference; alert e-mail",
-        _cmd_drift,
-        DriftConfig,
-        {
-            "--reference": "built dataset of the training snapshot window ('served': the build "
-            "the promoted model was trained on)",
-            "--current": "built dataset of the latest snapshots",
-            "--out": "output directory of this run (reports, summary.json)",
-        },
-    )
-    p.add_argument("--model", default=None,
-                   help="model directory ('served': the promoted one): also embedding and score drift")  # fmt: skip
-    p.add_argument("--workspace", default=None, help="local Evidently workspace to add the runs to")
-    p.add_argument(
-        "--smtp",
-        default="none",
-        help="e-mail on drift: none, env (QANCHOR_SMTP_* variables) or HOST:PORT "
-        "(sender and recipients still from QANCHOR_SMTP_FROM/TO)",
-    )
-    p.add_argument(
-        "--state",
-        default=None,
-        help="alert de-duplication state file (default: alert_state.json beside --out)",
-    )
-    add_pipeline(top)
-    return parser  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

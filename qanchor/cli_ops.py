@@ -40,7 +40,7 @@ def pipeline_runner():
 
 
 def _cmd_pipeline(args: argparse.Namespace) -> None:
-    from qanchor.orchestrate.stages import summarize
+    from qanchor.orchestrate.outcome import summarize
 
     kfp_runner = pipeline_runner()
 

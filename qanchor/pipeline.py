@@ -25,6 +25,7 @@ import dataclasses
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -101,40 +102,26 @@ def run_all(
         model_name: the model store name the gate compares with and register promotes into.
         tolerance: the gate's allowed drop in mean AUC.
     """
-    from qanchor.orchestrate import chain, stages
+    from qanchor.orchestrate import chain, rundir
 
     plan = chain.through(through)
     over = resolve_overrides(preset, seed, overrides)
     repo = str(Path(feature_repo).expanduser().resolve()) if feature_repo else ""
     run = Path(out_dir)
+    calls = _stage_calls(run, str(data_dir), preset, repo, over, model_name, tolerance)
     results: dict[str, Any] = {}
-
-    def tune() -> list[dict]:
-        groups = results["build"]["tune_groups"]
-        return [stages.tune_scenarios(run, g, preset, repo, over["tune"]) for g in groups]
-
-    calls = {
-        "build": lambda: stages.build(run, str(data_dir), preset, None, over["build"]),
-        "materialize": lambda: stages.materialize(run, repo),
-        "pretrain": lambda: stages.pretrain(run, preset, 0, repo, over["pretrain"]),
-        "tune": tune,
-        "evaluate": lambda: stages.evaluate(run, preset, repo, over["evaluate"]),
-        "gate": lambda: stages.gate(run, tolerance, model_name),
-        "register": lambda: stages.register(run, model_name),
-        "embed": lambda: stages.embed_shard(run, 0, 1),
-    }
     timings: dict[str, float] = {}
     for s in plan:
         if s.gated and not results["gate"]["passed"]:
-            print(f"{time.strftime('%H:%M:%S')}  {s.name:<12} skipped: the gate rejected the candidate", flush=True)  # fmt: skip
+            _say(s.name, "skipped: the gate rejected the candidate")
             continue
         # The same start/end lines as `make run` shows for the DAG's tasks.
         t0 = time.perf_counter()
-        print(f"{time.strftime('%H:%M:%S')}  {s.name:<12} started", flush=True)
-        results[s.name] = calls[s.name]()
+        _say(s.name, "started")
+        results[s.name] = calls[s.name](results)
         timings[s.name] = round(time.perf_counter() - t0, 1)
-        print(f"{time.strftime('%H:%M:%S')}  {s.name:<12} done in {timings[s.name]:.1f} s", flush=True)  # fmt: skip
-    paths = stages.RunPaths(run)
+        _say(s.name, f"done in {timings[s.name]:.1f} s")
+    paths = rundir.RunPaths(run)
     summary = {"preset": preset, "data": str(data_dir), "feature_repo": repo or None,
                "seed": seed, "overrides": overrides or {}, "stages": [s.name for s in plan],
                "paths": {"built": str(paths.built), "model": str(paths.model), "eval": str(paths.eval),
@@ -144,3 +131,32 @@ def run_all(
     run.mkdir(parents=True, exist_ok=True)
     (run / "run.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return summary
+
+
+def _say(stage: str, what: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')}  {stage:<12} {what}", flush=True)
+
+
+def _stage_calls(
+    run: Path, data: str, preset: str, repo: str, over: dict, model_name: str, tolerance: float
+) -> dict[str, Callable[[dict], Any]]:
+    """Each stage of the chain as a call in this process, given the results of earlier stages.
+
+    Tuning runs the build's scenario groups one after another; embedding writes a single shard.
+    """
+    from qanchor.orchestrate import stages
+
+    def tune(results: dict) -> list[dict]:
+        groups = results["build"]["tune_groups"]
+        return [stages.tune_scenarios(run, g, preset, repo, over["tune"]) for g in groups]
+
+    return {
+        "build": lambda _: stages.build(run, data, preset, None, over["build"]),
+        "materialize": lambda _: stages.materialize(run, repo),
+        "pretrain": lambda _: stages.pretrain(run, preset, 0, repo, over["pretrain"]),
+        "tune": tune,
+        "evaluate": lambda _: stages.evaluate(run, preset, repo, over["evaluate"]),
+        "gate": lambda _: stages.gate(run, tolerance, model_name),
+        "register": lambda _: stages.register(run, model_name),
+        "embed": lambda _: stages.embed_shard(run, 0, 1),
+    }

@@ -68,6 +68,20 @@ def toy_dataset(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def bentoml_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model store of the session's own: tests never touch the user's or the project's.
+
+    Session-wide because BentoML resolves its home once per process.
+    """
+    path = tmp_path_factory.mktemp("bentoml")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("BENTOML_HOME", str(path))
+    mp.setenv("BENTOML_DO_NOT_TRACK", "True")
+    yield path
+    mp.undo()
+
+
+@pytest.fixture(scope="session", autouse=True)
 def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Event-vector and backbone caches go to a temp dir, never the user's cache."""
     path = tmp_path_factory.mktemp("qanchor-cache")

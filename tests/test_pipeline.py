@@ -15,7 +15,7 @@ from qanchor.errors import QAnchorError
 REPO = Path(__file__).resolve().parents[1] / "feature_repo"
 
 
-def test_run_tiny_end_to_end(tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_run_tiny_end_to_end(tmp_path: Path, capsys) -> None:
     """Every stage of the chain, in one process, through the stage functions."""
     import re
 
@@ -24,7 +24,6 @@ def test_run_tiny_end_to_end(tmp_path: Path, capsys, monkeypatch: pytest.MonkeyP
     from qanchor.orchestrate import chain
     from qanchor.orchestrate.stages import tune_key
 
-    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))  # a model store of its own
     raw = synth(SynthConfig(users=150, seed=2), tmp_path / "raw")
     out = tmp_path / "run"
     args = [
@@ -39,6 +38,8 @@ def test_run_tiny_end_to_end(tmp_path: Path, capsys, monkeypatch: pytest.MonkeyP
         str(REPO),
         "--seed",
         "3",
+        "--model-name",
+        "qanchor-run-test",  # the gate and registry tests own the session store's "qanchor"
     ]
     assert main(args) == 0
     printed = capsys.readouterr().out

@@ -1,7 +1,7 @@
 """The e-mail sent when the quality gate rejects a candidate: what was compared, the numbers,
 and what an operator can do next.
 
-    subject, html, text = rejection_message(summary)   # summary: stages.summarize(run)
+    subject, html, text = rejection_message(summary)   # summary: outcome.summarize(run)
 """
 
 from __future__ import annotations

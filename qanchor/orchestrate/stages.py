@@ -3,7 +3,7 @@
 The chain (:mod:`qanchor.orchestrate.chain`) lists them in order. Each Kubeflow component
 (``components/stages.py``) and so each Airflow task calls exactly one of these, and
 ``qanchor run`` (:func:`qanchor.pipeline.run_all`) calls them all in one process. A stage reads
-and writes fixed places under the run directory (:class:`RunPaths`), writes
+and writes fixed places under the run directory (``qanchor.orchestrate.rundir``), writes
 its outputs atomically (``qanchor.io``), and records a small JSON result in
 ``<run>/stages/<stage>.json`` that it also returns. So a retried stage never reads a half-written
 input, a rerun replaces an output whole or not at all, and a caller that only sees the shared
@@ -19,92 +19,21 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
-import re
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from qanchor.config import resolve
 from qanchor.errors import QAnchorError
-from qanchor.io import atomic_file, atomic_write_json
+from qanchor.io import atomic_file
+from qanchor.orchestrate.rundir import RunPaths, read_result, record
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class RunPaths:
-    """Where each stage of one run reads and writes."""
-
-    root: Path
-
-    @property
-    def built(self) -> Path:
-        return self.root / "built"
-
-    @property
-    def features(self) -> Path:
-        return self.built / "feature_store"  # qanchor.features keeps its state beside the data
-
-    @property
-    def model(self) -> Path:
-        return self.root / "model"
-
-    @property
-    def eval(self) -> Path:
-        return self.root / "eval"
-
-    @property
-    def embeddings(self) -> Path:
-        return self.root / "embeddings"
-
-    def result(self, stage: str) -> Path:
-        return self.root / "stages" / f"{stage}.json"
-
-
-def workdir() -> Path:
-    """Where runs go: ``QANCHOR_WORKDIR`` (shared storage in production), else beside Airflow."""
-    if path := os.environ.get("QANCHOR_WORKDIR"):
-        return Path(path).expanduser().resolve()
-    if home := os.environ.get("AIRFLOW_HOME"):
-        return Path(home).expanduser().resolve() / "qanchor-runs"
-    return Path("runs/airflow").resolve()
-
-
-def run_dir(workdir: str | Path, run_id: str) -> Path:
-    """The run directory of an orchestrator run id (made safe as one path component)."""
-    return Path(workdir) / re.sub(r"[^A-Za-z0-9._-]+", "_", run_id).strip("_")
-
-
-def feature_repo() -> str:
-    """The Feast repo to read user snapshots through (``QANCHOR_FEATURE_REPO``), or "" for none."""
-    path = os.environ.get("QANCHOR_FEATURE_REPO", "")
-    return str(Path(path).expanduser().resolve()) if path else ""
 
 
 def stage_config(cls: type, preset: str, feature_repo: str = "", overrides: dict | None = None):
     """A stage's config: the preset, reading through the feature store if given, then overrides."""
     store = {"feature_repo": feature_repo} if feature_repo else {}
     return resolve(cls, preset, overrides=store | dict(overrides or {}))
-
-
-def run_for(run_id: str) -> str:
-    """The run directory of an Airflow run id under :func:`workdir`."""
-    return str(run_dir(workdir(), run_id))
-
-
-def read_result(run: str | Path, stage: str) -> dict[str, Any]:
-    """The recorded result of a finished stage (clear error if it did not run)."""
-    path = RunPaths(Path(run)).result(stage)
-    if not path.is_file():
-        raise QAnchorError(f"stage {stage!r} has no result in {run} (did it run?)")
-    return json.loads(path.read_text())
-
-
-def _record(paths: RunPaths, stage: str, result: dict[str, Any]) -> dict[str, Any]:
-    atomic_write_json(paths.result(stage), result)
-    log.info("stage %s: %s", stage, result)
-    return result
 
 
 def build(
@@ -127,7 +56,7 @@ def build(
     build_dataset(dataset, p.built, stage_config(BuildConfig, preset, overrides=chosen | dict(overrides or {})))  # fmt: skip
     manifest = json.loads((p.built / "manifest.json").read_text())
     names = [s.name for s in read_scenarios(p.built / "scenarios.yaml")]
-    return _record(p, "build", {"built": str(p.built), "scenarios": names,
+    return record(p, "build", {"built": str(p.built), "scenarios": names,
                                 "tune_groups": tune_groups(names, preset),
                                 "content_hash": manifest["content_hash"], "rows": manifest["rows"]})  # fmt: skip
 
@@ -145,11 +74,11 @@ def materialize(run: str | Path, feature_repo: str = "") -> dict:
     p = RunPaths(Path(run))
     if not feature_repo:
         # Without a feature store the later stages read the build's snapshots directly.
-        return _record(p, "materialize", {"skipped": True, "reason": "no feature repo (QANCHOR_FEATURE_REPO)"})  # fmt: skip
+        return record(p, "materialize", {"skipped": True, "reason": "no feature repo (QANCHOR_FEATURE_REPO)"})  # fmt: skip
     from qanchor.features import FeatureStoreConfig, sync
 
     end = sync(FeatureStoreConfig(data=str(p.built), repo=feature_repo))
-    return _record(p, "materialize", {"skipped": False, "feature_repo": feature_repo,
+    return record(p, "materialize", {"skipped": False, "feature_repo": feature_repo,
                                       "state": str(p.features), "materialized_to": end.isoformat()})  # fmt: skip
 
 
@@ -186,7 +115,7 @@ def pretrain(
 
         run_pretrain(p.built, p.model, cfg)
     config = json.loads((p.model / "config.json").read_text())
-    return _record(p, "pretrain", {"model": str(p.model), "processes": max(procs, 1),
+    return record(p, "pretrain", {"model": str(p.model), "processes": max(procs, 1),
                                    "retrieval": config.get("retrieval", {})})  # fmt: skip
 
 
@@ -229,7 +158,7 @@ def tune_scenarios(
     adapters = tune_model(p.model, p.built, cfg, list(scenarios))
     keep = ("bytes", "final_loss", "steps", "seconds", "shared_with")
     tuned = {a.name: {k: a.meta.get(k) for k in keep} for a in adapters}
-    return _record(p, tune_key(scenarios), {"scenarios": list(scenarios), "adapters": tuned})
+    return record(p, tune_key(scenarios), {"scenarios": list(scenarios), "adapters": tuned})
 
 
 def tune_key(scenarios: list[str]) -> str:
@@ -250,7 +179,7 @@ def evaluate(
     )
     metrics = json.loads((p.eval / "metrics.json").read_text())
     aucs = {k: v["mean_auc"] for k, v in metrics["models"].items()}
-    return _record(p, "evaluate", {"metrics": str(p.eval / "metrics.json"),
+    return record(p, "evaluate", {"metrics": str(p.eval / "metrics.json"),
                                    "report": str(p.eval / "report.md"), "mean_auc": aucs})  # fmt: skip
 
 
@@ -283,7 +212,7 @@ def gate(run: str | Path, tolerance: float, name: str = "qanchor") -> dict:
     details = json.loads(details_path.read_text()) if details_path.is_file() else {}
     line = (details.get("verdict") or {}).get("line")
     decision = replace(decision, versus_baseline=G.versus_baseline(metrics, line))
-    return _record(p, "gate", {**decision.to_dict(), "serving_tag": serving.tag if serving else None})  # fmt: skip
+    return record(p, "gate", {**decision.to_dict(), "serving_tag": serving.tag if serving else None})  # fmt: skip
 
 
 def register(run: str | Path, name: str = "qanchor") -> dict:
@@ -293,10 +222,10 @@ def register(run: str | Path, name: str = "qanchor") -> dict:
     p = RunPaths(Path(run))
     decision = read_result(run, "gate")
     if not decision["passed"]:
-        return _record(p, "register", {"registered": False, "reason": decision["reason"]})
+        return record(p, "register", {"registered": False, "reason": decision["reason"]})
     tag = registry.register(p.model, p.eval / "metrics.json", name, labels={"run": p.root.name})
     version = registry.promote(tag, decision["reason"])
-    return _record(p, "register", {"registered": True, "tag": tag, "promoted": True,
+    return record(p, "register", {"registered": True, "tag": tag, "promoted": True,
                                    "path": str(version.path)})  # fmt: skip
 
 
@@ -321,45 +250,4 @@ def embed_shard(run: str | Path, shard: int, num_shards: int, scenarios: list[st
     with atomic_file(path) as tmp:
         frame = pd.DataFrame(rows, columns=["user_id", "scenario", "embedding"])
         frame.assign(model_version=emb.model_version).to_parquet(tmp, index=False)
-    return _record(p, f"embed-{shard}", {"path": str(path), "users": len(users), "scenarios": names})  # fmt: skip
-
-
-def summarize(run: str | Path) -> dict:
-    """What the run produced and decided, from the recorded stage results (for notifications)."""
-    p = RunPaths(Path(run))
-    out: dict[str, Any] = {"run": str(p.root)}
-    for stage in ("build", "evaluate", "gate", "register"):
-        path = p.result(stage)
-        out[stage] = json.loads(path.read_text()) if path.is_file() else None
-    out["metrics"] = str(p.eval / "metrics.json")
-    out["report"] = str(p.eval / "report.md")
-    return out
-
-
-def announce(run: str | Path, smtp=None) -> dict:
-    """Print the run's outcome (the Airflow task log and ``make run`` show it); write summary.json.
-
-    With ``smtp`` (:class:`qanchor.monitoring.alert.SmtpSettings`) a rejection by the gate is
-    also e-mailed (:func:`qanchor.orchestrate.notice.rejection_message`).
-    """
-    summary = summarize(run)
-    gate_result, reg = summary["gate"] or {}, summary["register"] or {}
-    if reg.get("registered"):
-        outcome = f"registered and promoted {reg['tag']}"
-    elif gate_result:
-        outcome = f"not registered: {gate_result.get('reason')}"
-    else:
-        outcome = "stopped before the quality gate"
-    lines = [f"qanchor retraining run {summary['run']}", f"gate: {gate_result.get('reason', '-')}",
-             f"outcome: {outcome}", f"metrics: {summary['metrics']}", f"report:  {summary['report']}"]  # fmt: skip
-    print("\n".join(lines), flush=True)
-    emailed = False
-    if smtp is not None and gate_result and not gate_result.get("passed"):
-        from qanchor.monitoring.alert import send_email
-        from qanchor.orchestrate.notice import rejection_message
-
-        send_email(smtp, *rejection_message(summary))
-        emailed = True
-    summary |= {"outcome": outcome, "emailed": emailed}
-    atomic_write_json(RunPaths(Path(run)).root / "summary.json", summary)
-    return summary
+    return record(p, f"embed-{shard}", {"path": str(path), "users": len(users), "scenarios": names})  # fmt: skip

@@ -14,17 +14,6 @@ DAGS = REPO / "dags"
 TWO_SCENARIOS = ["cash_loan_default", "churn_next_month"]
 
 
-@pytest.fixture(scope="session", autouse=True)
-def bentoml_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A model store of the session's own: tests never touch the user's or the project's."""
-    path = tmp_path_factory.mktemp("bentoml")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("BENTOML_HOME", str(path))
-    mp.setenv("BENTOML_DO_NOT_TRACK", "True")
-    yield path
-    mp.undo()
-
-
 @pytest.fixture(scope="session")
 def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Airflow settings for in-process parsing (Airflow reads them when first imported)."""

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from components.runner import run_stage, stage_pipeline
-from qanchor.orchestrate.stages import RunPaths
+from qanchor.orchestrate.rundir import RunPaths
 
 from .conftest import REPO, TWO_SCENARIOS
 

@@ -15,7 +15,8 @@ from qanchor import registry
 from qanchor.config import resolve
 from qanchor.eval.evaluate import EvalConfig, evaluate
 from qanchor.monitoring.alert import SmtpSettings
-from qanchor.orchestrate.stages import RunPaths, announce
+from qanchor.orchestrate.outcome import announce
+from qanchor.orchestrate.rundir import RunPaths
 
 NAME = "qanchor-gate-test"
 SCENARIOS = ["coupon_redemption", "daily_active_next_month"]

@@ -13,7 +13,7 @@ from pathlib import Path
 from components.runner import run_stage
 from qanchor.data.synth import SynthConfig, synth
 from qanchor.io import sha256_file, sha256_tree
-from qanchor.orchestrate.stages import RunPaths, read_result
+from qanchor.orchestrate.rundir import RunPaths, read_result
 
 from .conftest import child_env
 

@@ -26,7 +26,7 @@ from qanchor.model.data import BuiltData
 from qanchor.model.identity import model_id
 from qanchor.monitoring.config import DriftConfig
 from qanchor.monitoring.job import resolve_served, run_drift
-from qanchor.orchestrate import stages
+from qanchor.orchestrate import rundir, stages
 from qanchor.serving.config import ServingConfig
 from qanchor.serving.service import EmbeddingService
 
@@ -54,7 +54,7 @@ def test_a_week_of_the_loop(tmp_path: Path) -> None:
     gate1, reg1 = retrain(tmp_path / "run1", week1, tolerance=0.01)
     assert gate1["passed"] and "first model" in gate1["reason"] and reg1["registered"]
     tag1 = reg1["tag"]
-    run1 = stages.RunPaths(tmp_path / "run1")
+    run1 = rundir.RunPaths(tmp_path / "run1")
     assert registry.promoted(NAME).tag == tag1 == f"{NAME}:{model_id(run1.model)}"
 
     # Serve it from a feature store over its build.
@@ -89,7 +89,7 @@ def test_a_week_of_the_loop(tmp_path: Path) -> None:
 
     # Drift: the shifted week against what serves (the promoted model and its training build).
     stages.build(tmp_path / "run2", str(week2), "tiny", SCENARIOS)
-    run2 = stages.RunPaths(tmp_path / "run2")
+    run2 = rundir.RunPaths(tmp_path / "run2")
     reference, served = resolve_served("served", "served", NAME)
     assert reference == run1.built.resolve() and served == registry.get(tag1).path
     drift = run_drift(
