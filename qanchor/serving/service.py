@@ -140,10 +140,9 @@ class EmbeddingService:
             self._refuse()
             text = self.model.query_of(scenario, query)
             users = self._read([user_id], strict=True)
-            cached = users.attach(self.model.embedder, [user_id])[user_id]
-            out = explain(
-                self.model.embedder, user_id, text, min(max_tokens, self.cfg.explain_tokens)
-            )
+            inputs = users.inputs(self.model.embedder, [user_id])
+            n = min(max_tokens, self.cfg.explain_tokens)
+            out = explain(self.model.embedder.engine, inputs, user_id, text, n)
             self._update_metrics()
             return Explanation(
                 user_id=user_id,
@@ -151,7 +150,7 @@ class EmbeddingService:
                 text=out,
                 model_version=self.model.version,
                 feature_version=users.versions[user_id],
-                prefix_cached=cached,
+                prefix_cached=inputs.cached(user_id),
             )
 
     def push(self, events: list[PushEvent], create: bool = False) -> PushResult:
@@ -244,7 +243,7 @@ class EmbeddingService:
         """Flatten the jobs' (user, column) pairs over shared user and suffix lists, embed once."""
         emb = self.model.embedder
         ids = list(dict.fromkeys(u for j in jobs for u in j.user_ids))
-        cached = users.attach(emb, ids)
+        inputs = users.inputs(emb, ids)  # this batch's own: the engine keeps no user state
         # Scenario columns first, then free text: the order ServedModel.suffixes returns.
         cols = sorted(
             dict.fromkeys(c for j in jobs for c in _columns(j)), key=lambda c: c[0] == "q"
@@ -254,7 +253,7 @@ class EmbeddingService:
         )
         at_user, at_col = {u: k for k, u in enumerate(ids)}, {c: k for k, c in enumerate(cols)}
         pairs = [(at_user[u], at_col[c]) for j in jobs for u in j.user_ids for c in _columns(j)]
-        vecs = emb.embed_pairs(emb.rows(ids), sfx, pairs).numpy()
+        vecs = emb.engine.embed_pairs(inputs, inputs.rows(ids), sfx, pairs).numpy()
         start = 0
         for i, job in zip(idx, jobs, strict=True):
             n, m = len(job.user_ids), len(_columns(job))
@@ -263,7 +262,7 @@ class EmbeddingService:
             out[i] = BatchResult(user_ids=list(job.user_ids), columns=[*job.names, *job.queries],
                                  vectors=block.tolist(), model_version=self.model.version,
                                  feature_versions=[users.versions[u] for u in job.user_ids],
-                                 prefix_cached=[cached[u] for u in job.user_ids])  # fmt: skip
+                                 prefix_cached=[inputs.cached(u) for u in job.user_ids])  # fmt: skip
 
     def _read(self, user_ids: list[str], strict: bool = False) -> RequestUsers:
         """The users' online features; with ``strict`` an unknown user is a 404 right away."""
