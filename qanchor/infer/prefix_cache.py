@@ -3,7 +3,7 @@
 An entry is one user's prefix keys/values for every layer, unpadded ([kv_heads, L, head_dim] per
 layer). Keys are whatever identifies a prefix (user id, feature version, model version): when a
 user's features change, the caller asks with a new key and the stale entry ages out. Every
-change holds a lock: requests running on several threads may share one cache.
+lookup and change holds a lock: requests running on several threads may share one cache.
 """
 
 from __future__ import annotations
