@@ -41,6 +41,15 @@ class Embedder:
     """A model's engine, its input builder, its scenario adapters and the loaded users.
 
     Methods that take no users use the table of :meth:`load_users` (or ``users``, where given).
+
+    Args:
+        model: the (LoRA-merged) model; its parameters are frozen here.
+        featurizer: the profile featurizer saved with the model.
+        cache_bytes: the prefix cache's budget, unless ``cache`` is given.
+        max_batch: (user, suffix) pairs and prefixes per forward pass.
+        model_version: the model identity in the cache keys.
+        bf16: autocast setting of the passes (auto/on/off).
+        cache: a prefix cache to share (serving keeps one across model swaps).
     """
 
     def __init__(
