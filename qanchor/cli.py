@@ -121,7 +121,8 @@ def _cmd_explain(args: argparse.Namespace) -> None:
     emb.load_users(data.snapshots[data.snapshots["user_id"] == args.user], data.profiles)
     if not emb.knows(args.user):
         raise QAnchorError(f"unknown user {args.user!r} in {args.data}")
-    print(explain(emb, args.user, emb.suffix(args.query).query, args.max_new_tokens))
+    query = emb.suffix(args.query).query
+    print(explain(emb.engine, emb.users, args.user, query, args.max_new_tokens))
 
 
 MODEL = {"--model": "model directory (with its scenario adapters)"}

@@ -2,14 +2,20 @@
 
 Per user, the most recent events per source are written out as plain text; the query follows,
 and the last token's hidden state is the embedding (as a generic LLM embedder would do). The text
-prefix is encoded once per user and its KV cache reused for every scenario's query, so the
-baseline gets the same acceleration as our model.
+prefix is encoded once per user and its KV cache reused for every scenario's query, by the same
+prefix/suffix engine as our model's (:class:`qanchor.infer.kv.KVEngine`), so the baseline gets
+the same acceleration.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pandas as pd
 import torch
+
+if TYPE_CHECKING:
+    from qanchor.infer.kv import KVEngine
 
 
 def user_texts(snapshots: pd.DataFrame, per_source: int) -> dict[str, str]:
@@ -42,24 +48,19 @@ def llm_untrained_features(
         batch: users per forward pass.
         bf16: autocast setting (auto/on/off), the same as our model's evaluation uses.
     """
+    from qanchor.infer.kv import KVEngine
     from qanchor.model.backbones import load_backbone
-    from qanchor.model.precision import autocast, use_bf16
+    from qanchor.model.precision import use_bf16
 
     model, tok = load_backbone(backbone, num_layers=num_layers)
-    with autocast(use_bf16(bf16, model.device), model.device):
-        return _features(model, tok, snapshots, queries, per_source, max_prefix_tokens, batch)
-
-
-def _features(model, tok, snapshots, queries, per_source, max_prefix_tokens, batch):
-    from transformers import DynamicCache
-
+    engine = KVEngine(model.model, use_bf16(bf16, model.device), model.device)
     texts = user_texts(snapshots, per_source)
-    users = list(texts)
-    feats: dict[str, list[torch.Tensor]] = {s: [] for s in queries}
     q_ids = {
         s: tok("\nQuery: " + q + "\nAnswer:", add_special_tokens=False)["input_ids"]
         for s, q in queries.items()
     }
+    embed, pad = model.get_input_embeddings(), tok.pad_token_id
+    users, feats = list(texts), {s: [] for s in queries}
     for k in range(0, len(users), batch):
         chunk = users[k : k + batch]
         ids = [
@@ -68,33 +69,28 @@ def _features(model, tok, snapshots, queries, per_source, max_prefix_tokens, bat
             ]
             for u in chunk
         ]
-        n = max(len(x) for x in ids)
-        pad = tok.pad_token_id
-        inp = torch.tensor([[pad] * (n - len(x)) + x for x in ids])
-        mask = torch.tensor([[0] * (n - len(x)) + [1] * len(x) for x in ids])
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache = DynamicCache()
-        model.model(
-            input_ids=inp,
-            attention_mask=mask,
-            position_ids=pos,
-            past_key_values=cache,
-            use_cache=True,
-        )
-        kv = [(layer.keys, layer.values) for layer in cache.layers]
-        for s, qi in q_ids.items():
-            q = torch.tensor([qi] * len(chunk))
-            full = torch.cat([mask, torch.ones_like(q)], dim=1)
-            qpos = (full.cumsum(-1) - 1)[:, n:]
-            h = model.model(
-                input_ids=q,
-                attention_mask=full,
-                position_ids=qpos,
-                past_key_values=DynamicCache(kv),
-                use_cache=True,
-            )
-            feats[s].append(h.last_hidden_state[:, -1].float())
+        for s, h in _last_states(engine, embed, ids, q_ids, pad).items():
+            feats[s].append(h)
     return {
-        s: pd.DataFrame(torch.cat(v).numpy(), index=pd.Index(users, name="user_id"))
+        s: pd.DataFrame(torch.cat(v).cpu().numpy(), index=pd.Index(users, name="user_id"))
         for s, v in feats.items()
     }
+
+
+def _last_states(
+    engine: KVEngine, embed: torch.nn.Module, ids: list[list[int]], q_ids: dict[str, list[int]],
+    pad: int,
+) -> dict[str, torch.Tensor]:  # fmt: skip
+    """scenario -> [len(ids), d] last-token states of each query after each user's text.
+
+    The texts' prefix is run once (left-padded) and its states serve every query's suffix.
+    """
+    n, dev = max(len(x) for x in ids), engine.device
+    inp = torch.tensor([[pad] * (n - len(x)) + x for x in ids], device=dev)
+    mask = torch.tensor([[0] * (n - len(x)) + [1] * len(x) for x in ids], device=dev)
+    prefix = engine.prefix(embed(inp), mask)
+    out = {}
+    for s, qi in q_ids.items():
+        q = torch.tensor([qi] * len(ids), device=dev)
+        out[s] = engine.suffix(prefix, embed(q), torch.ones_like(q))[:, -1].float()
+    return out

@@ -2,11 +2,13 @@
 
 An entry is one user's prefix keys/values for every layer, unpadded ([kv_heads, L, head_dim] per
 layer). Keys are whatever identifies a prefix (user id, feature version, model version): when a
-user's features change, the caller asks with a new key and the stale entry ages out.
+user's features change, the caller asks with a new key and the stale entry ages out. Every
+lookup and change holds a lock: requests running on several threads may share one cache.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass
@@ -39,6 +41,7 @@ class PrefixCache:
         self.max_bytes = max_bytes
         self._data: OrderedDict[Hashable, PrefixEntry] = OrderedDict()
         self.bytes = self.hits = self.misses = self.evictions = 0
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._data)
@@ -46,38 +49,47 @@ class PrefixCache:
     def __contains__(self, key: Hashable) -> bool:
         return key in self._data
 
+    def peek(self, key: Hashable) -> PrefixEntry | None:
+        """The entry, if any, without counting a hit or a miss or refreshing its recency."""
+        with self._lock:
+            return self._data.get(key)
+
     def get(self, key: Hashable) -> PrefixEntry | None:
-        entry = self._data.get(key)
-        if entry is None:
-            self.misses += 1
-            return None
-        self.hits += 1
-        self._data.move_to_end(key)
-        return entry
+        with self._lock:
+            entry = self._data.get(key)
+            if entry is None:
+                self.misses += 1
+                return None
+            self.hits += 1
+            self._data.move_to_end(key)
+            return entry
 
     def put(self, key: Hashable, entry: PrefixEntry) -> None:
         """Insert (or replace) and evict least-recently-used entries beyond the budget.
 
         An entry larger than the whole budget is not stored (it would evict everything).
         """
-        if key in self._data:
-            self.bytes -= self._data.pop(key).nbytes
-        if entry.nbytes > self.max_bytes:
-            return
-        self._data[key] = entry
-        self.bytes += entry.nbytes
-        while self.bytes > self.max_bytes:
-            _, old = self._data.popitem(last=False)
-            self.bytes -= old.nbytes
-            self.evictions += 1
+        with self._lock:
+            if key in self._data:
+                self.bytes -= self._data.pop(key).nbytes
+            if entry.nbytes > self.max_bytes:
+                return
+            self._data[key] = entry
+            self.bytes += entry.nbytes
+            while self.bytes > self.max_bytes:
+                _, old = self._data.popitem(last=False)
+                self.bytes -= old.nbytes
+                self.evictions += 1
 
     def invalidate(self, match) -> int:
         """Drop every entry whose key satisfies ``match(key)``; returns how many."""
-        stale = [k for k in self._data if match(k)]
-        for k in stale:
-            self.bytes -= self._data.pop(k).nbytes
-        return len(stale)
+        with self._lock:
+            stale = [k for k in self._data if match(k)]
+            for k in stale:
+                self.bytes -= self._data.pop(k).nbytes
+            return len(stale)
 
     def stats(self) -> dict[str, int]:
-        return {"entries": len(self), "bytes": self.bytes, "max_bytes": self.max_bytes,
-                "hits": self.hits, "misses": self.misses, "evictions": self.evictions}  # fmt: skip
+        with self._lock:
+            return {"entries": len(self), "bytes": self.bytes, "max_bytes": self.max_bytes,
+                    "hits": self.hits, "misses": self.misses, "evictions": self.evictions}  # fmt: skip

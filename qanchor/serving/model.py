@@ -37,10 +37,9 @@ class ServedModel:
         tag = tag or cfg.model_tag
         path = registry.load_promoted(cfg.model_name, tag=tag)
         version = registry.get(tag).tag if tag else registry.promoted(cfg.model_name).tag
-        emb = Embedder.from_dir(path, cache_bytes=cache.max_bytes, max_batch=cfg.engine_batch)
         # Cache keys carry the model identity (from_dir hashed the directory; for a version
         # registered by qanchor it is the tag's version): no two models share prefixes.
-        emb.cache = cache
+        emb = Embedder.from_dir(path, cache=cache, max_batch=cfg.engine_batch)
         # The adapters the embedder loaded (from_dir), not a second read of their files.
         scenarios = [
             ScenarioInfo(

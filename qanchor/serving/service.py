@@ -23,12 +23,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
 from types import ModuleType
 
 from qanchor.infer.prefix_cache import PrefixCache
 from qanchor.serving.batcher import AdaptiveBatcher
 from qanchor.serving.config import ServingConfig
+from qanchor.serving.jobs import EmbedJob, embed_jobs, job_errors, unknown_users
 from qanchor.serving.model import ServedModel
 from qanchor.serving.schemas import (
     BadRequest,
@@ -40,25 +40,10 @@ from qanchor.serving.schemas import (
     PushResult,
     ScenarioList,
     TooLarge,
-    UnknownScenario,
-    UnknownUsers,
 )
 from qanchor.serving.users import RequestUsers
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class EmbedJob:
-    """Users x (scenario names, then free-text queries)."""
-
-    user_ids: tuple[str, ...]
-    names: tuple[str, ...]
-    queries: tuple[str, ...]
-
-    @property
-    def pairs(self) -> int:
-        return len(self.user_ids) * (len(self.names) + len(self.queries))
 
 
 class EmbeddingService:
@@ -140,10 +125,9 @@ class EmbeddingService:
             self._refuse()
             text = self.model.query_of(scenario, query)
             users = self._read([user_id], strict=True)
-            cached = users.attach(self.model.embedder, [user_id])[user_id]
-            out = explain(
-                self.model.embedder, user_id, text, min(max_tokens, self.cfg.explain_tokens)
-            )
+            inputs = users.inputs(self.model.embedder, [user_id])
+            n = min(max_tokens, self.cfg.explain_tokens)
+            out = explain(self.model.embedder.engine, inputs, user_id, text, n)
             self._update_metrics()
             return Explanation(
                 user_id=user_id,
@@ -151,7 +135,7 @@ class EmbeddingService:
                 text=out,
                 model_version=self.model.version,
                 feature_version=users.versions[user_id],
-                prefix_cached=cached,
+                prefix_cached=inputs.cached(user_id),
             )
 
     def push(self, events: list[PushEvent], create: bool = False) -> PushResult:
@@ -181,7 +165,7 @@ class EmbeddingService:
             try:
                 res = P.push_events(self.store, frame, on_stale=[hook], create=create)
             except P.UnknownUsersError as exc:
-                raise _unknown(exc.users) from exc
+                raise unknown_users(exc.users) from exc
             except P.FutureEventsError as exc:
                 raise BadRequest(str(exc)) from exc
             self._update_metrics(invalidated=sum(dropped))
@@ -223,53 +207,20 @@ class EmbeddingService:
             if self.refusal:
                 return [NotServing(self.refusal)] * len(jobs)
             users = self._read([u for j in jobs for u in j.user_ids])
-            out: list[BatchResult | Exception | None] = [None] * len(jobs)
-            for i, job in enumerate(jobs):
-                if missing := users.unknown(list(job.user_ids)):
-                    out[i] = _unknown(missing)
-                else:
-                    try:  # a scenario the model swapped in just now lacks
-                        self.model.check(list(job.names))
-                    except UnknownScenario as exc:
-                        out[i] = exc
+            out: list[BatchResult | Exception | None] = job_errors(self.model, users, jobs)
             ok = [i for i, o in enumerate(out) if o is None]
             if ok:
-                self._embed_jobs([jobs[i] for i in ok], users, out, ok)
+                results = embed_jobs(self.model, users, [jobs[i] for i in ok])
+                for i, res in zip(ok, results, strict=True):
+                    out[i] = res
             self._update_metrics()
             return out
-
-    def _embed_jobs(
-        self, jobs: list[EmbedJob], users: RequestUsers, out: list, idx: list[int]
-    ) -> None:
-        """Flatten the jobs' (user, column) pairs over shared user and suffix lists, embed once."""
-        emb = self.model.embedder
-        ids = list(dict.fromkeys(u for j in jobs for u in j.user_ids))
-        cached = users.attach(emb, ids)
-        # Scenario columns first, then free text: the order ServedModel.suffixes returns.
-        cols = sorted(
-            dict.fromkeys(c for j in jobs for c in _columns(j)), key=lambda c: c[0] == "q"
-        )
-        sfx = self.model.suffixes(
-            [c[1] for c in cols if c[0] == "s"], [c[1] for c in cols if c[0] == "q"]
-        )
-        at_user, at_col = {u: k for k, u in enumerate(ids)}, {c: k for k, c in enumerate(cols)}
-        pairs = [(at_user[u], at_col[c]) for j in jobs for u in j.user_ids for c in _columns(j)]
-        vecs = emb.embed_pairs(emb.rows(ids), sfx, pairs).numpy()
-        start = 0
-        for i, job in zip(idx, jobs, strict=True):
-            n, m = len(job.user_ids), len(_columns(job))
-            block = vecs[start : start + n * m].reshape(n, m, -1)
-            start += n * m
-            out[i] = BatchResult(user_ids=list(job.user_ids), columns=[*job.names, *job.queries],
-                                 vectors=block.tolist(), model_version=self.model.version,
-                                 feature_versions=[users.versions[u] for u in job.user_ids],
-                                 prefix_cached=[cached[u] for u in job.user_ids])  # fmt: skip
 
     def _read(self, user_ids: list[str], strict: bool = False) -> RequestUsers:
         """The users' online features; with ``strict`` an unknown user is a 404 right away."""
         users = RequestUsers.read(self.store, user_ids)
         if strict and (missing := users.unknown(user_ids)):
-            raise _unknown(missing)
+            raise unknown_users(missing)
         return users
 
     # --- model swaps and metrics ----------------------------------------------------------
@@ -327,15 +278,6 @@ class EmbeddingService:
     def _update_metrics(self, invalidated: int = 0) -> None:
         if self.metrics is not None:
             self.metrics.update(self.cache.stats(), invalidated)
-
-
-def _columns(job: EmbedJob) -> list[tuple[str, str]]:
-    """A job's columns, tagged: a scenario name and free text that spells it stay apart."""
-    return [("s", n) for n in job.names] + [("q", q) for q in job.queries]
-
-
-def _unknown(users: list[str]) -> UnknownUsers:
-    return UnknownUsers(f"unknown user(s) {users[:10]}", unknown=users[:10])
 
 
 def _utc_times(values) -> object:  # noqa: ANN001

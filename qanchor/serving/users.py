@@ -2,7 +2,7 @@
 
 users = RequestUsers.read(store_cfg, ["u1", "u2"])
 users.unknown(["u1", "u9"])             # ["u9"]: the store has no event history for it
-users.attach(embedder, ["u1"])          # the embedder now serves u1, keyed by its version
+inputs = users.inputs(embedder, ["u1"])  # u1's model inputs, keyed by its feature version
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from qanchor.features.config import FeatureStoreConfig
 from qanchor.features.feast_store import UserFeatures, online_snapshots
 from qanchor.infer.engine import Embedder
+from qanchor.infer.users import UserInputs
 
 
 @dataclass
@@ -34,13 +35,14 @@ class RequestUsers:
     def unknown(self, user_ids: list[str]) -> list[str]:
         return [u for u in dict.fromkeys(user_ids) if u not in self.known]
 
-    def attach(self, emb: Embedder, user_ids: list[str]) -> dict[str, bool]:
-        """Make ``emb`` serve ``user_ids``; returns, per user, whether its prefix is cached."""
+    def inputs(self, emb: Embedder, user_ids: list[str]) -> UserInputs:
+        """``emb``'s model inputs of ``user_ids``, for this request only (``emb`` is unchanged).
+
+        ``UserInputs.cached(user)`` tells whether the user's prefix was cached.
+        """
         keep = list(dict.fromkeys(user_ids))
         snaps = self.features.snapshots
         snaps = snaps[snaps["user_id"].isin(keep)].reset_index(drop=True)
         tab = self.features.tabular
         tab = None if tab is None else tab[tab["user_id"].isin(keep)].reset_index(drop=True)
-        emb.set_request_users(snaps, tab, self.versions)
-        rows = emb.rows(keep)
-        return {u: emb.cache_key(r) in emb.cache for u, r in zip(keep, rows, strict=True)}
+        return emb.request_users(snaps, tab, self.versions)

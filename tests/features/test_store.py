@@ -136,19 +136,19 @@ def test_a_served_user_gets_the_bag_vector_and_embedding_of_the_offline_path(
     live = online_snapshots(sqlite_store, ids)
     # Serving: one request's users from the online store, the bag vectorizer saved with the model.
     served = Embedder.from_dir(tiny_model)
-    served.set_request_users(live.snapshots, live.tabular, live.versions())
+    request = served.request_users(live.snapshots, live.tabular, live.versions())
     # Offline (evaluation, batch refresh): the build's own snapshot rows.
     offline = Embedder.from_dir(tiny_model)
     offline.load_users(latest, live.tabular)
     assert served.model.bag_vectorizer is not None
     for u in ids:
-        a = served.table.inputs[served.rows([u])[0]].bag_vec
+        a = request.table.inputs[request.rows([u])[0]].bag_vec
         b = offline.table.inputs[offline.rows([u])[0]].bag_vec
         np.testing.assert_array_equal(a, b)
-    assert np.abs(np.stack([x.bag_vec for x in served.table.inputs])).sum() > 0
+    assert np.abs(np.stack([x.bag_vec for x in request.table.inputs])).sum() > 0
     scenario = "cash_loan_default"
     np.testing.assert_allclose(
-        served.embed(ids, [scenario]), offline.embed(ids, [scenario]), atol=1e-5
+        served.embed(ids, [scenario], users=request), offline.embed(ids, [scenario]), atol=1e-5
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -97,13 +99,10 @@ def test_explain_reuses_the_cached_prefix_and_returns_text(embedder: Embedder) -
     uid = embedder.table.user_ids[2]
     embedder.prefixes(embedder.rows([uid]))
     hits = embedder.cache.hits
-    text = explain(
-        embedder, uid, "What is this user most likely to do next period?", max_new_tokens=8
-    )
+    query = "What is this user most likely to do next period?"
+    text = explain(embedder.engine, embedder.users, uid, query, max_new_tokens=8)
     assert isinstance(text, str) and embedder.cache.hits == hits + 1
-    assert text == explain(
-        embedder, uid, "What is this user most likely to do next period?", max_new_tokens=8
-    )
+    assert text == explain(embedder.engine, embedder.users, uid, query, max_new_tokens=8)
 
 
 def test_bf16_autocast_stays_close_to_fp32(tiny_model: Path, built_tiny: Path, embedder) -> None:
@@ -137,3 +136,55 @@ def test_cache_entries_keep_the_user_token_for_the_head(embedder: Embedder) -> N
     assert n == 2 and entry.user.shape == (n * embedder.model.causal_lm.config.hidden_size,)
     kv_bytes = sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in entry.kv)
     assert entry.nbytes == kv_bytes + entry.user.numel() * entry.user.element_size()
+
+
+def test_request_inputs_used_concurrently_do_not_interfere(
+    tiny_model: Path, built_tiny: Path
+) -> None:
+    """Two requests' users on one engine, from two threads: each gets its own users' vectors.
+
+    Both requests hold the same user ids with other histories, so only their own inputs (and
+    the feature version in the cache key) tell them apart; the cache holds about three prefixes,
+    so each request keeps evicting the other's.
+    """
+    snaps = pd.read_parquet(built_tiny / "snapshots.parquet").head(6)
+    prof = pd.read_parquet(built_tiny / "profiles.parquet")
+    fewer = snaps.assign(event_source=snaps["event_source"].map(lambda x: x[:-1]),
+                         event_text=snaps["event_text"].map(lambda x: x[:-1]))  # fmt: skip
+    ids = snaps["user_id"].tolist()
+    probe = Embedder.from_dir(tiny_model)
+    one = probe.engine.prefixes(probe.inputs.load(snaps, prof), [0])[0].nbytes
+    emb = Embedder.from_dir(tiny_model, max_batch=5, cache_bytes=3 * one + one // 2)
+    sfx = [emb.suffix("Will this user repay a cash loan?"), emb.suffix("Churn next month?")]
+    want = {}
+    for name, frame in (("a", snaps), ("b", fewer)):  # each request alone, from its own table
+        alone = Embedder.from_dir(tiny_model, max_batch=5)
+        alone.load_users(frame, prof)
+        want[name] = alone.embed_rows(alone.rows(ids), sfx)
+    assert (want["a"] - want["b"]).abs().max() > 1e-4  # the histories really differ
+
+    def serve(name: str, frame: pd.DataFrame, start: threading.Barrier) -> list[torch.Tensor]:
+        start.wait()
+        out = []
+        for _ in range(4):
+            users = emb.request_users(frame, prof, {u: name for u in ids})
+            out.append(emb.engine.embed_rows(users, users.rows(ids), sfx))
+        return out
+
+    start = threading.Barrier(2)
+    with ThreadPoolExecutor(2) as pool:
+        runs = {n: pool.submit(serve, n, f, start) for n, f in (("a", snaps), ("b", fewer))}
+        got = {n: r.result() for n, r in runs.items()}
+    for name, vecs in got.items():
+        for v in vecs:
+            torch.testing.assert_close(v, want[name], atol=1e-5, rtol=0)
+    # Inputs built while a request's prefixes were cached pin them: another request evicting
+    # them in between does not fail this one.
+    emb.embed(ids, ["Anything?"], users=emb.request_users(snaps, prof, {u: "a" for u in ids}))
+    pinned = emb.request_users(snaps, prof, {u: "a" for u in ids})
+    assert pinned.cached(ids[-1]) and pinned.table.inputs[-1] is None
+    emb.embed(ids, ["Anything?"], users=emb.request_users(fewer, prof, {u: "b" for u in ids}))
+    assert (ids[-1], "a", emb.model_version) not in emb.cache
+    torch.testing.assert_close(
+        emb.engine.embed_rows(pinned, pinned.rows(ids), sfx), want["a"], atol=1e-5, rtol=0
+    )

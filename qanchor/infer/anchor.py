@@ -1,0 +1,243 @@
+"""The QAnchor model's prefix/suffix engine: users' prefixes once, every query as a suffix.
+
+A user's prefix (user, modal and event tokens) does not depend on the query, so its key/value
+states are computed once and reused for every scenario: each extra scenario costs only its
+suffix ("Query: ..." + soft prompt + <USER_EMB>). Suffixes of many (user, scenario) pairs run in
+one batch over a left-padded stack of the users' cached prefixes (:mod:`qanchor.infer.kv`).
+
+The engine holds the model, a byte-bounded prefix cache keyed by (user, feature version, model
+version) and nothing about users: every call takes the :class:`~qanchor.infer.users.UserInputs`
+it embeds, so requests with their own inputs can share one engine. Example::
+
+    engine = AnchorEngine(model, PrefixCache(256 << 20), model_version=model_id(model_dir))
+    users = InputBuilder(model, featurizer, engine.vectors).load(snapshots, profiles)
+    u = engine.embed_rows(users, users.rows(["u1", "u2"]), [Suffix("Will they travel?")])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from qanchor.infer.kv import KVEngine, PrefixKV
+from qanchor.infer.prefix_cache import PrefixCache, PrefixEntry
+from qanchor.infer.users import TextVectors, UserInputs
+from qanchor.model import layout as L
+from qanchor.model.network import QAnchorModel
+from qanchor.model.precision import use_bf16
+
+Part = tuple[torch.Tensor, int]  # a suffix's [Ls, d_llm] input embeddings, index of <USER_EMB>
+
+
+@dataclass
+class Suffix:
+    """A query suffix: the query text and an optional soft prompt [P, d_llm]."""
+
+    query: str
+    prompt: torch.Tensor | None = None
+
+
+class AnchorEngine:
+    """Embeds (user, suffix) pairs of given users with a byte-bounded prefix KV cache."""
+
+    def __init__(
+        self, model: QAnchorModel, cache: PrefixCache, max_batch: int = 64,
+        model_version: str = "", bf16: str = "off",
+    ) -> None:  # fmt: skip
+        self.model = model.eval()
+        # Serving and prompt tuning never update the model: no parameter gradients to compute.
+        for p in model.parameters():
+            p.requires_grad_(False)
+        self.cache, self.max_batch, self.model_version = cache, max_batch, model_version
+        self.device = model.emb_token.device
+        # fp32 by default: the cached = uncached guarantee (1e-4) is stated for fp32.
+        self.bf16 = use_bf16(bf16, self.device)
+        self.kv = KVEngine(model.causal_lm.model, self.bf16, self.device)
+        self.vectors = TextVectors(model)
+
+    def cache_key(self, users: UserInputs, row: int) -> tuple[str, str, str]:
+        """(user, feature version, model version): changed features or model miss the cache."""
+        return (users.table.user_ids[row], users.versions[row], self.model_version)
+
+    def peek(self, user_id: str, version: str) -> PrefixEntry | None:
+        """The cached prefix of a user at a feature version (no hit counted)."""
+        return self.cache.peek((user_id, version, self.model_version))
+
+    # --- suffixes -------------------------------------------------------------------------
+    def suffix_embeds(self, sfx: Suffix) -> Part:
+        """[Ls, d_llm] input embeddings of a suffix and the index of its <USER_EMB>."""
+        n_prompt = 0 if sfx.prompt is None else sfx.prompt.shape[0]
+        seg = self.model.layout.suffix(sfx.query, n_prompt)
+        ids = torch.tensor(seg.ids, device=self.device)
+        kinds = torch.tensor(seg.kinds, device=self.device)
+        emb = self.model.causal_lm.get_input_embeddings()(ids)
+        if n_prompt:
+            emb = emb.masked_scatter((kinds == L.PROMPT).unsqueeze(-1), sfx.prompt.to(emb))
+        emb = torch.where((kinds == L.USER_EMB).unsqueeze(-1), self.model.emb_token.to(emb), emb)
+        return emb, len(seg.ids) - 1
+
+    # --- prefixes -------------------------------------------------------------------------
+    @torch.no_grad()
+    def prefixes(
+        self, users: UserInputs, rows: list[int], use_cache: bool = True
+    ) -> list[PrefixEntry]:
+        """Prefix KV states of ``rows``: from the cache, computing the missing ones in batches."""
+        out: dict[int, PrefixEntry] = {}
+        todo = []
+        for r in dict.fromkeys(rows):
+            hit = self.cache.get(self.cache_key(users, r)) if use_cache else None
+            if hit is None and r in users.pinned:  # evicted since the inputs were built
+                hit = users.pinned[r]
+                if use_cache:
+                    self.cache.put(self.cache_key(users, r), hit)
+            if hit is None:
+                todo.append(r)
+            else:
+                out[r] = hit
+        for k in range(0, len(todo), self.max_batch):
+            chunk = todo[k : k + self.max_batch]
+            for r, entry in zip(chunk, self._compute_prefixes(users, chunk), strict=True):
+                out[r] = entry
+                if use_cache:
+                    self.cache.put(self.cache_key(users, r), entry)
+        return [out[r] for r in rows]
+
+    def prefix_batch(self, users: UserInputs, rows: list[int], left: bool = True) -> L.Batch:
+        lay, inputs = self.model.layout, users.table.inputs
+        return L.collate(
+            [[lay.prefix(inputs[r])] for r in rows], [inputs[r] for r in rows], lay.pad, left=left
+        ).to(self.device)
+
+    def batch_vectors(
+        self, users: UserInputs, batch: L.Batch
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Text vectors of a batch's event slots and of its whole-history bag (None: unused)."""
+        bag = self.event_vectors(users, batch.bag_text) if self.model.cfg.whole_history else None
+        return self.event_vectors(users, batch.ev_text), bag
+
+    def event_vectors(self, users: UserInputs, ev_text: torch.Tensor) -> torch.Tensor:
+        if users.vectors is not None:
+            return users.vectors[ev_text]
+        uniq, inv = torch.unique(ev_text, return_inverse=True)
+        return self.vectors.lookup([users.table.texts[i] for i in uniq.tolist()])[inv]
+
+    def _compute_prefixes(self, users: UserInputs, rows: list[int]) -> list[PrefixEntry]:
+        batch = self.prefix_batch(users, rows, left=True)
+        emb, user = self.model.embeds_and_user(batch, *self.batch_vectors(users, batch))
+        pre = self.kv.prefix(emb, batch.attention_mask)
+        keep_user = self.model.cfg.user_skip
+        return [
+            PrefixEntry(kv, n, user[b].float().clone() if keep_user else None)
+            for b, (kv, n) in enumerate(pre.rows())
+        ]
+
+    # --- embedding ------------------------------------------------------------------------
+    @torch.no_grad()
+    def embed_rows(
+        self, users: UserInputs, rows: list[int], suffixes: list[Suffix], use_cache: bool = True,
+        block: int = 64,
+    ) -> torch.Tensor:  # fmt: skip
+        """[len(rows), len(suffixes), d] embeddings: each prefix once, suffixes batched.
+
+        Users go in blocks: a block's prefix states are stacked (left-padded) once, and every
+        chunk of (user, scenario) pairs gathers its rows from that stack by index, instead of
+        re-stacking per pair.
+        """
+        entries = self.prefixes(users, rows, use_cache)
+        parts = [self.suffix_embeds(s) for s in suffixes]
+        out = torch.empty(len(rows), len(suffixes), self.model.cfg.emb_dim)
+        for b in range(0, len(rows), block):
+            pre, summary = self._stack(entries[b : b + block])
+            pairs = [(i, j) for i in range(min(block, len(rows) - b)) for j in range(len(suffixes))]
+            for k in range(0, len(pairs), self.max_batch):
+                chunk = pairs[k : k + self.max_batch]
+                idx = torch.tensor([i for i, _ in chunk], device=self.device)
+                sub_summary = None if summary is None else summary[idx]
+                u = self._suffix_pass(pre.select(idx), [parts[j] for _, j in chunk], sub_summary)
+                for (i, j), vec in zip(chunk, u, strict=True):
+                    out[b + i, j] = vec.float().cpu()
+        return out
+
+    @torch.no_grad()
+    def embed_pairs(
+        self, users: UserInputs, rows: list[int], suffixes: list[Suffix],
+        pairs: list[tuple[int, int]],
+    ) -> torch.Tensor:  # fmt: skip
+        """[len(pairs), d]: pair (i, j) is user ``rows[i]`` with ``suffixes[j]``.
+
+        For serving, where merged requests ask for different users x columns: each prefix is
+        computed (or fetched from the cache) once, and the pairs run in batches of
+        ``max_batch`` whatever their user or suffix, instead of one cross product per request.
+        """
+        entries = self.prefixes(users, rows)
+        parts = [self.suffix_embeds(s) for s in suffixes]
+        out = torch.empty(len(pairs), self.model.cfg.emb_dim)
+        for k in range(0, len(pairs), self.max_batch):
+            chunk = pairs[k : k + self.max_batch]
+            u = self.suffix_forward([entries[i] for i, _ in chunk], [parts[j] for _, j in chunk])
+            out[k : k + len(chunk)] = u.float().cpu()
+        return out
+
+    def suffix_forward(self, entries: list[PrefixEntry], parts: list[Part]) -> torch.Tensor:
+        """u for each (prefix entry, suffix embeddings) pair; gradients flow into the suffix."""
+        pre, summary = self._stack(entries)
+        return self._suffix_pass(pre, parts, summary)
+
+    def _stack(self, entries: list[PrefixEntry]) -> tuple[PrefixKV, torch.Tensor | None]:
+        """The entries' states left-padded to the longest, and their summaries for the head
+        [N, n_summary * d_llm] (None for a head without the user shortcut)."""
+        pre = PrefixKV.stack([e.kv for e in entries], [e.length for e in entries], self.device)
+        summary = None
+        if self.model.cfg.user_skip:
+            summary = torch.stack([e.user for e in entries]).to(self.device)
+        return pre, summary
+
+    def _suffix_pass(
+        self, pre: PrefixKV, parts: list[Part], summary: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        ls = max(p[0].shape[0] for p in parts)
+        emb = torch.stack(
+            [torch.cat([p[0], p[0].new_zeros(ls - p[0].shape[0], p[0].shape[1])]) for p in parts]
+        )
+        smask = torch.tensor(
+            [[1] * p[0].shape[0] + [0] * (ls - p[0].shape[0]) for p in parts], device=self.device
+        )
+        h = self.kv.suffix(pre, emb, smask)
+        at = torch.tensor([p[1] for p in parts], device=self.device)
+        h = h[torch.arange(len(parts), device=self.device), at]
+        # The small head stays in fp32 in both paths (its standardisation is precision-sensitive).
+        return self.model.head(h.float(), "anchor", summary)
+
+    @torch.no_grad()
+    def embed_rows_uncached(
+        self, users: UserInputs, rows: list[int], suffixes: list[Suffix]
+    ) -> torch.Tensor:
+        """Reference path: a full forward over prefix + suffix for every pair, no KV reuse.
+
+        Pairs are batched across users exactly like the cached path, so the two differ only in
+        whether the prefix is recomputed per scenario.
+        """
+        batch = self.prefix_batch(users, rows, left=False)
+        pre, summary = self.model.embeds_and_user(batch, *self.batch_vectors(users, batch))
+        summary = summary.float()
+        lengths = batch.attention_mask.sum(1).tolist()
+        parts = [self.suffix_embeds(s) for s in suffixes]
+        pairs = [(i, j) for i in range(len(rows)) for j in range(len(suffixes))]
+        out = torch.empty(len(rows), len(suffixes), self.model.cfg.emb_dim)
+        for k in range(0, len(pairs), self.max_batch):
+            chunk = pairs[k : k + self.max_batch]
+            seqs = [torch.cat([pre[i, : lengths[i]], parts[j][0]]) for i, j in chunk]
+            m = max(len(x) for x in seqs)
+            emb = torch.stack([torch.cat([x, x.new_zeros(m - len(x), x.shape[1])]) for x in seqs])
+            mask = torch.tensor(
+                [[1] * len(x) + [0] * (m - len(x)) for x in seqs], device=self.device
+            )
+            h = self.kv.forward(emb, mask)
+            at = torch.tensor([lengths[i] + parts[j][1] for i, j in chunk], device=self.device)
+            h_at = h[torch.arange(len(chunk), device=self.device), at].float()
+            rows_at = torch.tensor([i for i, _ in chunk], device=self.device)
+            u = self.model.head(h_at, "anchor", summary[rows_at])
+            for (i, j), vec in zip(chunk, u, strict=True):
+                out[i, j] = vec.float().cpu()
+        return out
