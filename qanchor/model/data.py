@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from qanchor.data.bag import BagVectorizer, count_matrix
+from qanchor.data.snapshots import keep_recent
 from qanchor.model.layout import UserInput, no_bag
 from qanchor.model.profile import ProfileFeaturizer, tabular_frame
 
@@ -54,10 +55,8 @@ class UserTable:
         )
         long = long.dropna(subset=["event_source"])
         long = long[long["event_source"].isin(sources)]
-        # Keep the most recent `cap` events per (user, source); snapshots are time-ordered.
-        rank = long.groupby(["user_id", "event_source"], sort=False).cumcount(ascending=False)
-        cap = long["event_source"].map(lambda s: caps.get(s, per_source))
-        long = long[rank < cap]
+        # The most recent `cap` events per (user, source), as the build caps them.
+        long = keep_recent(long, caps, per_source, source="event_source")
         bag = _bag_rows(snapshots, sources) if whole_history or bag_vectorizer else None
         all_texts = long["event_text"].astype(str).to_numpy()
         if bag is not None:
