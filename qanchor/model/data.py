@@ -11,7 +11,7 @@ import pandas as pd
 from qanchor.data.bag import BagVectorizer, count_matrix
 from qanchor.data.snapshots import keep_recent
 from qanchor.model.layout import UserInput, no_bag
-from qanchor.model.profile import ProfileFeaturizer, tabular_frame
+from qanchor.model.profile import ProfileFeaturizer, built_tables, tabular_frame
 
 
 @dataclass
@@ -189,9 +189,7 @@ class BuiltData:
             snapshots, profiles = feats.snapshots, feats.tabular
         else:
             snapshots = pd.read_parquet(root / "snapshots.parquet")
-            profiles = tabular_frame(
-                _read(root / "profiles.parquet"), _read(root / "aggregates.parquet")
-            )
+            profiles = tabular_frame(*built_tables(root))
         manifest = json.loads((root / "manifest.json").read_text())
         pairs = pd.read_parquet(root / "pairs.parquet")
         return cls(root, manifest, users, snapshots, pairs, profiles)
@@ -202,10 +200,6 @@ class BuiltData:
 
     def split_users(self, split: str) -> list[str]:
         return self.users.loc[self.users["split"] == split, "user_id"].tolist()
-
-
-def _read(path: Path) -> pd.DataFrame | None:
-    return pd.read_parquet(path) if path.is_file() else None
 
 
 class PairSampler:
