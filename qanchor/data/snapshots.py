@@ -38,9 +38,9 @@ def keep_recent(
 ) -> pd.DataFrame:
     """The last ``cap`` rows of each (``user_id``, ``source``) group, in their order.
 
-    Rows must be in time order within a group (they need not be grouped): the build caps its
-    sorted history with it (:func:`cap_events`), the model the time-ordered events of a
-    snapshot row (``UserTable.from_snapshots``), so both keep the same events.
+    Rows must be in time order within a group (they need not be grouped). The build applies it
+    to its sorted history (:func:`cap_events`) and the model to the time-ordered events of
+    snapshot rows (``UserTable.from_snapshots``), so both keep the same events.
 
     Args:
         events: rows with ``user_id`` and the ``source`` column.
