@@ -190,12 +190,6 @@ def promoted(name: str = MODEL_NAME) -> ModelVersion | None:
     return get(json.loads(path.read_text())["tag"])
 
 
-def promotion_history(name: str = MODEL_NAME) -> list[dict[str, str]]:
-    """Every promotion of ``name``, oldest first (tag, promoted_at, reason)."""
-    path = _pointer(name)
-    return json.loads(path.read_text())["history"] if path.is_file() else []
-
-
 def load_promoted(name: str = MODEL_NAME, tag: str | None = None) -> Path:
     """The local model directory of the promoted version (or of a pinned ``tag``).
 

@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from qanchor.config import resolve
-from qanchor.data.build import BuildConfig, build_dataset
+from qanchor.data.build import BuildConfig, build_dataset, cut_events
+from qanchor.data.loader import load_dataset
 from qanchor.data.synth import SynthConfig, synth
 
 
@@ -97,6 +98,15 @@ def built_tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("tinydata")
     raw = synth(SynthConfig(users=80, seed=1), root / "raw")
     return build_dataset(raw, root / "built", resolve(BuildConfig, "tiny"))
+
+
+@pytest.fixture(scope="session")
+def tiny_events(built_tiny: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``built_tiny``'s history and future events (a build writes none): its input cut again."""
+    cfg = resolve(BuildConfig, "tiny")
+    cutoff = pd.read_parquet(built_tiny / "users.parquet")["cutoff"].iloc[0]
+    events = load_dataset(built_tiny.parent / "raw").events
+    return cut_events(events, cutoff, cfg.future_days, cfg.history_days)
 
 
 @pytest.fixture(scope="session")

@@ -31,11 +31,11 @@ from qanchor.io import atomic_dir
 
 log = logging.getLogger(__name__)
 
+# The history and future events themselves are not written: nothing reads them after the build
+# (the feature store serves snapshots.parquet); their counts are in users.parquet and report.md.
 OUTPUT_FILES = (
     "users.parquet",  # user_id, split, cutoff, n_history, n_future
     "labels.parquet",  # user_id, scenario, label, split
-    "history.parquet",  # clean events before the cutoff (feature store's event source)
-    "future.parquet",  # clean events in [cutoff, cutoff + future_days)
     "snapshots.parquet",  # per user: capped recent events per source, whole-history bag (lists)
     "aggregates.parquet",  # per user: activity aggregates per source
     "profiles.parquet",  # per user: the tabular profile (absent if the dataset has none)
@@ -68,12 +68,34 @@ def horizon(cfg: BuildConfig) -> pd.Timestamp | None:
 SPARSE_FUTURE = 0.1
 
 
+def cut_events(
+    events: pd.DataFrame, cutoff: pd.Timestamp, future_days: int, history_days: int | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Clean events cut at ``cutoff`` into (history, future).
+
+    History is every event before the cutoff (only the last ``history_days`` if set), future
+    the events in ``[cutoff, cutoff + future_days)``; both with a fresh index.
+    """
+    ts = events["ts"]
+    start = cutoff - pd.Timedelta(days=history_days) if history_days else ts.min()
+    history = events[(ts < cutoff) & (ts >= start)].reset_index(drop=True)
+    future = events[(ts >= cutoff) & (ts < cutoff + pd.Timedelta(days=future_days))]
+    return history, future.reset_index(drop=True)
+
+
 def build_warnings(
-    ds: Dataset, tables: dict[str, pd.DataFrame], cutoff: pd.Timestamp, cfg: BuildConfig
+    ds: Dataset,
+    tables: dict[str, pd.DataFrame],
+    hist: pd.DataFrame,
+    fut: pd.DataFrame,
+    cutoff: pd.Timestamp,
+    cfg: BuildConfig,
 ) -> list[str]:
-    """What a person should look at before training on this build (report, manifest, log)."""
+    """What a person should look at before training on this build (report, manifest, log).
+
+    ``hist`` and ``fut`` are the build's history and future events (:func:`cut_events`).
+    """
     out = []
-    hist, fut = tables["history.parquet"], tables["future.parquet"]
     if not cfg.cutoff and len(hist):
         span = (cutoff - hist["ts"].min()) / pd.Timedelta(days=cfg.future_days)
         expected = len(hist) / max(span, 1.0)
@@ -127,9 +149,10 @@ def build_dataset(input_dir: str | Path, out_dir: str | Path, cfg: BuildConfig) 
     if not cfg.source_semantics:
         ds = dataclasses.replace(ds, source_specs={})
     cutoff = resolve_cutoff(ds.events, cfg)
+    history, future = cut_events(ds.events, cutoff, cfg.future_days, cfg.history_days)
     with atomic_dir(out_dir) as tmp:
-        tables = _build_tables(ds, cutoff, cfg)
-        warnings = build_warnings(ds, tables, cutoff, cfg)
+        tables = _build_tables(ds, history, future, cutoff, cfg)
+        warnings = build_warnings(ds, tables, history, future, cutoff, cfg)
         for w in warnings:
             log.warning("%s", w)
         for name, df in tables.items():
@@ -141,7 +164,7 @@ def build_dataset(input_dir: str | Path, out_dir: str | Path, cfg: BuildConfig) 
         manifest = write_manifest(
             tmp, ds, tables, cutoff, to_dict(cfg), quarantined, time.perf_counter() - t0, warnings
         )
-        write_report(tmp, ds, tables, manifest)
+        write_report(tmp, ds, tables, history, future, manifest)
     log.info("built %s in %.1fs", out_dir, time.perf_counter() - t0)
     return Path(out_dir)
 
@@ -160,12 +183,10 @@ def select_scenarios(ds: Dataset, names: list[str]) -> Dataset:
     )
 
 
-def _build_tables(ds: Dataset, cutoff: pd.Timestamp, cfg: BuildConfig) -> dict[str, pd.DataFrame]:
-    ev = ds.events
-    start = cutoff - pd.Timedelta(days=cfg.history_days) if cfg.history_days else ev["ts"].min()
-    history = ev[(ev["ts"] < cutoff) & (ev["ts"] >= start)].reset_index(drop=True)
-    future = ev[(ev["ts"] >= cutoff) & (ev["ts"] < cutoff + pd.Timedelta(days=cfg.future_days))]
-    future = future.reset_index(drop=True)
+def _build_tables(
+    ds: Dataset, history: pd.DataFrame, future: pd.DataFrame, cutoff: pd.Timestamp, cfg: BuildConfig
+) -> dict[str, pd.DataFrame]:
+    """The output tables (file name -> frame) of the history and future events."""
     users = pd.Index(sorted(ds.labels["user_id"].unique()), name="user_id")
     split = assign_splits(
         users.to_series(), _given_split(ds.labels), cfg.val_fraction, cfg.test_fraction, cfg.seed
@@ -184,8 +205,6 @@ def _build_tables(ds: Dataset, cutoff: pd.Timestamp, cfg: BuildConfig) -> dict[s
     tables = {
         "users.parquet": user_tab,
         "labels.parquet": labels,
-        "history.parquet": history,
-        "future.parquet": future,
         "snapshots.parquet": snapshots.snapshot_lists(capped, users, cutoff).merge(
             snapshots.bag_lists(history, users, cfg.max_bag_texts), on="user_id"
         ),

@@ -95,11 +95,18 @@ def _md_table(df: pd.DataFrame) -> str:
 
 
 def write_report(
-    out: Path, ds: Dataset, tables: dict[str, pd.DataFrame], manifest: dict[str, Any]
+    out: Path,
+    ds: Dataset,
+    tables: dict[str, pd.DataFrame],
+    hist: pd.DataFrame,
+    fut: pd.DataFrame,
+    manifest: dict[str, Any],
 ) -> Path:
-    """Write ``report.md``: counts per source and split, quarantine, label rates per scenario."""
+    """Write ``report.md``: counts per source and split, quarantine, label rates per scenario.
+
+    ``hist`` and ``fut`` are the build's history and future events (not among ``tables``).
+    """
     users, labels = tables["users.parquet"], tables["labels.parquet"]
-    hist, fut = tables["history.parquet"], tables["future.parquet"]
     per_source = (
         pd.DataFrame(
             {

@@ -8,6 +8,7 @@ with the events as parallel lists (list-typed features), ordered by source then 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -29,9 +30,31 @@ def cap_events(history: pd.DataFrame, caps: dict[str, int], default_cap: int) ->
     chatty source cannot crowd the others out of the model's context.
     """
     h = history.sort_values(["user_id", "source", "ts"], kind="stable")
-    rank_from_end = h.groupby(["user_id", "source"]).cumcount(ascending=False)
-    cap = h["source"].map(caps).fillna(default_cap).astype(int)
-    return h[rank_from_end < cap].reset_index(drop=True)
+    return keep_recent(h, caps, default_cap).reset_index(drop=True)
+
+
+def keep_recent(
+    events: pd.DataFrame, caps: Mapping[str, int], default_cap: int, source: str = "source"
+) -> pd.DataFrame:
+    """The last ``cap`` rows of each (``user_id``, ``source``) group, in their order.
+
+    Rows must be in time order within a group (they need not be grouped). The build applies it
+    to its sorted history (:func:`cap_events`) and the model to the time-ordered events of
+    snapshot rows (``UserTable.from_snapshots``), so both keep the same events.
+
+    Args:
+        events: rows with ``user_id`` and the ``source`` column.
+        caps: per-source caps; other sources keep ``default_cap``.
+        default_cap: the cap of a source not in ``caps``.
+        source: the name of the source column.
+    """
+    rank_from_end = events.groupby(["user_id", source], sort=False).cumcount(ascending=False)
+    return events[rank_from_end < source_caps(events[source], caps, default_cap)]
+
+
+def source_caps(sources: pd.Series, caps: Mapping[str, int], default_cap: int) -> pd.Series:
+    """The cap of each source in ``sources``: ``caps[source]``, else ``default_cap``."""
+    return sources.map(caps).fillna(default_cap).astype(int)
 
 
 def snapshot_lists(capped: pd.DataFrame, users: pd.Index, cutoff: pd.Timestamp) -> pd.DataFrame:

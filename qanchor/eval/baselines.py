@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from qanchor.eval.probe import ProbeResults, check_labels, class_problem, train_test
+from qanchor.model.profile import built_tables, tabular_frame
 
 log = logging.getLogger(__name__)
 
@@ -48,28 +49,23 @@ GBDT_PARAMS = {
 }
 
 
-def _frame(path: Path, prefix: str = "") -> pd.DataFrame:
-    """A per-user table indexed by user_id: datetimes dropped, non-numeric columns categorical."""
-    df = pd.read_parquet(path).set_index("user_id")
-    df = df.drop(columns=[c for c in df.columns if pd.api.types.is_datetime64_any_dtype(df[c])])
-    for col in df.columns:
-        if pd.api.types.is_bool_dtype(df[col]) or not pd.api.types.is_numeric_dtype(df[col]):
-            # Categories are fixed here, on all users, so train and test share one coding;
-            # missing values stay missing (LightGBM routes them on their own branch).
-            df[col] = df[col].astype("category")
-    return df.add_prefix(prefix)
-
-
 def tabular_features(built_dir: str | Path) -> pd.DataFrame:
     """Activity aggregates joined with the profile (if any), indexed by user_id.
 
-    Profile columns get a ``profile__`` prefix (no clash with aggregate names); characters
-    LightGBM rejects in feature names are replaced by ``_``.
+    Profile columns get a ``profile__`` prefix (no clash with aggregate names); datetime columns
+    are dropped and non-numeric ones made categorical; characters LightGBM rejects in feature
+    names are replaced by ``_``.
     """
-    built = Path(built_dir)
-    X = _frame(built / "aggregates.parquet")
-    if (built / "profiles.parquet").is_file():
-        X = X.join(_frame(built / "profiles.parquet", "profile__"), how="left")
+    profiles, aggregates = built_tables(built_dir)
+    if profiles is not None:
+        profiles = profiles.set_index("user_id").add_prefix("profile__").reset_index()
+    X = tabular_frame(aggregates, profiles).set_index("user_id")
+    X = X.drop(columns=[c for c in X.columns if pd.api.types.is_datetime64_any_dtype(X[c])])
+    for col in X.columns:
+        if pd.api.types.is_bool_dtype(X[col]) or not pd.api.types.is_numeric_dtype(X[col]):
+            # Categories are fixed here, on all users, so train and test share one coding;
+            # missing values stay missing (LightGBM routes them on their own branch).
+            X[col] = X[col].astype("category")
     X.columns = [re.sub(r"[^0-9A-Za-z_]", "_", str(c)) for c in X.columns]
     return X
 

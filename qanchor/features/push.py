@@ -47,6 +47,7 @@ from qanchor.data.snapshots import (
     cap_bag,
     cap_events,
     snapshot_lists,
+    source_caps,
 )
 from qanchor.errors import QAnchorError
 from qanchor.features.config import FeatureStoreConfig
@@ -214,7 +215,7 @@ class Caps:
 
     def of(self, sources: pd.Series) -> pd.Series:
         """The recent-event cap of each source in ``sources``."""
-        return sources.map(self.per_source).fillna(self.default).astype(int)
+        return source_caps(sources, self.per_source, self.default)
 
 
 def build_caps(cfg: FeatureStoreConfig) -> Caps:

@@ -70,11 +70,6 @@ def embed_flops(llm: Dims, prefix: float, suffix: float, scenarios: int) -> floa
     return forward_flops(llm, prefix) + scenarios * forward_flops(llm, suffix, cached=prefix)
 
 
-def uncached_flops(llm: Dims, prefix: float, suffix: float, scenarios: int) -> float:
-    """The same without the prefix KV cache: prefix and suffix together for every scenario."""
-    return scenarios * forward_flops(llm, prefix + suffix)
-
-
 def encoder_flops(enc: Dims, events: float, tokens: float) -> float:
     """Encoding ``events`` event texts of ``tokens`` tokens each with the sentence encoder."""
     return events * forward_flops(enc, tokens)

@@ -2,7 +2,8 @@
 
     qanchor embed --model runs/model --data data/built --out runs/embeddings [--incremental]
 
-Each shard holds rows (user_id, scenario, feature_version, model_version, embedding).
+Each shard holds rows (user_id, scenario, feature_version, model_version, embedding), the schema
+of :mod:`qanchor.infer.shards`.
 ``state.parquet`` records every user's feature version and shard, ``summary.json`` the model
 identity and scenario list; an incremental run re-encodes only users whose inputs changed (new
 events, new profile) or who are new, and rewrites only the shards they touch, the way the paper
@@ -20,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from qanchor.infer.engine import Embedder
+from qanchor.infer.shards import write_embeddings
 from qanchor.io import atomic_dir
 from qanchor.progress import bar as progress
 
@@ -107,21 +109,5 @@ def _write_shard(
         if old is not None
         else None
     )
-    rows = [
-        (u, s, versions[u], model_version, new[u][j].tolist())
-        for u in members
-        if u in new
-        for j, s in enumerate(scenarios)
-    ]
-    columns = ["user_id", "scenario", "feature_version", "model_version", "embedding"]
-    fresh = pd.DataFrame(rows, columns=columns)
-    frame = pd.concat([keep, fresh], ignore_index=True) if keep is not None and len(keep) else fresh
-    frame.sort_values(["user_id", "scenario"]).to_parquet(path, index=False)
-
-
-def read_embeddings(out_dir: str | Path) -> pd.DataFrame:
-    """All shards as one frame (user_id, scenario, feature_version, model_version, embedding)."""
-    return pd.concat(
-        [pd.read_parquet(p) for p in sorted(Path(out_dir).glob("shard-*.parquet"))],
-        ignore_index=True,
-    )
+    fresh = [u for u in members if u in new]
+    write_embeddings(path, fresh, scenarios, [new[u] for u in fresh], versions, model_version, keep)

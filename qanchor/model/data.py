@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 
 from qanchor.data.bag import BagVectorizer, count_matrix
+from qanchor.data.snapshots import keep_recent
 from qanchor.model.layout import UserInput, no_bag
-from qanchor.model.profile import ProfileFeaturizer, tabular_frame
+from qanchor.model.profile import ProfileFeaturizer, built_tables, tabular_frame
 
 
 @dataclass
@@ -54,10 +55,8 @@ class UserTable:
         )
         long = long.dropna(subset=["event_source"])
         long = long[long["event_source"].isin(sources)]
-        # Keep the most recent `cap` events per (user, source); snapshots are time-ordered.
-        rank = long.groupby(["user_id", "event_source"], sort=False).cumcount(ascending=False)
-        cap = long["event_source"].map(lambda s: caps.get(s, per_source))
-        long = long[rank < cap]
+        # The most recent `cap` events per (user, source), as the build caps them.
+        long = keep_recent(long, caps, per_source, source="event_source")
         bag = _bag_rows(snapshots, sources) if whole_history or bag_vectorizer else None
         all_texts = long["event_text"].astype(str).to_numpy()
         if bag is not None:
@@ -190,9 +189,7 @@ class BuiltData:
             snapshots, profiles = feats.snapshots, feats.tabular
         else:
             snapshots = pd.read_parquet(root / "snapshots.parquet")
-            profiles = tabular_frame(
-                _read(root / "profiles.parquet"), _read(root / "aggregates.parquet")
-            )
+            profiles = tabular_frame(*built_tables(root))
         manifest = json.loads((root / "manifest.json").read_text())
         pairs = pd.read_parquet(root / "pairs.parquet")
         return cls(root, manifest, users, snapshots, pairs, profiles)
@@ -203,10 +200,6 @@ class BuiltData:
 
     def split_users(self, split: str) -> list[str]:
         return self.users.loc[self.users["split"] == split, "user_id"].tolist()
-
-
-def _read(path: Path) -> pd.DataFrame | None:
-    return pd.read_parquet(path) if path.is_file() else None
 
 
 class PairSampler:

@@ -14,6 +14,7 @@ frequent values plus an "other" slot.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -102,15 +103,25 @@ def _heavy_tailed(x: pd.Series) -> bool:
     return len(x) > 2 and bool(x.min() >= 0) and float(x.skew()) > 2.0
 
 
-def tabular_frame(
-    profiles: pd.DataFrame | None, aggregates: pd.DataFrame | None
-) -> pd.DataFrame | None:
-    """The tabular source of each user: profile columns plus activity aggregates (outer join)."""
-    frames = [f.drop(columns=["snapshot_ts"], errors="ignore") for f in (profiles, aggregates)
-              if f is not None]  # fmt: skip
+def tabular_frame(*tables: pd.DataFrame | None) -> pd.DataFrame | None:
+    """Per-user tables joined on ``user_id`` (outer join), columns in argument order.
+
+    The one join of the aggregates and the profile. The model's tabular source is
+    ``tabular_frame(profiles, aggregates)`` (profile columns first); the GBDT baseline and input
+    drift join ``aggregates, profiles``. ``snapshot_ts`` is dropped: every table of a build
+    carries it, and it is no feature. None tables are skipped; all None gives None.
+    """
+    frames = [t.drop(columns=["snapshot_ts"], errors="ignore") for t in tables if t is not None]
     if not frames:
         return None
     out = frames[0]
     for f in frames[1:]:
         out = out.merge(f, on="user_id", how="outer")
     return out
+
+
+def built_tables(built_dir: str | Path) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """A built dataset's ``(profiles, aggregates)`` tables, None where the file is absent."""
+    paths = (Path(built_dir) / "profiles.parquet", Path(built_dir) / "aggregates.parquet")
+    profiles, aggregates = (pd.read_parquet(p) if p.is_file() else None for p in paths)
+    return profiles, aggregates

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from qanchor.errors import QAnchorError
-from qanchor.model.profile import tabular_frame
+from qanchor.model.profile import built_tables, tabular_frame
 from qanchor.monitoring.config import DriftConfig
 
 
@@ -33,9 +33,7 @@ def sample_users(
     snaps = pd.read_parquet(built_dir / "snapshots.parquet")
     if len(snaps) > n:
         snaps = snaps.sample(n, random_state=seed)
-    tabular = tabular_frame(*(pd.read_parquet(p) if p.is_file() else None
-                              for p in (built_dir / "profiles.parquet", built_dir / "aggregates.parquet")))  # fmt: skip
-    return snaps.reset_index(drop=True), tabular
+    return snaps.reset_index(drop=True), tabular_frame(*built_tables(built_dir))
 
 
 def model_scenarios(

@@ -16,25 +16,24 @@ import numpy as np
 import pandas as pd
 
 from qanchor.errors import QAnchorError
+from qanchor.model.profile import built_tables, tabular_frame
 from qanchor.monitoring.config import DriftConfig
 
 _MAX_CATEGORY_INTS = 10  # an integer column with at most this many values is a category (tiers)
 
 
 def load_features(built_dir: str | Path) -> pd.DataFrame:
-    """One row per user: aggregates joined with the profile (if any), indexed by ``user_id``."""
-    built_dir = Path(built_dir)
-    path = built_dir / "aggregates.parquet"
-    if not path.is_file():
+    """One row per user: aggregates joined with the profile (if any), indexed by ``user_id``.
+
+    The aggregates' ``snapshot_ts`` is kept (first column) for :func:`snapshot_time`.
+    """
+    profiles, aggregates = built_tables(built_dir)
+    if aggregates is None:
         raise QAnchorError(
             f"{built_dir}: no aggregates.parquet (is it a `qanchor data build` output?)"
         )
-    frame = pd.read_parquet(path).set_index("user_id")
-    prof = built_dir / "profiles.parquet"
-    if prof.is_file():
-        frame = frame.join(
-            pd.read_parquet(prof).set_index("user_id").drop(columns="snapshot_ts", errors="ignore")
-        )
+    frame = tabular_frame(aggregates, profiles).set_index("user_id")
+    frame.insert(0, "snapshot_ts", aggregates.set_index("user_id")["snapshot_ts"])
     return frame
 
 

@@ -231,9 +231,8 @@ def register(run: str | Path, name: str = "qanchor") -> dict:
 
 def embed_shard(run: str | Path, shard: int, num_shards: int, scenarios: list[str] | None = None) -> dict:  # fmt: skip
     """Embed every ``num_shards``-th user (offset ``shard``) x the tuned scenarios into one file."""
-    import pandas as pd
-
     from qanchor.infer.engine import Embedder
+    from qanchor.infer.shards import write_embeddings
     from qanchor.model.data import BuiltData
 
     if not 0 <= shard < num_shards:
@@ -245,9 +244,7 @@ def embed_shard(run: str | Path, shard: int, num_shards: int, scenarios: list[st
     emb.load_users(data.snapshots[data.snapshots["user_id"].isin(users)], data.profiles)
     names = list(scenarios or sorted(emb.adapters))
     vecs = emb.embed(users, names) if users else []
-    rows = [(u, s, vecs[i][j].tolist()) for i, u in enumerate(users) for j, s in enumerate(names)]
     path = p.embeddings / f"shard-{shard:05d}-of-{num_shards:05d}.parquet"
     with atomic_file(path) as tmp:
-        frame = pd.DataFrame(rows, columns=["user_id", "scenario", "embedding"])
-        frame.assign(model_version=emb.model_version).to_parquet(tmp, index=False)
+        write_embeddings(tmp, users, names, vecs, emb.feature_versions(), emb.model_version)
     return record(p, f"embed-{shard}", {"path": str(path), "users": len(users), "scenarios": names})  # fmt: skip

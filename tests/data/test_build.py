@@ -10,7 +10,13 @@ import pytest
 import yaml
 
 from qanchor.config import resolve
-from qanchor.data.build import OUTPUT_FILES, BuildConfig, build_dataset, resolve_cutoff
+from qanchor.data.build import (
+    OUTPUT_FILES,
+    BuildConfig,
+    build_dataset,
+    cut_events,
+    resolve_cutoff,
+)
 from qanchor.data.loader import load_dataset
 
 CFG = BuildConfig(future_days=10, max_events_per_source=3)
@@ -23,6 +29,13 @@ def built(toy_dataset: Path, tmp_path: Path) -> Path:
 
 def read(built: Path, name: str) -> pd.DataFrame:
     return pd.read_parquet(built / name)
+
+
+def cut(built: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The build's history and future events (it writes none): its input cut again."""
+    cutoff = read(built, "users.parquet")["cutoff"].iloc[0]
+    events = load_dataset(json.loads((built / "manifest.json").read_text())["input"]).events
+    return cut_events(events, cutoff, CFG.future_days, CFG.history_days)
 
 
 def test_writes_every_output_and_a_consistent_manifest(built: Path) -> None:
@@ -47,8 +60,10 @@ def test_writes_every_output_and_a_consistent_manifest(built: Path) -> None:
 
 def test_history_and_future_are_cut_at_the_cutoff(built: Path) -> None:
     cutoff = read(built, "users.parquet")["cutoff"].iloc[0]
-    hist, fut = read(built, "history.parquet"), read(built, "future.parquet")
-    assert hist["ts"].max() < cutoff <= fut["ts"].min()
+    hist, fut = cut(built)
+    assert len(hist) and len(fut) and hist["ts"].max() < cutoff <= fut["ts"].min()
+    users = read(built, "users.parquet")  # the counts a build keeps of the events it cut
+    assert (users["n_history"].sum(), users["n_future"].sum()) == (len(hist), len(fut))
     assert fut["ts"].max() < cutoff + pd.Timedelta(days=CFG.future_days)
     snaps = read(built, "snapshots.parquet")
     assert all(ts < cutoff.tz_localize(None) for lst in snaps["event_ts"] for ts in lst)
@@ -61,7 +76,7 @@ def test_explicit_cutoff_is_honoured(toy_dataset: Path) -> None:
 
 
 def test_snapshots_keep_the_most_recent_events_per_source_in_order(built: Path) -> None:
-    hist, snaps = read(built, "history.parquet"), read(built, "snapshots.parquet")
+    (hist, _), snaps = cut(built), read(built, "snapshots.parquet")
     for row in snaps.itertuples():
         srcs = list(row.event_source)
         assert srcs == sorted(srcs)
@@ -96,10 +111,7 @@ def test_the_bag_counts_distinct_texts_most_frequent_then_most_recent() -> None:
 
 
 def test_aggregates_count_history_events(built: Path) -> None:
-    hist, agg = (
-        read(built, "history.parquet"),
-        read(built, "aggregates.parquet").set_index("user_id"),
-    )
+    (hist, _), agg = cut(built), read(built, "aggregates.parquet").set_index("user_id")
     counts = hist.groupby(["user_id", "source"]).size()
     for (uid, src), n in counts.items():
         assert agg.loc[uid, f"{src}__count"] == n
@@ -130,7 +142,7 @@ def test_a_given_split_column_is_honoured(toy_dataset: Path, tmp_path: Path) -> 
 
 
 def test_pairs_are_grounded_in_the_users_own_data(built: Path) -> None:
-    pairs, fut = read(built, "pairs.parquet"), read(built, "future.parquet")
+    pairs, (_, fut) = read(built, "pairs.parquet"), cut(built)
     users = read(built, "users.parquet")
     future = pairs[pairs["kind"] == "future"]
     assert set(future["user_id"]) == set(users["user_id"])

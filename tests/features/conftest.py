@@ -30,7 +30,11 @@ def repo_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def two_snapshots(built_tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def two_snapshots(
+    built_tiny: Path,
+    tiny_events: tuple[pd.DataFrame, pd.DataFrame],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Path:
     """``built_tiny`` plus a second snapshot per user, ten days after the cutoff.
 
     The later rows hold events of the future period (after the cutoff), as a daily snapshot job
@@ -39,7 +43,7 @@ def two_snapshots(built_tiny: Path, tmp_path_factory: pytest.TempPathFactory) ->
     root = copy_built(built_tiny, tmp_path_factory.mktemp("pit") / "built")
     users = pd.read_parquet(root / "users.parquet")
     cutoff = users["cutoff"].iloc[0]
-    events = pd.concat([pd.read_parquet(root / f) for f in ("history.parquet", "future.parquet")])
+    events = pd.concat(tiny_events)
     events = events[events["ts"] < cutoff + LATER]
     index = pd.Index(users["user_id"], name="user_id")
     build = json.loads((root / "manifest.json").read_text())["config"]

@@ -60,12 +60,12 @@ def test_pushed_events_are_served_and_mark_users_stale(fresh_store: FeatureStore
 
 
 def test_a_push_serves_what_a_build_with_the_new_events_writes(
-    fresh_store: FeatureStoreConfig,
+    fresh_store: FeatureStoreConfig, tiny_events: tuple[pd.DataFrame, pd.DataFrame]
 ) -> None:
     # The future period's events arrive on the stream: after the push, the online rows (recent
     # events and whole-history bag) are those of a build over history + these events.
     root = Path(fresh_store.data)
-    history, future = (pd.read_parquet(root / f) for f in ("history.parquet", "future.parquet"))
+    history, future = tiny_events
     users = sorted(future["user_id"].unique())[:6]
     first = future[future["user_id"] == users[0]]
     pushed = pd.concat([future[future["user_id"].isin(users)], first.assign(user_id="newcomer")])
@@ -90,10 +90,10 @@ def test_a_push_serves_what_a_build_with_the_new_events_writes(
 
 
 def test_an_old_event_redelivered_after_leaving_the_window_is_not_counted_again(
-    fresh_store: FeatureStoreConfig,
+    fresh_store: FeatureStoreConfig, tiny_events: tuple[pd.DataFrame, pd.DataFrame]
 ) -> None:
     root = Path(fresh_store.data)
-    history = pd.read_parquet(root / "history.parquet")
+    history = tiny_events[0]
     cap = json.loads((root / "manifest.json").read_text())["config"]["max_events_per_source"]
     sizes = history.groupby(["user_id", "source"]).size()
     user, source = sizes[sizes > cap].index[0]  # a full window: older events fell out of it

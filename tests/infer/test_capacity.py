@@ -14,7 +14,6 @@ from qanchor.infer.capacity import (
     embed_flops,
     forward_flops,
     gpu_hours,
-    uncached_flops,
 )
 from qanchor.infer.engine import Embedder
 
@@ -52,5 +51,6 @@ def test_qwen_size_and_the_cache_saving() -> None:
     one = embed_flops(QWEN25_05B, prefix=690, suffix=20, scenarios=10)
     # The saving is close to the token-count bound S(L+q)/(L+Sq) of the multi-scenario benchmark.
     bound = 10 * (690 + 20) / (690 + 10 * 20)
-    assert uncached_flops(QWEN25_05B, 690, 20, 10) / one == pytest.approx(bound, rel=0.02)
+    uncached = 10 * forward_flops(QWEN25_05B, 690 + 20)  # prefix and suffix for every scenario
+    assert uncached / one == pytest.approx(bound, rel=0.02)
     assert gpu_hours(3600 * 1e12, peak=1e12, mfu=0.5) == pytest.approx(2.0)

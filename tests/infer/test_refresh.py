@@ -8,9 +8,15 @@ import numpy as np
 import pandas as pd
 
 from qanchor.infer.engine import Embedder
-from qanchor.infer.refresh import read_embeddings, refresh
+from qanchor.infer.refresh import refresh
 
 SCEN = ["Will this user repay a cash loan?", "Will this user churn?"]
+
+
+def read_embeddings(out_dir: Path) -> pd.DataFrame:
+    """Every shard of a refresh, as one frame."""
+    shards = sorted(out_dir.glob("shard-*.parquet"))
+    return pd.concat([pd.read_parquet(p) for p in shards], ignore_index=True)
 
 
 def make(model: Path, snaps: pd.DataFrame, built: Path) -> Embedder:

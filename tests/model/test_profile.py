@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
-from qanchor.model.profile import ProfileFeaturizer, tabular_frame
+from qanchor.model.profile import ProfileFeaturizer, built_tables, tabular_frame
 
 
 def test_tabular_frame_joins_profile_and_aggregates() -> None:
@@ -17,6 +19,18 @@ def test_tabular_frame_joins_profile_and_aggregates() -> None:
     assert out.loc["c", "bill__count"] == 7 and np.isnan(out.loc["c", "age"])
     assert tabular_frame(None, None) is None
     assert tabular_frame(None, agg)["bill__count"].tolist() == [5, 7]
+    # One join for every reader, columns in argument order (the GBDT baseline and input drift
+    # put the aggregates first).
+    assert list(tabular_frame(prof, agg).columns) == ["user_id", "age", "bill__count"]
+    assert list(tabular_frame(agg, prof).columns) == ["user_id", "bill__count", "age"]
+
+
+def test_built_tables_reads_what_a_build_has(tmp_path: Path) -> None:
+    agg = pd.DataFrame({"user_id": ["a"], "bill__count": [5.0]})
+    agg.to_parquet(tmp_path / "aggregates.parquet")
+    profiles, aggregates = built_tables(tmp_path)  # a dataset without profiles
+    assert profiles is None
+    pd.testing.assert_frame_equal(aggregates, agg)
 
 
 def test_heavy_tailed_counts_are_log_scaled_and_round_trip() -> None:

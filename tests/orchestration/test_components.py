@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from components.runner import run_stage, stage_pipeline
+from qanchor.infer.shards import COLUMNS
 from qanchor.orchestrate.rundir import RunPaths
 
 from .conftest import REPO, TWO_SCENARIOS
@@ -84,6 +85,7 @@ def test_sharded_embed_component_runs_locally(
     assert not users[0] & users[1]
     assert users[0] | users[1] == set(pd.read_parquet(run.built / "users.parquet")["user_id"])
     for f in frames:
+        assert tuple(f.columns) == COLUMNS  # the schema of `qanchor embed`'s shards too
         assert set(f["scenario"]) == {TWO_SCENARIOS[0]}
         assert f["embedding"].map(len).nunique() == 1
     assert sorted(p.name for p in run.embeddings.iterdir()) == [

@@ -73,10 +73,10 @@ def test_promote_and_load_promoted(model_copy: Path, tmp_path: Path) -> None:
     registry.promote(second, "better")
     registry.promote(second, "retried")  # no-op
     assert registry.promoted(name).tag == second
-    assert [h["tag"] for h in registry.promotion_history(name)] == [first, second]
     assert registry.load_promoted(name, tag=first) == registry.get(first).path  # pinned version
-    pointer = registry.bentoml_home() / "registry" / f"{name}.json"
-    assert json.loads(pointer.read_text())["tag"] == second
+    pointer = json.loads((registry.bentoml_home() / "registry" / f"{name}.json").read_text())
+    assert pointer["tag"] == second
+    assert [h["tag"] for h in pointer["history"]] == [first, second]  # the promotions, in order
 
 
 def test_unknown_tag_is_a_clear_error() -> None:

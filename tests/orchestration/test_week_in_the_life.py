@@ -21,7 +21,7 @@ from qanchor.config import resolve
 from qanchor.data.synth import SynthConfig, synth
 from qanchor.features import FeatureStoreConfig, sync
 from qanchor.infer.engine import Embedder
-from qanchor.infer.refresh import read_embeddings, refresh
+from qanchor.infer.refresh import refresh
 from qanchor.model.data import BuiltData
 from qanchor.model.identity import model_id
 from qanchor.monitoring.config import DriftConfig
@@ -121,7 +121,8 @@ def test_a_week_of_the_loop(tmp_path: Path) -> None:
     # Refresh follows the model: every user again, under the new identity.
     after = refresh(_embedder(registry.get(tag2).path, snaps), emb_dir, SCENARIOS, incremental=True)
     assert after["embedded"] == 400 and after["full"]
-    assert set(read_embeddings(emb_dir)["model_version"]) == {model_id(run2.model)}
+    shards = [pd.read_parquet(p) for p in emb_dir.glob("shard-*.parquet")]
+    assert set(pd.concat(shards)["model_version"]) == {model_id(run2.model)}
     assert json.loads((emb_dir / "summary.json").read_text())["model_version"] == model_id(
         run2.model
     )
