@@ -18,12 +18,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from qanchor.data import contract as c
 from qanchor.data import validate as v
 from qanchor.data.contract import Scenario, read_scenarios
+from qanchor.data.label_checks import check_labels
 from qanchor.data.sources import SourceSpec, read_sources, spec_for
+from qanchor.data.timestamps import parse_ts, sort_keys, sort_rows
 from qanchor.errors import ContractError
 
 _EVENT_KINDS = {"user_id": "string", "ts": "timestamp", "source": "string", "text": "string",
@@ -194,10 +195,10 @@ def _read_events(
     if raw.empty:
         raise ContractError(c.EVENTS, "no events at all: the file has no rows")
     v.require_non_null(raw, c.EVENTS, "user_id")
-    ts = _parse_ts(raw["ts"])
+    ts = parse_ts(raw["ts"])
     codes = v.row_reasons(raw, ts, horizon)
-    keys = _sort_keys(raw["user_id"], ts)
-    rows = _sort_rows(keys, np.flatnonzero(codes == 0))
+    keys = sort_keys(raw["user_id"], ts)
+    rows = sort_rows(keys, np.flatnonzero(codes == 0))
     codes[v.duplicate_rows(raw, ts, keys, rows)] = v.EVENT_REASONS.index(c.DUPLICATE_EVENT)
     return raw, ts, codes, rows[codes[rows] == 0]
 
@@ -229,7 +230,7 @@ def _read_labels(root: Path, scenario_names: list[str]) -> pd.DataFrame:
     if labels.empty:
         raise ContractError(c.LABELS, "no labels at all: the file has no rows")
     v.require_non_null(labels, c.LABELS, "user_id")
-    v.check_labels(labels, scenario_names)
+    check_labels(labels, scenario_names)
     labels["label"] = labels["label"].astype(np.int8)
     if "split" not in labels.columns:
         # Same dtype as a read string column, so downstream code sees one shape either way.
@@ -268,79 +269,6 @@ def _read_qa(root: Path, quarantine: dict[str, pd.DataFrame]) -> pd.DataFrame | 
     bad = (v.blank(qa["query"]) | v.blank(qa["answer"])).to_numpy()
     quarantine[c.QA] = _quarantined(qa, bad.astype(np.int8), ("", c.EMPTY_QA))
     return qa.loc[~bad, list(_QA_KINDS)].reset_index(drop=True)
-
-
-def _parse_ts(raw: pd.Series) -> pd.Series:
-    """Parse timestamps to UTC; unparseable or null values become NaT.
-
-    Naive timestamps are taken as UTC. Strings try, in turn: Arrow's ISO-8601 cast (about 10x
-    faster, but all-or-nothing), pandas' ISO-8601 parser, and for the values that still fail
-    the slow per-value parser, so other formats parse too.
-    """
-    if not pd.api.types.is_datetime64_any_dtype(raw):
-        raw = _arrow_iso(raw)
-    if pd.api.types.is_datetime64_any_dtype(raw):
-        tz = getattr(raw.dtype, "tz", None)
-        return _as_ns(raw.dt.tz_localize("UTC") if tz is None else raw.dt.tz_convert("UTC"))
-    ts = pd.to_datetime(raw, format="ISO8601", utc=True, errors="coerce")
-    failed = ts.isna()
-    retry = failed & ~v.blank(raw) if failed.any() else failed
-    if retry.any():
-        ts.loc[retry] = pd.to_datetime(raw[retry], format="mixed", utc=True, errors="coerce")
-    return _as_ns(ts)
-
-
-def _as_ns(ts: pd.Series) -> pd.Series:
-    """UTC nanosecond timestamps; values that unit cannot hold become NaT.
-
-    Arrow hands pandas microseconds, in which year 9999 fits; every later step (cutoff, windows,
-    ticks) works in nanoseconds, so such a value would crash the build far from its row. As NaT
-    it is quarantined (``validate.out_of_range`` names the reason).
-    """
-    if getattr(ts.dtype, "unit", "ns") == "ns":
-        return ts
-    lo, hi = v.NS_SPAN
-    return ts.where((ts >= lo) & (ts <= hi)).astype("datetime64[ns, UTC]")
-
-
-def _arrow_iso(raw: pd.Series) -> pd.Series:
-    """Parsed timestamps if every string is ISO-8601 with (or every one without) an offset."""
-    arr = pa.array(raw, type=pa.string(), from_pandas=True)
-    for target in (pa.timestamp("us", "UTC"), pa.timestamp("us")):
-        try:
-            return pd.Series(arr.cast(target).to_pandas(), index=raw.index, name=raw.name)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            continue  # not this form; the pandas parsers below handle any mix
-    return raw
-
-
-def _ts_int(ts: pd.Series) -> np.ndarray:
-    """UTC timestamps as int64 ticks (NaT = min int64) for fast hashing and sorting."""
-    return ts.dt.tz_convert(None).to_numpy().view(np.int64)
-
-
-def _sort_keys(user_id: pd.Series, ts: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Integer keys (rank of the user string, ts ticks) that sort far faster than strings."""
-    return pd.factorize(user_id, sort=True)[0], _ts_int(ts)
-
-
-def _sort_rows(keys: tuple[np.ndarray, np.ndarray], rows: np.ndarray) -> np.ndarray:
-    """Positions ``rows`` reordered by (user_id, ts); stable, so ties keep file order."""
-    if len(rows) == 0:
-        return rows
-    rank, ticks = keys[0][rows], keys[1][rows] - keys[1][rows].min()
-
-    def fits() -> bool:
-        return (int(rank.max()) + 1) * (int(ticks.max()) + 1) < 2**63
-
-    # ns ticks rarely carry sub-second detail; dropping all-zero digits lets one key fit.
-    while not fits() and ticks.any() and not (ticks % 1000).any():
-        ticks = ticks // 1000
-    if fits():  # one combined int64 key sorts ~3x faster than np.lexsort on two keys
-        return rows[
-            np.argsort(rank.astype(np.int64) * (int(ticks.max()) + 1) + ticks, kind="stable")
-        ]
-    return rows[np.lexsort((ticks, rank))]
 
 
 def _take_events(raw: pd.DataFrame, ts: pd.Series, rows: np.ndarray) -> pd.DataFrame:

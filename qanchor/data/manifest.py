@@ -106,34 +106,7 @@ def write_report(
 
     ``hist`` and ``fut`` are the build's history and future events (not among ``tables``).
     """
-    users, labels = tables["users.parquet"], tables["labels.parquet"]
-    per_source = (
-        pd.DataFrame(
-            {
-                "history events": hist.groupby("source").size(),
-                "future events": fut.groupby("source").size(),
-                "users with history": hist.groupby("source")["user_id"].nunique(),
-            }
-        )
-        .fillna(0)
-        .astype(int)
-        .rename_axis("source")
-        .reset_index()
-    )
-    per_split = (
-        users.groupby("split")
-        .agg(
-            users=("user_id", "size"),
-            history_events=("n_history", "sum"),
-            future_events=("n_future", "sum"),
-        )
-        .reset_index()
-    )
-    rates = labels.pivot_table(index="scenario", columns="split", values="label", aggfunc="mean")
-    rates["all"] = labels.groupby("scenario")["label"].mean()
-    rates = rates.round(3).reset_index()
-    group = {s.name: s.group for s in ds.scenarios}
-    rates.insert(1, "group", rates["scenario"].map(group).fillna(""))
+    per_source, per_split, rates = _count_tables(ds, tables, hist, fut)
     q = [(f, r, n) for f, reasons in ds.quarantine_counts().items() for r, n in reasons.items()]
     qtab = pd.DataFrame(q, columns=["file", "reason", "rows"]) if q else None
     pairs = tables["pairs.parquet"].groupby(["kind"]).size().rename("pairs").reset_index()
@@ -163,6 +136,41 @@ def write_report(
     path = out / "report.md"
     path.write_text(text + "\n")
     return path
+
+
+def _count_tables(
+    ds: Dataset, tables: dict[str, pd.DataFrame], hist: pd.DataFrame, fut: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The report's events per source, users per split and label rates per scenario."""
+    users, labels = tables["users.parquet"], tables["labels.parquet"]
+    per_source = (
+        pd.DataFrame(
+            {
+                "history events": hist.groupby("source").size(),
+                "future events": fut.groupby("source").size(),
+                "users with history": hist.groupby("source")["user_id"].nunique(),
+            }
+        )
+        .fillna(0)
+        .astype(int)
+        .rename_axis("source")
+        .reset_index()
+    )
+    per_split = (
+        users.groupby("split")
+        .agg(
+            users=("user_id", "size"),
+            history_events=("n_history", "sum"),
+            future_events=("n_future", "sum"),
+        )
+        .reset_index()
+    )
+    rates = labels.pivot_table(index="scenario", columns="split", values="label", aggfunc="mean")
+    rates["all"] = labels.groupby("scenario")["label"].mean()
+    rates = rates.round(3).reset_index()
+    group = {s.name: s.group for s in ds.scenarios}
+    rates.insert(1, "group", rates["scenario"].map(group).fillna(""))
+    return per_source, per_split, rates
 
 
 def _examples(pairs: pd.DataFrame, n: int = 3) -> str:

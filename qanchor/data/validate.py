@@ -17,6 +17,7 @@ import pandas as pd
 import pyarrow as pa
 
 from qanchor.data import contract as c
+from qanchor.data.timestamps import beyond_ns, out_of_range
 from qanchor.errors import ContractError
 
 MAX_EXAMPLES = 5
@@ -165,7 +166,7 @@ def to_frame(table: pa.Table, kinds: dict[str, str]) -> pd.DataFrame:
             target = pa.float64()  # unsafe: an int beyond 2**53 still converts (approximately)
         elif pa.types.is_dictionary(t) or (pa.types.is_null(t) and kind != "feature"):
             target = pa.string()  # else categories/objects would leak into "string" columns
-        elif kind == "timestamp" and _beyond_ns(table.column(col)):
+        elif kind == "timestamp" and beyond_ns(table.column(col)):
             # pandas holds nanoseconds (years 1677-2262): cast to ISO strings, so the row is
             # quarantined as out of range by the timestamp parser instead of crashing here.
             target = pa.string()
@@ -176,25 +177,6 @@ def to_frame(table: pa.Table, kinds: dict[str, str]) -> pd.DataFrame:
             table = table.set_column(i, col, table.column(col).cast(target, safe=False))
     # ignore_metadata: pandas metadata could restore an index or exotic dtypes we do not want
     return table.to_pandas(ignore_metadata=True)
-
-
-# The span pandas' nanosecond timestamps hold (years 1677-2262), to whole seconds, in UTC: the
-# Arrow check below and the loader's conversion (``loader._as_ns``) share it.
-NS_SPAN = (pd.Timestamp.min.ceil("s").tz_localize("UTC"), pd.Timestamp.max.floor("s").tz_localize("UTC"))  # fmt: skip
-
-
-def _beyond_ns(column: pa.ChunkedArray) -> bool:
-    """Whether a timestamp/date column holds a value pandas' nanoseconds cannot."""
-    import pyarrow.compute as pc
-
-    t = column.type
-    if not (pa.types.is_timestamp(t) or pa.types.is_date(t)) or column.null_count == len(column):
-        return False
-    unit = pa.timestamp("s", t.tz) if pa.types.is_timestamp(t) else pa.timestamp("s")
-    seconds = pc.cast(pc.cast(column, unit, safe=False), pa.int64())
-    lo, hi = (t.value // 10**9 for t in NS_SPAN)
-    mm = pc.min_max(seconds)
-    return mm["min"].as_py() < lo or mm["max"].as_py() > hi
 
 
 def blank(s: pd.Series) -> pd.Series:
@@ -238,34 +220,6 @@ def row_reasons(
     return np.select([np.asarray(m, dtype=bool) for m in masks], codes, default=0).astype(np.int8)
 
 
-# Earliest event time taken as real: older dates in a behaviour log are typos or placeholders.
-EARLIEST_TS = pd.Timestamp("1900-01-01", tz="UTC")
-
-
-def out_of_range(raw: pd.Series, ts: pd.Series) -> pd.Series:
-    """Mask of events dated before :data:`EARLIEST_TS` or beyond what a timestamp holds.
-
-    The parsers turn a date past 2262 (``9999-12-31``) or before 1677 (``0001-01-01``) into
-    NaT like a typo, but such a row is a placeholder date, not garbage: it gets its own
-    quarantine reason. Only the unparsed values are re-read (one by one, there are few).
-    """
-    import datetime as dt
-
-    early = (ts < EARLIEST_TS).fillna(False)
-    failed = ts.isna() & raw.notna()
-    if failed.any():
-
-        def is_date(value: object) -> bool:
-            try:
-                dt.datetime.fromisoformat(str(value).strip())
-            except ValueError:
-                return False
-            return True
-
-        early.loc[failed] = [is_date(x) for x in raw[failed]]
-    return early.astype(bool)
-
-
 def duplicate_rows(
     events: pd.DataFrame, ts: pd.Series, keys: tuple[np.ndarray, np.ndarray], rows: np.ndarray
 ) -> np.ndarray:
@@ -287,65 +241,3 @@ def duplicate_rows(
     cand_rows = np.sort(rows[cand])  # file order, so keep="first" keeps the earliest row
     key = events.iloc[cand_rows][[col for col in c.EVENT_KEY if col in events.columns]]
     return cand_rows[key.assign(ts=ts.iloc[cand_rows]).duplicated(keep="first").to_numpy()]
-
-
-def check_labels(labels: pd.DataFrame, scenario_names: list[str]) -> None:
-    """Fatal checks on labels.parquet: values, scenarios, duplicates and splits."""
-    file, cols = c.LABELS, list(labels.columns)
-    bad = ~labels["label"].isin([0.0, 1.0])  # NaN is not in the set, so nulls fail too
-    if bad.any():
-        raise ContractError(
-            file,
-            f"label must be 0 or 1; {int(bad.sum())} row(s) are not",
-            column="label",
-            rows=format_rows(labels, bad, cols),
-        )
-    _check_scenarios_known(labels, scenario_names)
-    dup = labels.duplicated(["user_id", "scenario"], keep=False)
-    if dup.any():
-        raise ContractError(
-            file,
-            f"duplicate (user_id, scenario) rows: {int(dup.sum())} rows; keep one label each",
-            column="scenario",
-            rows=format_rows(labels, dup, cols),
-        )
-    if "split" in labels.columns:
-        _check_splits(labels)
-
-
-def _check_scenarios_known(labels: pd.DataFrame, names: list[str]) -> None:
-    bad = ~labels["scenario"].isin(names)
-    if bad.any():
-        unknown = sorted(labels.loc[bad, "scenario"].fillna("<null>").unique().tolist())
-        raise ContractError(
-            c.LABELS,
-            f"scenario(s) not defined in {c.SCENARIOS}: {unknown[:20]}; defined: {names}",
-            column="scenario",
-            rows=format_rows(labels, bad, labels.columns),
-        )
-
-
-def _check_splits(labels: pd.DataFrame) -> None:
-    split = labels["split"]
-    bad = split.notna() & ~split.isin(c.SPLITS)
-    if bad.any():
-        raise ContractError(
-            c.LABELS,
-            f"invalid split value(s) {sorted(split[bad].unique().tolist())[:10]}; "
-            f"allowed: {list(c.SPLITS)} or null",
-            column="split",
-            rows=format_rows(labels, bad, labels.columns),
-        )
-    # A user belongs to one split; a null next to a value counts as a disagreement because
-    # the builder would otherwise have to guess which one the owner meant.
-    per_user = split.fillna("<null>").groupby(labels["user_id"]).transform("nunique")
-    mixed = per_user.gt(1)
-    if mixed.any():
-        users = labels.loc[mixed, "user_id"].unique()
-        raise ContractError(
-            c.LABELS,
-            f"{len(users)} user(s) have different split values across their rows "
-            f"(e.g. {users[0]!r}); give each user one split",
-            column="split",
-            rows=format_rows(labels, labels["user_id"].isin(users[:2]), labels.columns),
-        )

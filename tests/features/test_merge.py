@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 from feature_helpers import as_lists, bag_of, rebuilt
 
-from qanchor.features.push import Caps, merged_history
+from qanchor.features.history_merge import Caps, merged_history
 
 CAPS = Caps(per_source={"b": 3}, default=2, bag_texts=3)
 BUILD = {"source_caps": CAPS.per_source, "max_events_per_source": CAPS.default,
