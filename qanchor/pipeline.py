@@ -17,14 +17,13 @@ top of the preset and the seed): ablations without new CLI flags.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import time
 from pathlib import Path
 from typing import Any
 
-from qanchor.config import resolve
+from qanchor.config import resolve, settings
 from qanchor.errors import QAnchorError
 
 log = logging.getLogger(__name__)
@@ -40,9 +39,8 @@ def stage_overrides(
     overrides: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
     """The fields set on one stage's config: seed, feature repo, then explicit overrides."""
-    fields = {f.name for f in dataclasses.fields(cls)}
     over: dict[str, Any] = {}
-    if seed is not None and "seed" in fields:
+    if seed is not None and "seed" in settings(cls):
         over["seed"] = seed
     # The build writes the snapshots the store serves, so it never reads from the store.
     if feature_repo and stage != "build":

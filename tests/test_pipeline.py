@@ -64,8 +64,8 @@ def test_run_tiny_end_to_end(tmp_path: Path, capsys) -> None:
     assert run["feature_repo"] == str(REPO) and run["seed"] == 3
     assert (out / "built" / "feature_store" / "online_store.db").is_file()
     config = json.loads((out / "model" / "config.json").read_text())
-    assert config["pretrain"]["feature_repo"] == str(REPO)  # pretraining read the store
-    assert config["pretrain"]["seed"] == 3
+    assert config["pretrain"]["runtime"]["feature_repo"] == str(REPO)  # pretraining read the store
+    assert config["pretrain"]["runtime"]["seed"] == 3 and config["model"]["seed"] == 3
     manifest = json.loads((out / "built" / "manifest.json").read_text())
     assert manifest["config"]["seed"] == 3  # the seed also salted the user split
 
@@ -102,10 +102,9 @@ def test_run_all_seed_and_overrides_reach_every_stage(tmp_path: Path, fake_stage
 
     over = {"pretrain": {"steps": "5", "user_skip": False}, "build": {"val_fraction": 0.3}}
     run = run_all(tmp_path / "raw", tmp_path / "run", "tiny", seed=4, overrides=over)
-    assert {name: cfg.seed for name, cfg in fake_stages.items()} == dict.fromkeys(
-        ("build", "pretrain", "tune", "evaluate"), 4
-    )
-    assert fake_stages["pretrain"].steps == 5 and fake_stages["pretrain"].user_skip is False
+    assert fake_stages["build"].seed == 4  # the split salt
+    assert [fake_stages[s].runtime.seed for s in ("pretrain", "tune", "evaluate")] == [4, 4, 4]
+    assert fake_stages["pretrain"].steps == 5 and fake_stages["pretrain"].model.user_skip is False
     assert fake_stages["pretrain"].lr == 3e-3  # the rest is still the tiny preset
     assert fake_stages["build"].val_fraction == 0.3
     saved = json.loads((tmp_path / "run" / "run.json").read_text())
