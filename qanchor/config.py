@@ -95,7 +95,7 @@ def _walk(cls: type, prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, 
 
 
 @functools.cache
-def settings(cls: type) -> dict[str, tuple[str, ...]]:
+def settings(cls: type) -> Mapping[str, tuple[str, ...]]:
     """Every setting of ``cls`` and of the configs nested in it: bare name -> path.
 
     Raises:
@@ -108,7 +108,8 @@ def settings(cls: type) -> dict[str, tuple[str, ...]]:
             where = f"{'.'.join(seen[path[-1]])} and {'.'.join(path)}"
             raise QAnchorError(f"{cls.__name__}: '{path[-1]}' is declared twice ({where})")
         seen[path[-1]] = path
-    return {path[-1]: path for path, is_config in _walk(cls) if not is_config}
+    leaves = {path[-1]: path for path, is_config in _walk(cls) if not is_config}
+    return types.MappingProxyType(leaves)  # cached: read-only
 
 
 def _coerce(name: str, value: Any, annotation: Any) -> Any:
@@ -162,7 +163,8 @@ def apply_overrides(cfg: T, overrides: Mapping[str, Any]) -> T:
             own[key] = value
         elif key in nests:
             if not isinstance(value, Mapping):
-                raise QAnchorError(f"{cls.__name__}.{key}: expected a mapping of its fields, got {value!r}")  # fmt: skip
+                msg = f"{cls.__name__}.{key}: expected a mapping of its fields, got {value!r}"
+                raise QAnchorError(msg)
             inner.setdefault(key, {}).update(value)
         elif rest and head in nests:
             inner.setdefault(head, {})[rest] = value
@@ -222,7 +224,7 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type) -> None:
     ``PretrainConfig.model.lora_r``), in an option group of their own.
     """
     defaults = cls()
-    groups: dict[tuple[str, ...], argparse._ArgumentGroup] = {}
+    groups: dict[tuple[str, ...], Any] = {}  # option group of each (nested) config
     for name, path in settings(cls).items():
         owner = _get(defaults, path[:-1])
         if path[:-1] not in groups:
@@ -230,13 +232,13 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type) -> None:
             kind = "" if owner is defaults else f" ({type(owner).__name__})"
             title = f"{where}{kind} fields (override preset and --config)"
             groups[path[:-1]] = parser.add_argument_group(title)
-        help_text = {f.name: f.metadata.get("help", "") for f in dataclasses.fields(owner)}[name]
+        meta = next(f for f in dataclasses.fields(owner) if f.name == name).metadata
         try:
             groups[path[:-1]].add_argument(
                 "--" + name.replace("_", "-"),
                 dest=name,
                 default=None,
-                help=f"{help_text} (default: {getattr(owner, name)})",
+                help=f"{meta.get('help', '')} (default: {getattr(owner, name)})",
             )
         except argparse.ArgumentError:
             continue  # argparse refuses a flag the stage declared itself: the stage's flag wins

@@ -64,6 +64,7 @@ def _settings_model(cls: type, variables: tuple[tuple[str, str], ...]) -> type:
 
 def _scalar(annotation: Any) -> Any:
     """``annotation``, or ``str`` for a list or mapping (pydantic-settings would want JSON)."""
-    arms = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) else (annotation,)  # fmt: skip
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    arms = typing.get_args(annotation) if union else (annotation,)
     complex_ = any(typing.get_origin(a) in (list, tuple, dict) for a in arms)
     return str if complex_ else annotation
