@@ -28,10 +28,10 @@ def run_one(preset: str, warmup: int, steps: int) -> dict:
     from qanchor.model.pretrain import micro_step, prepare
 
     cfg = resolve(PretrainConfig, preset)
-    rt = T.setup_runtime(cfg.device, cfg.bf16)
+    rt = T.setup_runtime(cfg.device, cfg.runtime.bf16)
     s = prepare(bench_dataset(), cfg, rt)
     pairs = s.data.pairs[s.data.pairs["split"] == "train"]
-    sampler = PairSampler(pairs, s.table.index(), cfg.seed, cfg.future_pair_prob)
+    sampler = PairSampler(pairs, s.table.index(), cfg.runtime.seed, cfg.future_pair_prob)
     params = [p for p in s.model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr)
     s.model.train()
@@ -47,7 +47,7 @@ def run_one(preset: str, warmup: int, steps: int) -> dict:
     dt = time.perf_counter() - t0
     return {
         "preset": preset, "batch_size": cfg.batch_size, "timed_steps": steps,
-        "backbone_layers": cfg.backbone_layers, "events_per_source": cfg.events_per_source,
+        "backbone_layers": cfg.model.backbone_layers, "events_per_source": cfg.model.events_per_source,
         "seconds_per_step": dt / steps, "samples_per_s": steps * cfg.batch_size / dt,
         "tokens_per_s": tokens / dt, "tokens_per_step": tokens / steps,
         "trainable_params": sum(p.numel() for p in params), "peak_rss_mb": peak_rss_mb(),

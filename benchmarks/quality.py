@@ -93,10 +93,11 @@ def bf16_used(run_dir: Path) -> bool:
     from qanchor.model.precision import use_bf16
 
     cfg = json.loads((run_dir / "model" / "config.json").read_text())["pretrain"]
+    runtime = cfg.get("runtime", cfg)  # a stored run from before the runtime block: flat
     device = cfg["device"]
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    return use_bf16(cfg["bf16"], torch.device(device))
+    return use_bf16(runtime["bf16"], torch.device(device))
 
 
 def run_one(name: str, data: Path, run_dir: Path, args: argparse.Namespace, seed: int) -> dict:

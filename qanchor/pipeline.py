@@ -21,7 +21,6 @@ top of the preset and the seed): ablations without new CLI flags.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import time
@@ -29,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from qanchor.config import resolve
+from qanchor.config import resolve, settings
 from qanchor.errors import QAnchorError
 
 log = logging.getLogger(__name__)
@@ -51,8 +50,7 @@ def config_classes() -> dict[str, type]:
 
 def stage_overrides(cls: type, seed: int | None, overrides: dict[str, Any]) -> dict[str, Any]:
     """The fields set on one stage's config: the seed, then explicit overrides."""
-    fields = {f.name for f in dataclasses.fields(cls)}
-    over: dict[str, Any] = {"seed": seed} if seed is not None and "seed" in fields else {}
+    over: dict[str, Any] = {"seed": seed} if seed is not None and "seed" in settings(cls) else {}
     return over | dict(overrides)
 
 

@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from qanchor.config import add_config_args, option, overrides_from_args, resolve
+from qanchor.config import (
+    add_config_args,
+    nested,
+    option,
+    overrides_from_args,
+    recorded,
+    resolve,
+    to_dict,
+)
 from qanchor.errors import QAnchorError
 
 
@@ -70,3 +78,65 @@ def test_yaml_must_be_a_mapping(tmp_path: Path) -> None:
     y.write_text("- 1\n- 2\n")
     with pytest.raises(QAnchorError, match="expected a mapping"):
         resolve(DemoConfig, yaml_path=y)
+
+
+@dataclass
+class InnerConfig:
+    width: int = option(8, "layer width")
+    tags: list[str] = option([], "tags")
+    facts: int = recorded(0, "filled in by the code")
+
+
+@dataclass
+class OuterConfig:
+    inner: InnerConfig = nested(InnerConfig, "the inner block", width=16)
+    steps: int = option(10, "training steps")
+
+    PRESETS = {"tiny": {"inner": {"tags": ["a"]}, "steps": 2}}
+
+
+def test_a_nested_config_is_set_by_mapping_dotted_or_bare_key(tmp_path: Path) -> None:
+    assert OuterConfig().inner.width == 16  # the owner's default of the nested field
+    tiny = resolve(OuterConfig, "tiny")
+    assert (tiny.inner.tags, tiny.inner.width, tiny.steps) == (["a"], 16, 2)  # merged, not reset
+    y = tmp_path / "c.yaml"
+    y.write_text("inner:\n  width: 4\n")
+    for over in ({"width": "3"}, {"inner.width": 3}, {"inner": {"width": 3}}):
+        cfg = resolve(OuterConfig, "tiny", y, over)
+        assert (cfg.inner.width, cfg.inner.tags) == (3, ["a"])
+    assert resolve(OuterConfig, yaml_path=y).inner.width == 4
+    assert resolve(OuterConfig, overrides={"inner": InnerConfig(width=1)}).inner.width == 1
+    assert to_dict(tiny) == {"inner": {"width": 16, "tags": ["a"]}, "steps": 2}  # no recorded
+
+
+def test_nested_flags_use_bare_names_in_their_own_group() -> None:
+    p = argparse.ArgumentParser()
+    add_config_args(p, OuterConfig)
+    assert "OuterConfig.inner (InnerConfig) fields" in p.format_help()
+    assert "(default: 16)" in p.format_help() and "--facts" not in p.format_help()
+    args = p.parse_args(["--width", "5", "--tags", "x,y", "--steps", "1"])
+    cfg = resolve(OuterConfig, overrides=overrides_from_args(args, OuterConfig))
+    assert (cfg.inner.width, cfg.inner.tags, cfg.steps) == (5, ["x", "y"], 1)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        ({"inner.depth": 1}, r"InnerConfig: unknown field\(s\) \['depth'\]"),
+        ({"facts": 1}, r"unknown field\(s\) \['facts'\]"),  # recorded: not a setting
+        ({"inner": 3}, "OuterConfig.inner: expected a mapping"),
+    ],
+)
+def test_bad_nested_overrides_are_clear_errors(overrides: dict, match: str) -> None:
+    with pytest.raises(QAnchorError, match=match):
+        resolve(OuterConfig, overrides=overrides)
+
+
+def test_a_config_that_repeats_a_nested_name_is_refused() -> None:
+    @dataclass
+    class Repeats:
+        inner: InnerConfig = nested(InnerConfig, "the inner block")
+        width: int = option(1, "declared again")
+
+    with pytest.raises(QAnchorError, match=r"'width' is declared twice \(inner.width and width\)"):
+        resolve(Repeats)

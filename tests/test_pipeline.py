@@ -89,8 +89,8 @@ def test_run_tiny_end_to_end(tmp_path: Path, capsys) -> None:
     assert run["feature_repo"] == str(REPO) and run["seed"] == 3
     assert (out / "built" / "feature_store" / "online_store.db").is_file()
     config = json.loads((out / "model" / "config.json").read_text())
-    assert config["pretrain"]["feature_repo"] == str(REPO)  # pretraining read the store
-    assert config["pretrain"]["seed"] == 3
+    assert config["pretrain"]["runtime"]["feature_repo"] == str(REPO)  # pretraining read the store
+    assert config["pretrain"]["runtime"]["seed"] == 3 and config["model"]["seed"] == 3
     manifest = json.loads((out / "built" / "manifest.json").read_text())
     assert manifest["config"]["seed"] == 3  # the seed also salted the user split
 
@@ -109,10 +109,9 @@ def test_seed_and_overrides_reach_every_configured_stage() -> None:
     resolved = resolve_overrides("tiny", 4, over)
     cfgs = {name: resolve(cls, "tiny", overrides=resolved[name])
             for name, cls in config_classes().items()}  # fmt: skip
-    assert {name: cfg.seed for name, cfg in cfgs.items()} == dict.fromkeys(
-        ("build", "pretrain", "tune", "evaluate"), 4
-    )
-    assert cfgs["pretrain"].steps == 5 and cfgs["pretrain"].user_skip is False
+    assert cfgs["build"].seed == 4  # the split salt
+    assert [cfgs[s].runtime.seed for s in ("pretrain", "tune", "evaluate")] == [4, 4, 4]
+    assert cfgs["pretrain"].steps == 5 and cfgs["pretrain"].model.user_skip is False
     assert cfgs["pretrain"].lr == 3e-3  # the rest is still the tiny preset
     assert cfgs["build"].val_fraction == 0.3
     # Without a seed or overrides every stage keeps its preset.

@@ -83,7 +83,7 @@ def evaluate(
     from qanchor.model.data import BuiltData
     from qanchor.tune.adapters import load_adapters
 
-    model_dir, data = Path(model_dir), BuiltData.load(built_dir, cfg.feature_repo)
+    model_dir, data = Path(model_dir), BuiltData.load(built_dir, cfg.runtime.feature_repo)
     scen = read_scenarios(data.root / "scenarios.yaml")
     names = [s.name for s in scen]
     labels = pd.read_parquet(data.root / "labels.parquet")
@@ -103,14 +103,16 @@ def evaluate(
         bar.set_postfix_str(name, refresh=False)
         bar.update()
 
-    tuned, base, times = qanchor_features(model_dir, data, scen, cfg.cache_mb, cfg.bf16)
+    tuned, base, times = qanchor_features(
+        model_dir, data, scen, cfg.runtime.cache_mb, cfg.runtime.bf16
+    )
     times.pop("bare_query_scenarios")
     scored("qanchor_tuned", probe_scenarios(tuned, labels))
     scored("qanchor_base", probe_scenarios(base, labels))
     if "tfidf_lr" in cfg.baselines:
-        scored("tfidf_lr", tfidf_lr(data.root, seed=cfg.seed))
+        scored("tfidf_lr", tfidf_lr(data.root, seed=cfg.runtime.seed))
     if "gbdt_features" in cfg.baselines:
-        scored("gbdt_features", gbdt_features(data.root, seed=cfg.seed))
+        scored("gbdt_features", gbdt_features(data.root, seed=cfg.runtime.seed))
     enc = {"encoder": mcfg["encoder"], "max_length": mcfg["encoder_max_length"]}
     if "text_mean_pool" in cfg.baselines:
         scored("text_mean_pool", probe_scenarios(text_mean_pool_features(data.root, **enc), labels))
@@ -122,7 +124,7 @@ def evaluate(
     if "llm_untrained" in cfg.baselines:
         t0 = time.perf_counter()
         feats = llm_untrained_features(mcfg["backbone"], mcfg["backbone_layers"], data.snapshots,
-                                       {s.name: s.query for s in scen}, cfg.llm_per_source, cfg.llm_max_prefix_tokens, bf16=cfg.bf16)  # fmt: skip
+                                       {s.name: s.query for s in scen}, cfg.llm_per_source, cfg.llm_max_prefix_tokens, bf16=cfg.runtime.bf16)  # fmt: skip
         times["llm_untrained_s"] = round(time.perf_counter() - t0, 1)
         scored("llm_untrained", probe_scenarios(feats, labels))
     bar.close()
@@ -133,7 +135,9 @@ def evaluate(
     with atomic_dir(out_dir) as tmp:
         metrics = write_metrics(tmp, data.manifest.get("input", str(data.root)), names, results)
         scores_frame(results, labels).to_parquet(tmp / SCORES_FILE, index=False)
-        v = verdict(metrics, results, preset, random_parts(mcfg), cfg.bootstrap_resamples, cfg.seed)
+        v = verdict(
+            metrics, results, preset, random_parts(mcfg), cfg.bootstrap_resamples, cfg.runtime.seed
+        )
         add_details(tmp, verdict=v)
         write_report(tmp, metrics, results, extra, verdict=v)
     return out_dir
@@ -156,11 +160,11 @@ def rescore(
     from qanchor.eval.probe import probe_scenarios
     from qanchor.model.data import BuiltData
 
-    data = BuiltData.load(built_dir, cfg.feature_repo)
+    data = BuiltData.load(built_dir, cfg.runtime.feature_repo)
     scen = read_scenarios(data.root / "scenarios.yaml")
     labels = pd.read_parquet(data.root / "labels.parquet")
     tuned, _, info = qanchor_features(
-        Path(model_dir), data, scen, cfg.cache_mb, cfg.bf16, base=False
+        Path(model_dir), data, scen, cfg.runtime.cache_mb, cfg.runtime.bf16, base=False
     )
     # The probe's default seed, as evaluate() uses: the same model gives the same scores.
     return probe_scenarios(tuned, labels), info["bare_query_scenarios"]

@@ -69,7 +69,10 @@ def repo_config(cfg: FeatureStoreConfig) -> Any:
 
 
 def _redis_url(cfg: FeatureStoreConfig, from_yaml: str) -> str:
-    url = cfg.redis_url or os.environ.get(REDIS_ENV) or ""
+    from qanchor.env import read_env
+
+    env = read_env(FeatureStoreConfig, {REDIS_ENV: "redis_url"})
+    url = cfg.redis_url or env.get("redis_url") or ""
     if not url and "$" not in from_yaml:
         url = from_yaml
     if not url:

@@ -1,12 +1,18 @@
-"""Configs of the Q-Anchor model (architecture, saved with the model) and of pretraining."""
+"""Configs of the Q-Anchor model (architecture, saved with the model) and of pretraining.
+
+``PretrainConfig.model`` is the ``ModelConfig`` to train, so every architecture field is
+declared once and set by the same key or flag in pretraining (``--lora-r``, ``--bag-dim``,
+``--encoder-max-length``, YAML ``model: {lora_targets: [q_proj, v_proj]}``).
+"""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
 
-from qanchor.config import option
+from qanchor.config import nested, option, recorded
+from qanchor.runtime_config import RuntimeConfig
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -55,39 +61,20 @@ class ModelConfig:
     bag_dim: int = option(
         0, "width of the bag-of-events channel (TF-IDF of the whole history, SVD); 0 = off"
     )
-    seed: int = option(0, "seed of the randomly initialised modules")
-    # Filled in from the data at pretraining time, then fixed for the model's lifetime.
-    sources: list[str] = option([], "event sources, in prefix order (set from the data)")
-    profile_dim: int = option(0, "width of the featurised profile (set from the data)")
+    # Filled in at pretraining time (from the run and the data), then fixed for the model's life.
+    seed: int = recorded(
+        0, "seed of the randomly initialised modules (the run's RuntimeConfig.seed)"
+    )
+    sources: list[str] = recorded([], "event sources, in prefix order (set from the data)")
+    profile_dim: int = recorded(0, "width of the featurised profile (set from the data)")
 
 
 @dataclass
 class PretrainConfig:
-    """Settings of ``qanchor pretrain``: model architecture fields plus optimisation."""
+    """Settings of ``qanchor pretrain``: the model to train, the runtime, loss and optimisation."""
 
-    # --- model (copied into ModelConfig) ---
-    backbone: str = option("default", "causal LM directory, 'default' or 'tiny'")
-    encoder: str = option("default", "sentence encoder directory, 'default' or 'tiny'")
-    backbone_layers: int | None = option(None, "keep only the first N decoder layers")
-    lora_r: int = option(64, "LoRA rank on the backbone")
-    lora_alpha: int = option(32, "LoRA alpha")
-    lora_dropout: float = option(0.1, "LoRA dropout")
-    encoder_lora_r: int = option(0, "LoRA rank on the event encoder; 0 = frozen, cached vectors")
-    head_hidden: int = option(512, "hidden width of the projection head")
-    emb_dim: int = option(128, "output embedding size")
-    events_per_source: int = option(32, "event tokens per source (most recent)")
-    source_caps: dict[str, int] = option({}, "per-source overrides of events_per_source")
-    max_query_tokens: int = option(48, "query tokens kept")
-    max_answer_tokens: int = option(200, "answer tokens kept")
-    user_tokens: bool = option(True, "insert user and modal tokens (ablation: false)")
-    user_skip: bool = option(
-        False, "the head also reads the user token (shortcut past the backbone)"
-    )
-    whole_history: bool = option(
-        False, "modal and user tokens pool every history event (false: the capped event tokens')"
-    )
-    coarse_pool: str = option("mean", "coarse token pooling: 'mean' (over events) or 'attention'")
-    bag_dim: int = option(0, "bag-of-events channel width (TF-IDF + SVD of the history); 0 = off")
+    model: ModelConfig = nested(ModelConfig, "architecture of the model to train (saved with it)")
+    runtime: RuntimeConfig = nested(RuntimeConfig, "seed, precision and feature store of the run")
     # --- loss ---
     temperature: float = option(0.07, "InfoNCE temperature")
     margin: float = option(0.1, "false-negative margin filter")
@@ -106,46 +93,52 @@ class PretrainConfig:
     weight_decay: float = option(0.01, "AdamW weight decay")
     warmup_steps: int = option(500, "linear warmup steps, then cosine decay to zero")
     clip_grad: float = option(1.0, "gradient norm clip (0 = off)")
-    seed: int = option(0, "seed of initialisation, sampling and dropout")
     device: str = option("auto", "'auto' (cuda if available), 'cpu' or 'cuda[:i]'")
-    bf16: str = option(
-        "auto", "bf16 autocast: 'auto' (where native: CUDA, AVX512-BF16/AMX CPUs), 'on', 'off'"
-    )
     checkpoint_every: int = option(1000, "steps between checkpoints (0 = only at the end)")
     log_every: int = option(10, "steps between progress-bar updates of the loss")
     eval_users: int = option(512, "held-out users for the retrieval check at the end")
     eval_batch: int = option(16, "candidates per retrieval batch (chance = 1/eval_batch)")
-    feature_repo: str | None = option(
-        None, "Feast repo to read user snapshots from (None: the build's snapshots.parquet)"
-    )
 
     PRESETS = {
         "tiny": {
-            "backbone": "tiny", "encoder": "tiny", "lora_r": 4, "lora_alpha": 8, "head_hidden": 32,
-            "emb_dim": 16, "events_per_source": 3, "max_query_tokens": 48, "max_answer_tokens": 64,
+            "model": {
+                "backbone": "tiny", "encoder": "tiny", "lora_r": 4, "lora_alpha": 8,
+                "lora_dropout": 0.0, "head_hidden": 32, "emb_dim": 16, "events_per_source": 3,
+                "max_query_tokens": 48, "max_answer_tokens": 64, "user_skip": True,
+                "whole_history": True, "bag_dim": 8,
+            },
+            "runtime": {"bf16": "off"},
             "steps": 12, "batch_size": 8, "lr": 3e-3, "warmup_steps": 2, "checkpoint_every": 0,
-            "log_every": 2, "eval_users": 16, "eval_batch": 8, "lora_dropout": 0.0, "bf16": "off",
-            "user_skip": True, "whole_history": True, "bag_dim": 8,
+            "log_every": 2, "eval_users": 16, "eval_batch": 8,
         },
         "small": {
-            "backbone": "default", "encoder": "default", "backbone_layers": 6, "lora_r": 8,
-            "lora_alpha": 16, "lora_dropout": 0.05, "head_hidden": 256, "emb_dim": 128,
-            "events_per_source": 8, "max_query_tokens": 24, "max_answer_tokens": 40,
+            "model": {
+                "backbone": "default", "encoder": "default", "backbone_layers": 6, "lora_r": 8,
+                "lora_alpha": 16, "lora_dropout": 0.05, "head_hidden": 256, "emb_dim": 128,
+                "events_per_source": 8, "max_query_tokens": 24, "max_answer_tokens": 40,
+                "user_skip": True, "whole_history": True, "bag_dim": 64,
+            },
             "steps": 200, "batch_size": 16, "lr": 1e-3, "warmup_steps": 15,
             "checkpoint_every": 50, "log_every": 5, "eval_users": 256, "eval_batch": 16,
-            "user_skip": True, "whole_history": True, "bag_dim": 64,
         },
         "paper": {
-            "backbone": "default", "encoder": "default", "lora_r": 64, "lora_alpha": 32,
-            "encoder_lora_r": 64, "head_hidden": 512, "emb_dim": 128, "events_per_source": 150,
-            "source_caps": {"bill": 250, "miniprogram": 150, "spm": 150, "app": 10, "search": 100},
+            "model": {
+                "backbone": "default", "encoder": "default", "lora_r": 64, "lora_alpha": 32,
+                "encoder_lora_r": 64, "head_hidden": 512, "emb_dim": 128,
+                "events_per_source": 150,
+                "source_caps": {"bill": 250, "miniprogram": 150, "spm": 150, "app": 10,
+                                "search": 100},
+                "whole_history": True, "bag_dim": 128,
+            },
             "steps": 50_000, "batch_size": 2048, "lr": 2e-4, "warmup_steps": 500,
-            "whole_history": True, "bag_dim": 128,
         },
     }  # fmt: skip
 
     def model_config(self, sources: list[str], profile_dim: int) -> ModelConfig:
-        """The architecture part of this config, completed with facts from the data."""
-        names = {f.name for f in dataclasses.fields(ModelConfig)}
-        kwargs: dict[str, Any] = {k: v for k, v in dataclasses.asdict(self).items() if k in names}
-        return ModelConfig(**{**kwargs, "sources": list(sources), "profile_dim": profile_dim})
+        """The model to build: ``model`` completed with the data's facts and the run's seed."""
+        return dataclasses.replace(
+            copy.deepcopy(self.model),
+            sources=list(sources),
+            profile_dim=profile_dim,
+            seed=self.runtime.seed,
+        )

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from qanchor.config import to_dict
 from qanchor.io import atomic_dir
 from qanchor.model import layout as L
 from qanchor.model import trainer as T
@@ -47,7 +48,7 @@ class Setup:
 
 def prepare(built_dir: str | Path, cfg: PretrainConfig, rt: T.Runtime) -> Setup:
     """Load data, fit the profile featurizer on training users, build the model and vectors."""
-    data = BuiltData.load(built_dir, cfg.feature_repo)
+    data = BuiltData.load(built_dir, cfg.runtime.feature_repo)
     train = set(data.split_users("train"))
     prof = data.profiles
     featurizer = ProfileFeaturizer.fit(None if prof is None else prof[prof["user_id"].isin(train)])
@@ -55,7 +56,7 @@ def prepare(built_dir: str | Path, cfg: PretrainConfig, rt: T.Runtime) -> Setup:
     model = build_model(mcfg).to(rt.device)
     if mcfg.bag_dim:
         model.bag_vectorizer = fit_bag_vectorizer(
-            data.snapshots, mcfg.sources, train, mcfg.bag_dim, cfg.seed
+            data.snapshots, mcfg.sources, train, mcfg.bag_dim, cfg.runtime.seed
         )
     table = UserTable.from_snapshots(
         data.snapshots, mcfg.sources, mcfg.events_per_source, mcfg.source_caps, prof, featurizer,
@@ -71,7 +72,7 @@ def prepare(built_dir: str | Path, cfg: PretrainConfig, rt: T.Runtime) -> Setup:
 def calibrate_head(s: Setup, n: int = 256) -> None:
     """Measure each tower's hidden-state statistics on fixed training pairs (see ``Head``)."""
     train = s.data.pairs[s.data.pairs["split"] == "train"]
-    sampler = PairSampler(train, s.table.index(), s.cfg.seed, s.cfg.future_pair_prob)
+    sampler = PairSampler(train, s.table.index(), s.cfg.runtime.seed, s.cfg.future_pair_prob)
     items = sampler.sample(0, min(n, len(sampler.users)))
     lay, model = s.model.layout, s.model
     was_training = model.training
@@ -179,7 +180,7 @@ def pretrain(
         stop_after: stop (with a checkpoint) after this many steps of *this* run; for time-boxed
             jobs and the resume test. The model directory is written only when training ends.
     """
-    rt = T.setup_runtime(cfg.device, cfg.bf16)
+    rt = T.setup_runtime(cfg.device, cfg.runtime.bf16)
     per_rank, rem = divmod(cfg.batch_size, rt.world * cfg.grad_accum)
     if rem or per_rank == 0:
         from qanchor.errors import QAnchorError
@@ -187,7 +188,7 @@ def pretrain(
         raise QAnchorError(
             f"batch_size {cfg.batch_size} must divide by world size x grad_accum ({rt.world}x{cfg.grad_accum})"
         )
-    torch.manual_seed(cfg.seed + rt.rank)
+    torch.manual_seed(cfg.runtime.seed + rt.rank)
     s = prepare(built_dir, cfg, rt)
     out_dir, ckpt_dir = Path(out_dir), Path(f"{out_dir}.ckpt")
     history = _train(s, ckpt_dir, per_rank, stop_after)
@@ -204,7 +205,7 @@ def pretrain(
         from qanchor.features.spec import FeatureSpec
 
         spec = FeatureSpec.from_manifest(s.data.manifest).to_dict()
-        extra = {"pretrain": dataclasses.asdict(cfg), "training": history, "retrieval": metrics,
+        extra = {"pretrain": to_dict(cfg), "training": history, "retrieval": metrics,
                  "feature_spec": spec}  # fmt: skip
         with atomic_dir(out_dir) as tmp:
             # Where the training build lives: drift monitoring compares new builds with it.
@@ -233,7 +234,7 @@ def _train(s: Setup, ckpt_dir: Path, per_rank: int, stop_after: int | None) -> d
     sampler = PairSampler(
         s.data.pairs[s.data.pairs["split"] == "train"],
         s.table.index(),
-        cfg.seed,
+        cfg.runtime.seed,
         cfg.future_pair_prob,
     )
     end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)

@@ -14,7 +14,6 @@ that comes back later is news again.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import smtplib
@@ -27,12 +26,23 @@ from email.utils import formatdate, make_msgid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from qanchor.env import read_env
 from qanchor.errors import QAnchorError
 
 if TYPE_CHECKING:
     from qanchor.monitoring.links import LinkSettings
 
-ENV_PREFIX = "QANCHOR_SMTP_"
+# Environment variable -> SmtpSettings field (read by qanchor.env.read_env).
+ENV = {
+    "QANCHOR_SMTP_HOST": "host",
+    "QANCHOR_SMTP_PORT": "port",
+    "QANCHOR_SMTP_FROM": "sender",
+    "QANCHOR_SMTP_TO": "recipients",
+    "QANCHOR_SMTP_USER": "user",
+    "QANCHOR_SMTP_PASSWORD": "password",
+    "QANCHOR_SMTP_STARTTLS": "starttls",
+    "QANCHOR_SMTP_SSL": "use_ssl",
+}
 
 
 @dataclass
@@ -62,16 +72,13 @@ class SmtpSettings:
     timeout: float = 30.0
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> SmtpSettings | None:
-        """Settings from ``QANCHOR_SMTP_*`` variables; None when ``QANCHOR_SMTP_HOST`` is unset."""
-        env = os.environ if env is None else env
-        get = lambda k, d=None: env.get(ENV_PREFIX + k, d)  # noqa: E731
-        if not get("HOST"):
+    def from_env(cls, **overrides: Any) -> SmtpSettings | None:
+        """Settings from the ``QANCHOR_SMTP_*`` variables (``ENV``), then ``overrides``; None
+        without a host."""
+        values = {**read_env(cls, ENV), **overrides}
+        if not values.get("host"):
             return None
-        return cls(host=get("HOST"), port=int(get("PORT", "25")), sender=get("FROM", cls.sender),
-                   recipients=_addresses(get("TO", "")), user=get("USER") or None,
-                   password=get("PASSWORD") or None, starttls=_flag(get("STARTTLS")),
-                   use_ssl=_flag(get("SSL")))  # fmt: skip
+        return cls(**{**values, "recipients": _addresses(values.get("recipients", ""))})
 
     @classmethod
     def from_connection(
@@ -102,17 +109,14 @@ def airflow_smtp_settings(conn_id: str = "qanchor_smtp") -> SmtpSettings | None:
     return SmtpSettings.from_connection(c.host, c.port, c.login, c.password, c.extra_dejson)
 
 
-def smtp_from_flag(flag: str, env: Mapping[str, str] | None = None) -> SmtpSettings | None:
+def smtp_from_flag(flag: str) -> SmtpSettings | None:
     """The CLI's ``--smtp``: ``env`` reads ``QANCHOR_SMTP_*``; ``HOST:PORT`` overrides the server."""
     if flag == "env":
-        return SmtpSettings.from_env(env)
+        return SmtpSettings.from_env()
     host, _, port = flag.rpartition(":")
     if not host or not port.isdigit():
         raise QAnchorError(f"--smtp: expected none, env or HOST:PORT, got {flag!r}")
-    base = SmtpSettings.from_env(
-        {**(os.environ if env is None else env), ENV_PREFIX + "HOST": host}
-    )
-    return dataclasses.replace(base, port=int(port))
+    return SmtpSettings.from_env(host=host, port=int(port))
 
 
 def _addresses(value: str | list[str]) -> list[str]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,11 +51,9 @@ class RunPaths:
 
 def workdir() -> Path:
     """Where runs go: ``QANCHOR_WORKDIR`` (shared storage in production), else beside Airflow."""
-    if path := os.environ.get("QANCHOR_WORKDIR"):
-        return Path(path).expanduser().resolve()
-    if home := os.environ.get("AIRFLOW_HOME"):
-        return Path(home).expanduser().resolve() / "qanchor-runs"
-    return Path("runs/airflow").resolve()
+    from qanchor.orchestrate.settings import RunSettings
+
+    return RunSettings().root()
 
 
 def run_dir(workdir: str | Path, run_id: str) -> Path:
@@ -66,7 +63,10 @@ def run_dir(workdir: str | Path, run_id: str) -> Path:
 
 def feature_repo() -> str:
     """The Feast repo to read user snapshots through (``QANCHOR_FEATURE_REPO``), or "" for none."""
-    path = os.environ.get("QANCHOR_FEATURE_REPO", "")
+    from qanchor.env import read_env
+    from qanchor.runtime_config import RuntimeConfig
+
+    path = read_env(RuntimeConfig, {"QANCHOR_FEATURE_REPO": "feature_repo"}).get("feature_repo")
     return str(Path(path).expanduser().resolve()) if path else ""
 
 

@@ -16,13 +16,12 @@ run directory (a task submitted to a remote Kubeflow cluster) can still read wha
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from dataclasses import replace
 from pathlib import Path
 
-from qanchor.config import resolve
+from qanchor.config import resolve, to_dict
 from qanchor.errors import QAnchorError
 from qanchor.io import atomic_file
 from qanchor.orchestrate.rundir import RunPaths, read_result, record
@@ -108,7 +107,7 @@ def pretrain(
     if procs >= 1:
         # The processes read the resolved config from a file: every field, whatever set it.
         path = p.root / "stages" / "pretrain-config.yaml"
-        _write_yaml(path, dataclasses.asdict(cfg))
+        _write_yaml(path, to_dict(cfg))
         _torchrun(procs, ["pretrain", "--data", str(p.built), "--out", str(p.model), "--config", str(path)])  # fmt: skip
     else:
         from qanchor.model.pretrain import pretrain as run_pretrain

@@ -1,30 +1,29 @@
 """Settings of the embedding service: limits in a typed config, deployment facts from the environment.
 
     cfg = ServingConfig.from_env()       # what services/service.py does at start-up
-    cfg = resolve(ServingConfig, "tiny", overrides={"cache_bytes": 1 << 20})
+    cfg = resolve(ServingConfig, "tiny", overrides={"cache_bytes": 1 << 20, "repo": "feature_repo"})
 
 Deployment facts (which model, which feature store, the cache bound) come from the variables
-below, the contract that the deployment manifests set; the API key is read by
-:mod:`qanchor.serving.auth` and never stored here.
+below, the contract that the deployment manifests set (read by :func:`qanchor.env.read_env`);
+the API key is read by :mod:`qanchor.serving.auth` and never stored here.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 
-from qanchor.config import apply_overrides, option
+from qanchor.config import apply_overrides, nested, option
+from qanchor.env import read_env
 from qanchor.features.config import FeatureStoreConfig
 
-# Environment variable -> ServingConfig field.
+# Environment variable -> ServingConfig field (``features.*``: the nested FeatureStoreConfig).
 ENV = {
     "QANCHOR_MODEL_TAG": "model_tag",
-    "QANCHOR_FEATURE_REPO": "feature_repo",
-    "QANCHOR_FEATURE_DATA": "feature_data",
-    "QANCHOR_FEATURE_WORK_DIR": "feature_work_dir",
-    "QANCHOR_ONLINE_STORE": "online_store",
-    "QANCHOR_REDIS_URL": "redis_url",
+    "QANCHOR_FEATURE_REPO": "features.repo",
+    "QANCHOR_FEATURE_DATA": "features.data",
+    "QANCHOR_FEATURE_WORK_DIR": "features.work_dir",
+    "QANCHOR_ONLINE_STORE": "features.online_store",
+    "QANCHOR_REDIS_URL": "features.redis_url",
     "QANCHOR_CACHE_BYTES": "cache_bytes",
     "QANCHOR_RELOAD_SECONDS": "reload_seconds",
 }
@@ -44,13 +43,9 @@ class ServingConfig:
     model_tag: str | None = option(
         None, "pinned model version (qanchor:<version>); None = promoted"
     )
-    feature_repo: str = option("feature_repo", "Feast repo with the declarations")
-    feature_data: str = option("", "built dataset the feature store was applied over")
-    feature_work_dir: str | None = option(
-        None, "Feast registry/online-store dir (default: <data>/feature_store)"
+    features: FeatureStoreConfig = nested(
+        FeatureStoreConfig, "the Feast store the service reads users from"
     )
-    online_store: str = option("sqlite", "online store: 'sqlite' (embedded) or 'redis'")
-    redis_url: str | None = option(None, "Redis connection string (host:port[,db=N,...])")
     cache_bytes: int = option(256 << 20, "prefix KV cache bound in bytes (per worker process)")
     max_batch_pairs: int = option(1024, "most (user, scenario) pairs in one request (else 413)")
     max_body_bytes: int = option(1 << 20, "largest request body accepted (else 413)")
@@ -62,18 +57,6 @@ class ServingConfig:
     push_max_events: int = option(10_000, "most events in one push request (else 413)")
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> ServingConfig:
+    def from_env(cls, **overrides) -> ServingConfig:
         """The config with every set deployment variable (see ``ENV``) applied, then overrides."""
-        environ = os.environ if environ is None else environ
-        values = {field: environ[var] for var, field in ENV.items() if environ.get(var)}
-        return apply_overrides(cls(), {**values, **overrides})
-
-    def feature_store(self) -> FeatureStoreConfig:
-        """The Feast store the service reads users from."""
-        return FeatureStoreConfig(
-            data=self.feature_data,
-            repo=self.feature_repo,
-            work_dir=self.feature_work_dir,
-            online_store=self.online_store,
-            redis_url=self.redis_url,
-        )
+        return apply_overrides(cls(), {**read_env(cls, ENV), **overrides})

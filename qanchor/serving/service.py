@@ -52,7 +52,7 @@ class EmbeddingService:
     def __init__(self, cfg: ServingConfig, metrics: ModuleType | None = None) -> None:
         from qanchor.serving.metrics import CacheMetrics
 
-        self.cfg, self.store = cfg, cfg.feature_store()
+        self.cfg, self.store = cfg, cfg.features
         self.cache = PrefixCache(cfg.cache_bytes)
         self.model = ServedModel.load(cfg, self.cache)
         # Why the service refuses to serve (None: it serves); /readyz stays 503 while set.

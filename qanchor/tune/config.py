@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from qanchor.config import option
+from qanchor.config import nested, option
+from qanchor.runtime_config import EmbedRuntimeConfig
 
 
 @dataclass
@@ -27,16 +28,13 @@ class TuneConfig:
         "keep a tuned prompt only if its linear-probe AUC on validation users beats the untuned "
         "query's; otherwise store an empty prompt (the scenario serves the base embedding)",
     )
-    cache_mb: int = option(1024, "prefix KV cache budget while tuning (MB)")
-    seed: int = option(0, "sampling and initialisation seed")
-    bf16: str = option("auto", "bf16 autocast: auto (where native: CUDA, AVX512-BF16/AMX), on, off")
+    runtime: EmbedRuntimeConfig = nested(
+        EmbedRuntimeConfig, "seed, precision, feature store and prefix cache budget of tuning"
+    )
     scenarios_per_task: int = option(
         1,
         "scenarios per orchestrated tune task (0: all in one); a task shares one prefix cache "
         "and can share prompts within it, a task per scenario parallelises across workers",
-    )
-    feature_repo: str | None = option(
-        None, "Feast repo to read user snapshots from (None: the build's snapshots.parquet)"
     )
 
     PRESETS = {
@@ -46,7 +44,7 @@ class TuneConfig:
             "n_prompt": 2,
             "min_positives": 5,
             "n_clusters": 2,
-            "bf16": "off",
+            "runtime": {"bf16": "off"},
             "scenarios_per_task": 0,
         },
         # On one CPU machine, per-task model loads and prefix passes would dominate: one task.

@@ -52,7 +52,9 @@ def groups_for(
     alone = [[s] for s in scenarios if s not in pool]
     if not pool:
         return alone
-    ids = cluster_scenarios({s.name: s.query for s in pool}, cfg.n_clusters, encode, cfg.seed)
+    ids = cluster_scenarios(
+        {s.name: s.query for s in pool}, cfg.n_clusters, encode, cfg.runtime.seed
+    )
     clusters: dict[int, list[Scenario]] = {}
     for s in pool:
         clusters.setdefault(ids[s.name], []).append(s)
@@ -72,7 +74,7 @@ def tune_group(
         cfg: tuning settings.
         on_step: called after every optimiser step (a progress bar's ``update``).
     """
-    rng = np.random.default_rng([cfg.seed, *[ord(c) for c in group[0].name]])
+    rng = np.random.default_rng([cfg.runtime.seed, *[ord(c) for c in group[0].name]])
     pools = {s.name: _class_pools(emb, labels[labels["scenario"] == s.name]) for s in group}
     prompt = torch.nn.Parameter(_init_prompt(emb, group[0].query, cfg.n_prompt))
     protos = {
@@ -168,8 +170,8 @@ def tune_model(
     from qanchor.model.data import BuiltData
     from qanchor.tune.adapters import save_adapter
 
-    torch.manual_seed(cfg.seed)
-    data = BuiltData.load(built_dir, cfg.feature_repo)
+    torch.manual_seed(cfg.runtime.seed)
+    data = BuiltData.load(built_dir, cfg.runtime.feature_repo)
     defined = read_scenarios(data.root / "scenarios.yaml")
     unknown = sorted(set(scenarios or []) - {s.name for s in defined})
     if unknown:
@@ -179,7 +181,9 @@ def tune_model(
     train = labels[labels["split"] == "train"]
     val = labels[labels["split"] == "val"] if cfg.val_guard else labels.iloc[:0]
     users = set(train["user_id"]) | set(val["user_id"])
-    emb = Embedder.from_dir(model_dir, cache_bytes=cfg.cache_mb << 20, bf16=cfg.bf16)
+    emb = Embedder.from_dir(
+        model_dir, cache_bytes=cfg.runtime.cache_mb << 20, bf16=cfg.runtime.bf16
+    )
     emb.load_users(data.snapshots[data.snapshots["user_id"].isin(users)], data.profiles)
     # A scenario whose training users hold one class has nothing to separate: its adapter
     # would be noise registered as tuned. It is left without one (served with its query).
@@ -246,7 +250,7 @@ def guard(
         aucs = {}
         for k, name in enumerate(("tuned", "base")):
             x = vecs[:, 2 * j + k]
-            scores = linear_probe(x[rows_tr], tr["label"].to_numpy(), x[rows_va], cfg.seed)
+            scores = linear_probe(x[rows_tr], tr["label"].to_numpy(), x[rows_va], cfg.runtime.seed)
             aucs[name] = round(auc_ks(va["label"].to_numpy(), scores)[0], 4)
         kept = aucs["tuned"] > aucs["base"]
         a.meta["val_guard"] = {"kept": kept, "val_auc": aucs}
@@ -254,7 +258,7 @@ def guard(
             continue
         log.info("%s: the tuned prompt does not beat the query on val users %s", a.name, aucs)
         empty = a.prompt[:0].clone()
-        rng = np.random.default_rng(cfg.seed)
+        rng = np.random.default_rng(cfg.runtime.seed)
         protos = _init_prototypes(
             emb, Scenario(a.name, a.query), empty, _class_pools(emb, tr), rng, cfg
         )

@@ -24,7 +24,7 @@ def model():
     return build_model(cfg).eval()
 
 
-BAG_DIM = resolve(PretrainConfig, "tiny").bag_dim
+BAG_DIM = resolve(PretrainConfig, "tiny").model.bag_dim
 
 
 def bag(sources: list[int], texts: list[int], counts: list[float]):

@@ -114,4 +114,4 @@ def test_cli_pretrain_rejects_a_non_built_directory(tmp_path: Path, capsys) -> N
 @pytest.mark.parametrize("preset", ["small", "paper"])
 def test_presets_resolve(preset: str) -> None:
     cfg = resolve(PretrainConfig, preset)
-    assert cfg.backbone == "default" and cfg.batch_size % cfg.grad_accum == 0
+    assert cfg.model.backbone == "default" and cfg.batch_size % cfg.grad_accum == 0

@@ -48,9 +48,9 @@ def tokens(tmp_path: Path, oldest_text: str, whole_history: bool) -> dict[str, t
     snaps = pd.read_parquet(built / "snapshots.parquet")
     pcfg = resolve(PretrainConfig, "tiny", overrides={"whole_history": whole_history, "bag_dim": 0})
     model = build_model(pcfg.model_config(["shop"], 0)).eval()
-    table = UserTable.from_snapshots(snaps, ["shop"], pcfg.events_per_source,
+    table = UserTable.from_snapshots(snaps, ["shop"], pcfg.model.events_per_source,
                                      whole_history=whole_history)  # fmt: skip
-    assert sum(len(t) for _, t in table.inputs[0].events) == pcfg.events_per_source
+    assert sum(len(t) for _, t in table.inputs[0].events) == pcfg.model.events_per_source
     vecs = model.text_encoder.encode(table.texts)
     lay = model.layout
     batch = L.collate([[lay.prefix(table.inputs[0])]], [table.inputs[0]], lay.pad)

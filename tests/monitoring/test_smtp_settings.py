@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from qanchor.errors import QAnchorError
+from qanchor.monitoring import alert
 from qanchor.monitoring.alert import SmtpSettings, send_email, smtp_from_flag
 
 ENV = {"QANCHOR_SMTP_HOST": "mail.internal", "QANCHOR_SMTP_PORT": "587", "QANCHOR_SMTP_USER": "bot",
@@ -12,8 +13,17 @@ ENV = {"QANCHOR_SMTP_HOST": "mail.internal", "QANCHOR_SMTP_PORT": "587", "QANCHO
        "QANCHOR_SMTP_TO": "a@x.org, b@x.org", "QANCHOR_SMTP_STARTTLS": "true"}  # fmt: skip
 
 
-def test_settings_from_environment() -> None:
-    s = SmtpSettings.from_env(ENV)
+@pytest.fixture
+def smtp_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Exactly the variables of ``ENV`` set (none of the machine's QANCHOR_SMTP_*)."""
+    for var in alert.ENV:
+        monkeypatch.delenv(var, raising=False)
+    for var, value in ENV.items():
+        monkeypatch.setenv(var, value)
+
+
+def test_settings_from_environment(smtp_env, monkeypatch: pytest.MonkeyPatch) -> None:
+    s = SmtpSettings.from_env()
     assert (s.host, s.port, s.user, s.password, s.sender) == (
         "mail.internal",
         587,
@@ -23,7 +33,8 @@ def test_settings_from_environment() -> None:
     )
     assert s.recipients == ["a@x.org", "b@x.org"] and s.starttls and not s.use_ssl
     assert "s3" not in repr(s)  # the password never ends up in a log line
-    assert SmtpSettings.from_env({}) is None
+    monkeypatch.setenv("QANCHOR_SMTP_HOST", "")  # empty is unset
+    assert SmtpSettings.from_env() is None
 
 
 def test_settings_from_connection_fields() -> None:
@@ -39,12 +50,12 @@ def test_settings_from_connection_fields() -> None:
     )
 
 
-def test_smtp_flag_overrides_only_the_server() -> None:
-    s = smtp_from_flag("127.0.0.1:2525", ENV)
+def test_smtp_flag_overrides_only_the_server(smtp_env) -> None:
+    s = smtp_from_flag("127.0.0.1:2525")
     assert (s.host, s.port, s.sender) == ("127.0.0.1", 2525, "drift@x.org")
-    assert smtp_from_flag("env", ENV).host == "mail.internal"
+    assert smtp_from_flag("env").host == "mail.internal"
     with pytest.raises(QAnchorError, match="HOST:PORT"):
-        smtp_from_flag("mail.internal", ENV)
+        smtp_from_flag("mail.internal")
 
 
 def test_sending_without_recipients_is_an_error() -> None:

@@ -147,9 +147,8 @@ def test_dag_test_runs_the_whole_chain_with_tiny_preset(
     assert not any(w in out.stdout.lower() for w in ("error", "warning", "traceback"))
     materialized = json.loads((run / "stages" / "materialize.json").read_text())
     assert materialized["skipped"] is (not repo)
-    assert json.loads((run / "model" / "config.json").read_text())["pretrain"].get(
-        "feature_repo", None
-    ) == (repo or None)
+    pretrained = json.loads((run / "model" / "config.json").read_text())["pretrain"]
+    assert pretrained["runtime"]["feature_repo"] == (repo or None)
     summary = json.loads((run / "summary.json").read_text())
     assert summary["gate"]["passed"] and summary["register"]["registered"]
     # The registered version is the promoted one, in this session's store.

@@ -61,8 +61,7 @@ def test_a_week_of_the_loop(tmp_path: Path) -> None:
     repo = shutil.copytree(REPO, tmp_path / "feature_repo")
     store = FeatureStoreConfig(data=str(run1.built), repo=str(repo), work_dir=str(tmp_path / "fs"))
     sync(store)
-    cfg = ServingConfig(model_name=NAME, feature_repo=str(repo), feature_data=str(run1.built),
-                        feature_work_dir=str(tmp_path / "fs"), reload_seconds=0.01)  # fmt: skip
+    cfg = ServingConfig(model_name=NAME, features=store, reload_seconds=0.01)
     svc = EmbeddingService(cfg)
     users = sorted(pd.read_parquet(run1.built / "users.parquet")["user_id"])[:3]
     first = svc.embed(users[0], SCENARIOS[0])

@@ -91,6 +91,13 @@ def serving_env(store: FeatureStoreConfig, served_tag: str, serving_home: Path) 
     }
 
 
+@pytest.fixture
+def serving_vars(serving_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The deployment variables, set in this test's environment (``ServingConfig.from_env``)."""
+    for k, v in serving_env.items():
+        monkeypatch.setenv(k, v)
+
+
 @pytest.fixture(scope="session")
 def service_cls(serving_env: dict[str, str]) -> Iterator[type]:
     """``services.service.QAnchor``, imported with the serving variables set."""

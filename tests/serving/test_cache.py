@@ -122,11 +122,11 @@ def embed_until(client, user: str, tag: str, tries: int = 600) -> dict:
 
 
 def test_requests_are_answered_by_the_old_model_while_the_new_one_loads(
-    serving_env, tuned_model: Path, served_tag: str, users: list[str], tmp_path: Path, monkeypatch
+    serving_vars, tuned_model: Path, served_tag: str, users: list[str], tmp_path: Path, monkeypatch
 ) -> None:
     from qanchor.serving.model import ServedModel
 
-    svc = EmbeddingService(ServingConfig.from_env(serving_env, reload_seconds=0))
+    svc = EmbeddingService(ServingConfig.from_env(reload_seconds=0))
     other = shutil.copytree(tuned_model, tmp_path / "model")
     (other / "NOTE").write_text("another version")
     new_tag = registry.register(other)
@@ -149,20 +149,18 @@ def test_requests_are_answered_by_the_old_model_while_the_new_one_loads(
     assert after.model_version == new_tag and not after.prefix_cached
 
 
-def test_a_small_cache_evicts_and_stays_in_bounds(serving_env, users: list[str]) -> None:
+def test_a_small_cache_evicts_and_stays_in_bounds(serving_vars, users: list[str]) -> None:
     """The library service alone, with room for about three prefixes."""
     reg = prometheus_client.CollectorRegistry()
     factory = SimpleNamespace(
         Counter=lambda *a, **k: prometheus_client.Counter(*a, registry=reg, **k),
         Gauge=lambda *a, **k: prometheus_client.Gauge(*a, registry=reg, **k),
     )
-    cfg = ServingConfig.from_env(serving_env, reload_seconds=0)
+    cfg = ServingConfig.from_env(reload_seconds=0)
     probe = EmbeddingService(cfg)
     probe.embed(users[20], SCENARIOS[0])
     one = probe.cache.bytes
-    svc = EmbeddingService(
-        ServingConfig.from_env(serving_env, cache_bytes=3 * one + one // 2), factory
-    )
+    svc = EmbeddingService(ServingConfig.from_env(cache_bytes=3 * one + one // 2), factory)
     for u in users[20:30]:
         svc.embed(u, SCENARIOS[0])
         assert svc.cache.bytes <= svc.cache.max_bytes
@@ -180,16 +178,16 @@ def other_spec_model(tuned_model: Path, tmp_path: Path) -> str:
 
 
 def test_a_store_built_for_other_features_is_refused(
-    serving_env, tuned_model: Path, served_tag: str, users: list[str], tmp_path: Path
+    serving_vars, tuned_model: Path, served_tag: str, users: list[str], tmp_path: Path
 ) -> None:
     tag = other_spec_model(tuned_model, tmp_path)
-    svc = EmbeddingService(ServingConfig.from_env(serving_env, model_tag=tag, reload_seconds=0))
+    svc = EmbeddingService(ServingConfig.from_env(model_tag=tag, reload_seconds=0))
     assert not svc.ready() and "max_events_per_source" in svc.refusal
     with pytest.raises(NotServing, match="trained on features of another shape"):
         svc.embed(users[0], SCENARIOS[0])
     with pytest.raises(NotServing):
         svc.push([])
     # A running service does not swap to such a model: it keeps serving the one it has.
-    ok = EmbeddingService(ServingConfig.from_env(serving_env, reload_seconds=0))
+    ok = EmbeddingService(ServingConfig.from_env(reload_seconds=0))
     assert ok.ready() and not ok.reload(tag) and ok.model.version == served_tag
     assert ok.embed(users[0], SCENARIOS[0]).model_version == served_tag

@@ -9,7 +9,7 @@ import pytest
 
 from qanchor.errors import QAnchorError
 from qanchor.serving.batcher import AdaptiveBatcher
-from qanchor.serving.config import ServingConfig
+from qanchor.serving.config import ENV, ServingConfig
 
 
 def test_concurrent_jobs_are_merged_and_keep_their_own_errors() -> None:
@@ -80,15 +80,21 @@ def test_a_failing_run_fails_its_batch_only() -> None:
     assert batcher.submit(2) == 2
 
 
-def test_config_from_environment() -> None:
+def test_config_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ENV:
+        monkeypatch.delenv(var, raising=False)
     env = {"QANCHOR_CACHE_BYTES": "1024", "QANCHOR_MODEL_TAG": "qanchor:abc", "QANCHOR_ONLINE_STORE": "redis",
            "QANCHOR_FEATURE_DATA": "/data/built", "QANCHOR_REDIS_URL": "", "UNRELATED": "x"}  # fmt: skip
-    cfg = ServingConfig.from_env(env, max_batch_pairs=8)
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    cfg = ServingConfig.from_env(max_batch_pairs=8)
     assert (cfg.cache_bytes, cfg.model_tag, cfg.max_batch_pairs) == (1024, "qanchor:abc", 8)
-    store = cfg.feature_store()
+    store = cfg.features  # the feature store variables fill the nested FeatureStoreConfig
     assert (store.data, store.online_store, store.redis_url) == ("/data/built", "redis", None)
-    with pytest.raises(QAnchorError, match="cache_bytes"):
-        ServingConfig.from_env({"QANCHOR_CACHE_BYTES": "lots"})
+    assert store.repo == "feature_repo"  # unset: the default
+    monkeypatch.setenv("QANCHOR_CACHE_BYTES", "lots")
+    with pytest.raises(QAnchorError, match=r"QANCHOR_CACHE_BYTES.*cache_bytes"):
+        ServingConfig.from_env()
 
 
 def test_make_serve_generates_a_private_key_and_never_prints_it(tmp_path) -> None:

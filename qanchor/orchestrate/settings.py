@@ -1,0 +1,37 @@
+"""Where the orchestrated stages keep their runs: deployment variables, read by pydantic-settings.
+
+RunSettings().root()    # $QANCHOR_WORKDIR, else $AIRFLOW_HOME/qanchor-runs, else runs/airflow
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class RunSettings(BaseSettings):
+    """The run directories' root, from ``QANCHOR_WORKDIR`` or ``AIRFLOW_HOME``."""
+
+    # An empty variable is unset, as a manifest's `QANCHOR_WORKDIR: ""` always meant.
+    model_config = SettingsConfigDict(env_ignore_empty=True, extra="ignore")
+
+    workdir: Path | None = Field(
+        None,
+        validation_alias="QANCHOR_WORKDIR",
+        description="where runs go (the shared storage of every task in production)",
+    )
+    airflow_home: Path | None = Field(
+        None,
+        validation_alias="AIRFLOW_HOME",
+        description="Airflow's home: without QANCHOR_WORKDIR, runs go to its qanchor-runs/",
+    )
+
+    def root(self) -> Path:
+        """The directory under which each run gets its own (absolute)."""
+        if self.workdir:
+            return self.workdir.expanduser().resolve()
+        if self.airflow_home:
+            return self.airflow_home.expanduser().resolve() / "qanchor-runs"
+        return Path("runs/airflow").resolve()
