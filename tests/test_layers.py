@@ -73,3 +73,25 @@ def test_the_library_has_no_import_cycle() -> None:
 @pytest.mark.parametrize("shell", SHELLS)
 def test_each_shell_exists_beside_the_library(shell: str) -> None:
     assert (LIBRARY.parent / shell).is_dir()
+
+
+def test_modules_and_functions_stay_small() -> None:
+    """STYLE.md: modules of at most 300 lines, functions of at most 60, in the library and the
+    shells (a DAG's body, which wires its tasks, aside)."""
+    roots = [LIBRARY, *(LIBRARY.parent / s for s in SHELLS)]
+    long_modules, long_functions = [], []
+    for path in sorted(p for root in roots for p in root.rglob("*.py")):
+        text = path.read_text()
+        if text.count("\n") > 300:
+            long_modules.append(f"{path.name}: {text.count(chr(10))} lines")
+        dag_bodies = path.parent.name == "dags"
+        for node in ast.walk(ast.parse(text, str(path))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                size = node.end_lineno - node.lineno + 1
+                is_dag = dag_bodies and any(
+                    getattr(d, "id", getattr(getattr(d, "func", None), "id", "")) == "dag"
+                    for d in node.decorator_list
+                )
+                if size > 60 and not is_dag:
+                    long_functions.append(f"{path.name}:{node.lineno} {node.name}: {size} lines")
+    assert long_modules == [] and long_functions == []

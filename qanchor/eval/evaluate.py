@@ -68,13 +68,7 @@ def evaluate(
 ) -> Path:
     """Run every model and baseline; returns the directory holding metrics.json and report.md."""
     from qanchor.data.contract import read_scenarios
-    from qanchor.eval.bag_baselines import read_bags, tfidf_lr
-    from qanchor.eval.baselines import (
-        gbdt_features,
-        text_mean_pool_features,
-        text_mean_pool_recent_features,
-    )
-    from qanchor.eval.llm_baseline import llm_untrained_features
+    from qanchor.eval.bag_baselines import read_bags
     from qanchor.eval.probe import probe_scenarios, scores_frame
     from qanchor.eval.report import add_details, write_metrics, write_report
     from qanchor.eval.verdict import verdict
@@ -109,6 +103,40 @@ def evaluate(
     times.pop("bare_query_scenarios")
     scored("qanchor_tuned", probe_scenarios(tuned, labels))
     scored("qanchor_base", probe_scenarios(base, labels))
+    _run_baselines(cfg, data, scen, labels, mcfg, scored, times)
+    bar.close()
+    sizes = {a.name: a.meta.get("bytes") for a in load_adapters(model_dir)}
+    extra = _extra_md(sizes, times)
+    out_dir = Path(out_dir)
+    preset = cfg.preset or config.get("pretrain", {}).get("preset")
+    with atomic_dir(out_dir) as tmp:
+        metrics = write_metrics(tmp, data.manifest.get("input", str(data.root)), names, results)
+        scores_frame(results, labels).to_parquet(tmp / SCORES_FILE, index=False)
+        v = verdict(
+            metrics, results, preset, random_parts(mcfg), cfg.bootstrap_resamples, cfg.runtime.seed
+        )
+        add_details(tmp, verdict=v)
+        write_report(tmp, metrics, results, extra, verdict=v)
+    return out_dir
+
+
+def _run_baselines(
+    cfg: EvalConfig, data, scen: list, labels: pd.DataFrame, mcfg: dict, scored, times: dict
+) -> None:
+    """Score each baseline of ``cfg.baselines`` (``scored(name, results)``), in a fixed order.
+
+    The text baselines encode with the model's own event encoder and caps; ``llm_untrained``
+    reads the model's own backbone, untrained.
+    """
+    from qanchor.eval.bag_baselines import tfidf_lr
+    from qanchor.eval.baselines import (
+        gbdt_features,
+        text_mean_pool_features,
+        text_mean_pool_recent_features,
+    )
+    from qanchor.eval.llm_baseline import llm_untrained_features
+    from qanchor.eval.probe import probe_scenarios
+
     if "tfidf_lr" in cfg.baselines:
         scored("tfidf_lr", tfidf_lr(data.root, seed=cfg.runtime.seed))
     if "gbdt_features" in cfg.baselines:
@@ -127,20 +155,6 @@ def evaluate(
                                        {s.name: s.query for s in scen}, cfg.llm_per_source, cfg.llm_max_prefix_tokens, bf16=cfg.runtime.bf16)  # fmt: skip
         times["llm_untrained_s"] = round(time.perf_counter() - t0, 1)
         scored("llm_untrained", probe_scenarios(feats, labels))
-    bar.close()
-    sizes = {a.name: a.meta.get("bytes") for a in load_adapters(model_dir)}
-    extra = _extra_md(sizes, times)
-    out_dir = Path(out_dir)
-    preset = cfg.preset or config.get("pretrain", {}).get("preset")
-    with atomic_dir(out_dir) as tmp:
-        metrics = write_metrics(tmp, data.manifest.get("input", str(data.root)), names, results)
-        scores_frame(results, labels).to_parquet(tmp / SCORES_FILE, index=False)
-        v = verdict(
-            metrics, results, preset, random_parts(mcfg), cfg.bootstrap_resamples, cfg.runtime.seed
-        )
-        add_details(tmp, verdict=v)
-        write_report(tmp, metrics, results, extra, verdict=v)
-    return out_dir
 
 
 def rescore(

@@ -150,22 +150,10 @@ def micro_step(
     # x world: each rank back-propagates the full-batch loss through its own rows only, and
     # gradients are averaged over ranks, which together give the single-process gradient.
     # The next-token mean is re-weighted by this rank's share of scored tokens for the same reason.
-    lm = lm * _token_share(batch.labels, world)
+    lm = lm * T.token_share(batch.labels, world, L.IGNORE)
     loss = cfg.contrastive_weight * con * world + cfg.lm_weight * lm
     tokens = int(batch.attention_mask.sum() + sem_mask.sum())
     return loss, {"contrastive": con.item(), "lm": lm.item(), "tokens": tokens}
-
-
-def _token_share(labels: torch.Tensor, world: int) -> float:
-    """world x (scored tokens here / scored tokens on all ranks); 1.0 in one process."""
-    if world == 1:
-        return 1.0
-    import torch.distributed as dist
-
-    counts = torch.tensor([float((labels[:, 1:] != L.IGNORE).sum())])
-    total = counts.clone()
-    dist.all_reduce(total)
-    return float(counts * world / total.clamp(min=1.0))
 
 
 def pretrain(
@@ -222,6 +210,27 @@ def pretrain(
     return out_dir
 
 
+def _step(
+    s: Setup, items: list, per_rank: int, params: list, opt: torch.optim.Optimizer, sched
+) -> tuple[float, dict[str, float], int]:
+    """One optimiser step over ``grad_accum`` micro-batches; (loss, its parts, tokens seen)."""
+    cfg, rt = s.cfg, s.rt
+    loss_sum, parts, tokens = 0.0, {"contrastive": 0.0, "lm": 0.0}, 0
+    for k in range(cfg.grad_accum):
+        loss, info = micro_step(s, items[k * per_rank : (k + 1) * per_rank])
+        (loss / cfg.grad_accum).backward()
+        loss_sum += float(loss.detach()) / cfg.grad_accum
+        parts = {n: parts[n] + info[n] / cfg.grad_accum for n in parts}
+        tokens += info["tokens"] * rt.world
+    T.all_reduce_grads(params, rt.world)
+    if cfg.clip_grad > 0:
+        torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad)
+    opt.step()
+    sched.step()
+    opt.zero_grad(set_to_none=True)
+    return loss_sum, parts, tokens
+
+
 def _train(s: Setup, ckpt_dir: Path, per_rank: int, stop_after: int | None) -> dict:
     from qanchor.progress import bar as progress
 
@@ -250,28 +259,12 @@ def _train(s: Setup, ckpt_dir: Path, per_rank: int, stop_after: int | None) -> d
             items = sampler.sample(step, cfg.batch_size)[rt.rank * per_rank * cfg.grad_accum :][
                 : per_rank * cfg.grad_accum
             ]
-            loss_sum, parts = 0.0, {"contrastive": 0.0, "lm": 0.0}
-            for k in range(cfg.grad_accum):
-                loss, info = micro_step(s, items[k * per_rank : (k + 1) * per_rank])
-                (loss / cfg.grad_accum).backward()
-                loss_sum += float(loss.detach()) / cfg.grad_accum
-                parts = {n: parts[n] + info[n] / cfg.grad_accum for n in parts}
-                tokens += info["tokens"] * rt.world
-            T.all_reduce_grads(params, rt.world)
-            if cfg.clip_grad > 0:
-                torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad)
-            opt.step()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
+            loss_sum, parts, n_tokens = _step(s, items, per_rank, params, opt, sched)
+            tokens += n_tokens
             seen += cfg.batch_size
             dt = time.perf_counter() - t0
-            stats = {
-                "step": step + 1,
-                "loss": loss_sum,
-                **parts,
-                "samples_per_s": seen / dt,
-                "tokens_per_s": tokens / dt,
-            }
+            stats = {"step": step + 1, "loss": loss_sum, **parts,
+                     "samples_per_s": seen / dt, "tokens_per_s": tokens / dt}  # fmt: skip
             if (step + 1) % max(cfg.log_every, 1) == 0 or step + 1 == end:
                 curve.append((step + 1, loss_sum, parts["contrastive"], parts["lm"]))
                 bar.set_postfix(

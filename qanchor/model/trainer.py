@@ -144,3 +144,18 @@ def all_reduce_grads(params: list[torch.nn.Parameter], world: int) -> None:
         n = g.numel()
         p.grad = flat[offset : offset + n].view_as(p).clone()
         offset += n
+
+
+def token_share(labels: torch.Tensor, world: int, ignore: int) -> float:
+    """world x (scored tokens here / scored tokens on all ranks); 1.0 in one process.
+
+    ``labels`` are next-token targets with ``ignore`` where nothing is scored.
+    """
+    if world == 1:
+        return 1.0
+    import torch.distributed as dist
+
+    counts = torch.tensor([float((labels[:, 1:] != ignore).sum())])
+    total = counts.clone()
+    dist.all_reduce(total)
+    return float(counts * world / total.clamp(min=1.0))
