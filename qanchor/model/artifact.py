@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,8 @@ from qanchor.errors import QAnchorError
 from qanchor.model.config import ModelConfig
 from qanchor.model.network import QAnchorModel
 from qanchor.model.profile import ProfileFeaturizer
+
+log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 BAG_FILE = "bag_vectorizer.npz"
@@ -71,10 +74,21 @@ def encoder_fingerprint(cfg: ModelConfig) -> str:
 
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The tensors that training changes (everything else comes from the referenced models)."""
-    return {
-        n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad
-    }
+    """The tensors pretraining sets: the trained parameters and the head's input statistics.
+
+    Everything else comes from the referenced models. The statistics are buffers measured once
+    before training (``Head.calibrate``); the head was trained on inputs standardised by them,
+    so a model loaded without them would embed differently from the one that was trained.
+    """
+    state = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    state |= {n: b for n, b in model.named_buffers() if n in calibration_buffers(model)}
+    return {n: t.detach().cpu().contiguous() for n, t in state.items()}
+
+
+def calibration_buffers(model: torch.nn.Module) -> set[str]:
+    """The head's calibration buffers (``head.anchor_shift``...). Models saved before they were
+    kept lack them, and load with the identity statistics they were always served with."""
+    return {n for n, _ in model.named_buffers() if n.startswith("head.")}
 
 
 def save_model(
@@ -125,7 +139,10 @@ def load_model(model_dir: str | Path) -> tuple[QAnchorModel, ProfileFeaturizer, 
     model = build_model(ModelConfig(**config["model"]))
     state = load_file(str(Path(model_dir) / "weights.safetensors"))
     expected = set(trainable_state(model))
-    if set(state) != expected:
+    if set(state) == expected - calibration_buffers(model):
+        log.warning("%s: saved without the head's calibration statistics (an older qanchor); "
+                    "it embeds as it always did, retrain it to use them", model_dir)  # fmt: skip
+    elif set(state) != expected:
         missing, extra = sorted(expected - set(state))[:5], sorted(set(state) - expected)[:5]
         raise QAnchorError(
             f"{model_dir}: weights do not match the config (missing {missing}, unexpected {extra})"

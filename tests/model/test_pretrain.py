@@ -115,3 +115,32 @@ def test_cli_pretrain_rejects_a_non_built_directory(tmp_path: Path, capsys) -> N
 def test_presets_resolve(preset: str) -> None:
     cfg = resolve(PretrainConfig, preset)
     assert cfg.model.backbone == "default" and cfg.batch_size % cfg.grad_accum == 0
+
+
+def test_the_head_statistics_are_saved_and_loaded(
+    tiny_model: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The head was trained on inputs standardised by its calibration statistics: a loaded
+    model must use the same ones, not the identity it was built with."""
+    import shutil
+
+    import torch
+    from safetensors.torch import save_file
+
+    from qanchor.model.artifact import calibration_buffers, load_model
+
+    saved = weights(tiny_model)
+    stats = {n: saved[n] for n in ("head.anchor_shift", "head.anchor_scale",
+                                   "head.semantic_shift", "head.semantic_scale")}  # fmt: skip
+    assert all(not torch.equal(t, torch.zeros_like(t)) for n, t in stats.items() if "shift" in n)
+    model, _, _ = load_model(tiny_model)
+    for name, tensor in stats.items():
+        torch.testing.assert_close(dict(model.named_buffers())[name], tensor)
+    # A model saved before the statistics were kept loads as it was always served: identity.
+    old = shutil.copytree(tiny_model, tmp_path / "old")
+    save_file({n: t for n, t in saved.items() if n not in calibration_buffers(model)},
+              str(old / "weights.safetensors"))  # fmt: skip
+    with caplog.at_level("WARNING"):
+        legacy, _, _ = load_model(old)
+    assert "calibration statistics" in caplog.text
+    assert torch.equal(legacy.head.anchor_shift, torch.zeros_like(legacy.head.anchor_shift))
