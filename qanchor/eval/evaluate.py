@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from qanchor.config import to_dict
 from qanchor.eval.config import EvalConfig
 from qanchor.eval.report import MODEL_ORDER
 
@@ -115,7 +116,8 @@ def evaluate(
         v = verdict(
             metrics, results, preset, random_parts(mcfg), cfg.bootstrap_resamples, cfg.runtime.seed
         )
-        add_details(tmp, verdict=v)
+        # The settings (precision, seed, cache) the gate re-scores the served model with.
+        add_details(tmp, verdict=v, config=to_dict(cfg))
         write_report(tmp, metrics, results, extra, verdict=v)
     return out_dir
 

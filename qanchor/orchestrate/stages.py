@@ -188,11 +188,12 @@ def gate(run: str | Path, tolerance: float, name: str = "qanchor") -> dict:
     from qanchor import registry
     from qanchor.eval.evaluate import SCORES_FILE, EvalConfig, rescore
     from qanchor.eval.probe import results_from_frame
-    from qanchor.model.artifact import read_config
     from qanchor.orchestrate import gate as G
 
     p = RunPaths(Path(run))
     metrics = json.loads((p.eval / "metrics.json").read_text())
+    details_path = p.eval / "eval_details.json"
+    details = json.loads(details_path.read_text()) if details_path.is_file() else {}
     serving = registry.promoted(name)
     if serving is None or G.mean_auc(metrics) is None:
         decision = G.first_model(metrics, tolerance)
@@ -200,15 +201,16 @@ def gate(run: str | Path, tolerance: float, name: str = "qanchor") -> dict:
         import pandas as pd
 
         candidate = results_from_frame(pd.read_parquet(p.eval / SCORES_FILE), G.GATED_MODEL)
-        # The candidate's preset sets the re-scoring's cache and precision, as it did evaluate's.
-        preset = read_config(p.model).get("pretrain", {}).get("preset") or "small"
-        served, bare = rescore(serving.path, p.built, resolve(EvalConfig, preset))
+        # The served model is scored with the settings the candidate was evaluated with (its
+        # precision above all: bf16 and fp32 embeddings of one model differ); an evaluation
+        # that predates the record falls back to `small`.
+        recorded = details.get("config")
+        cfg = resolve(EvalConfig, None if recorded else "small", overrides=recorded)
+        served, bare = rescore(serving.path, p.built, cfg)
         decision = G.compare(candidate, served, tolerance)
         decision = replace(
             decision, serving_recorded_auc=G.mean_auc(serving.metrics), bare_query_scenarios=bare
         )
-    details_path = p.eval / "eval_details.json"
-    details = json.loads(details_path.read_text()) if details_path.is_file() else {}
     line = (details.get("verdict") or {}).get("line")
     decision = replace(decision, versus_baseline=G.versus_baseline(metrics, line))
     return record(p, "gate", {**decision.to_dict(), "serving_tag": serving.tag if serving else None})  # fmt: skip

@@ -15,7 +15,7 @@ RUN = [
     '    {"inputs": {"parameterValues": {"preset": "tiny"}}}',
     "2026-12-04T19:54:10.634846Z [info     ] [DAG TEST] end task task_id=build map_index=-1 [airflow.sdk.definitions.dag] loc=dag.py:1563",
     "2026-12-04T19:55:10.232963Z [info     ] [DAG TEST] starting task_id=pretrain map_index=-1 [airflow.sdk.definitions.dag] loc=dag.py:1501",
-    "/work/qanchor/model/pretrain.py:256: UserWarning: Converting a tensor with requires_grad=True to a scalar",
+    "/app/qanchor/model/pretrain.py:256: UserWarning: Converting a tensor with requires_grad=True to a scalar",
     "    pretrain:   0%|          | 0/12 [00:00<?, ?it/s]",
     "    pretrain:  50%|█████     | 6/12 [00:00<00:00, 16.96it/s, loss=7.977]",
     "    pretrain: 100%|██████████| 12/12 [00:00<00:00, 17.27it/s, loss=7.811]",
