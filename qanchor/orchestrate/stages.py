@@ -51,7 +51,7 @@ def build(
     from qanchor.data.contract import read_scenarios
 
     p = RunPaths(Path(run))
-    chosen = {"scenarios": list(scenarios or [])} if scenarios else {}
+    chosen = {"scenarios": list(scenarios)} if scenarios else {}
     build_dataset(dataset, p.built, stage_config(BuildConfig, preset, overrides=chosen | dict(overrides or {})))  # fmt: skip
     manifest = json.loads((p.built / "manifest.json").read_text())
     names = [s.name for s in read_scenarios(p.built / "scenarios.yaml")]
