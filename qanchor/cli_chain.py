@@ -43,6 +43,13 @@ def add_run(top: argparse._SubParsersAction) -> None:
         "default: each stage's own",
     )
     p.add_argument(
+        "--bf16",
+        choices=("auto", "on", "off"),
+        default=None,
+        help="bf16 autocast of pretrain, tune and evaluate (off: fp32, as on a CPU without "
+        "native bf16); default: each stage's preset",
+    )
+    p.add_argument(
         "--through",
         choices=chain.NAMES,
         default=chain.NAMES[-1],
@@ -91,7 +98,8 @@ def _cmd_run(args: argparse.Namespace) -> None:
     from qanchor.pipeline import run_all
 
     summary = run_all(args.data, args.out, args.preset, args.feature_repo, seed=args.seed,
-                      through=args.through, model_name=args.model_name, tolerance=args.tolerance)  # fmt: skip
+                      through=args.through, model_name=args.model_name, tolerance=args.tolerance,
+                      bf16=args.bf16)  # fmt: skip
     stages = ", ".join(f"{k} {v:.1f} s" for k, v in summary["seconds"].items())
     print(f"finished in {summary['total_seconds']:.0f} s ({stages})")
     if summary["gate"] is not None:

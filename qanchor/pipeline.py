@@ -7,7 +7,7 @@ build -> materialize -> pretrain -> tune -> evaluate -> gate -> register -> embe
 same stage functions as the Kubeflow components and Airflow tasks. Outputs: ``<out>/built``
 (dataset), ``<out>/model`` (model + scenario adapters), ``<out>/eval`` (metrics.json, report.md
 and charts), ``<out>/embeddings`` (every user x tuned scenario), ``<out>/stages`` (each stage's
-result) and ``<out>/run.json`` (stage timings). A passing candidate is registered and promoted in
+result) and ``<out>/run.json`` (each stage's seconds and peak resident memory). A passing candidate is registered and promoted in
 the BentoML model store (``BENTOML_HOME``); ``--through evaluate`` stops before the gate and
 leaves the store alone. With a feature repo, ``materialize`` applies it over the build and loads
 the online store (``<out>/built/feature_store``), and every later stage reads user snapshots
@@ -48,15 +48,19 @@ def config_classes() -> dict[str, type]:
             "evaluate": EvalConfig}  # fmt: skip
 
 
-def stage_overrides(cls: type, seed: int | None, overrides: dict[str, Any]) -> dict[str, Any]:
-    """The fields set on one stage's config: the seed, then explicit overrides."""
-    over: dict[str, Any] = {"seed": seed} if seed is not None and "seed" in settings(cls) else {}
+def stage_overrides(
+    cls: type, seed: int | None, overrides: dict[str, Any], bf16: str | None = None
+) -> dict[str, Any]:
+    """The fields set on one stage's config: the run-wide seed and bf16, then explicit ones."""
+    shared = {"seed": seed, "bf16": bf16}
+    over = {k: v for k, v in shared.items() if v is not None and k in settings(cls)}
     return over | dict(overrides)
 
 
 def resolve_overrides(
-    preset: str, seed: int | None, overrides: dict[str, dict[str, Any]] | None
-) -> dict[str, dict[str, Any]]:
+    preset: str, seed: int | None, overrides: dict[str, dict[str, Any]] | None,
+    bf16: str | None = None,
+) -> dict[str, dict[str, Any]]:  # fmt: skip
     """Each configured stage's overrides, every config resolved once so a typo fails now."""
     overrides = overrides or {}
     unknown = sorted(set(overrides) - set(CONFIGURED))
@@ -64,7 +68,7 @@ def resolve_overrides(
         raise QAnchorError(f"overrides for unknown stage(s) {unknown}; stages: {list(CONFIGURED)}")
     out = {}
     for name, cls in config_classes().items():
-        out[name] = stage_overrides(cls, seed, overrides.get(name, {}))
+        out[name] = stage_overrides(cls, seed, overrides.get(name, {}), bf16)
         resolve(cls, preset, overrides=out[name])
     return out
 
@@ -79,6 +83,7 @@ def run_all(
     through: str = "embed",
     model_name: str = "qanchor",
     tolerance: float = 0.01,
+    bf16: str | None = None,
 ) -> dict:
     """Run the chain's stages in this process with the named preset; returns paths and timings.
 
@@ -99,16 +104,37 @@ def run_all(
             alone).
         model_name: the model store name the gate compares with and register promotes into.
         tolerance: the gate's allowed drop in mean AUC.
+        bf16: bf16 autocast of every stage that runs the model (auto/on/off); None keeps each
+            stage's preset.
     """
     from qanchor.orchestrate import chain, rundir
 
     plan = chain.through(through)
-    over = resolve_overrides(preset, seed, overrides)
+    over = resolve_overrides(preset, seed, overrides, bf16)
     repo = str(Path(feature_repo).expanduser().resolve()) if feature_repo else ""
     run = Path(out_dir)
     calls = _stage_calls(run, str(data_dir), preset, repo, over, model_name, tolerance)
+    results, timings, peaks = _run_stages(plan, calls)
+    paths = rundir.RunPaths(run)
+    summary = {"preset": preset, "data": str(data_dir), "feature_repo": repo or None,
+               "seed": seed, "bf16": bf16, "overrides": overrides or {}, "stages": [s.name for s in plan],
+               "paths": {"built": str(paths.built), "model": str(paths.model), "eval": str(paths.eval),
+                         "embeddings": str(paths.embeddings)},
+               "gate": results.get("gate"), "register": results.get("register"),
+               "seconds": timings, "total_seconds": round(sum(timings.values()), 1),
+               "peak_rss_mb": peaks}  # fmt: skip
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "run.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return summary
+
+
+def _run_stages(plan: list, calls: dict) -> tuple[dict[str, Any], dict[str, float], dict[str, float]]:  # fmt: skip
+    """Call each stage of ``plan`` in order: its result, seconds and peak memory (MB) by name."""
+    from qanchor.orchestrate.peak import PeakMemory
+
     results: dict[str, Any] = {}
     timings: dict[str, float] = {}
+    peaks: dict[str, float] = {}
     for s in plan:
         if s.gated and not results["gate"]["passed"]:
             _say(s.name, "skipped: the gate rejected the candidate")
@@ -116,19 +142,11 @@ def run_all(
         # The same start/end lines as `make run` shows for the DAG's tasks.
         t0 = time.perf_counter()
         _say(s.name, "started")
-        results[s.name] = calls[s.name](results)
-        timings[s.name] = round(time.perf_counter() - t0, 1)
-        _say(s.name, f"done in {timings[s.name]:.1f} s")
-    paths = rundir.RunPaths(run)
-    summary = {"preset": preset, "data": str(data_dir), "feature_repo": repo or None,
-               "seed": seed, "overrides": overrides or {}, "stages": [s.name for s in plan],
-               "paths": {"built": str(paths.built), "model": str(paths.model), "eval": str(paths.eval),
-                         "embeddings": str(paths.embeddings)},
-               "gate": results.get("gate"), "register": results.get("register"),
-               "seconds": timings, "total_seconds": round(sum(timings.values()), 1)}  # fmt: skip
-    run.mkdir(parents=True, exist_ok=True)
-    (run / "run.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    return summary
+        with PeakMemory() as peak:
+            results[s.name] = calls[s.name](results)
+        timings[s.name], peaks[s.name] = round(time.perf_counter() - t0, 1), peak.mb
+        _say(s.name, f"done in {timings[s.name]:.1f} s, peak memory {peak.mb:,.0f} MB")
+    return results, timings, peaks
 
 
 def _say(stage: str, what: str) -> None:

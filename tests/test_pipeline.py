@@ -73,9 +73,14 @@ def test_run_tiny_end_to_end(tmp_path: Path, capsys) -> None:
     lines = [line for line in printed.splitlines() if re.fullmatch(r"\d\d:\d\d:\d\d  .*", line)]
     assert [line[10:].split()[0] for line in lines[::2]] == list(chain.NAMES)
     assert all(line.endswith("started") for line in lines[::2])
-    assert all(re.search(r"done in \d+\.\d s$", line) for line in lines[1::2])
+    assert all(
+        re.search(r"done in \d+\.\d s, peak memory [\d,]+ MB$", line) for line in lines[1::2]
+    )
     run = json.loads((out / "run.json").read_text())
     assert run["stages"] == list(chain.NAMES) and list(run["seconds"]) == list(chain.NAMES)
+    # Each stage's own peak: at least the model-free interpreter, less than this machine has.
+    assert list(run["peak_rss_mb"]) == list(chain.NAMES)
+    assert all(50 < mb < 24_000 for mb in run["peak_rss_mb"].values())
     groups = json.loads((out / "stages" / "build.json").read_text())["tune_groups"]
     per_item = [*(tune_key(g) for g in groups), "embed-0"]  # tune and embed: one per group, shard
     results = {p.stem for p in (out / "stages").glob("*.json")}
@@ -116,6 +121,14 @@ def test_seed_and_overrides_reach_every_configured_stage() -> None:
     assert cfgs["build"].val_fraction == 0.3
     # Without a seed or overrides every stage keeps its preset.
     assert resolve_overrides("tiny", None, None) == dict.fromkeys(config_classes(), {})
+    # --bf16 reaches every stage that runs the model, and only those.
+    resolved = resolve_overrides("small", None, None, bf16="off")
+    cfgs = {name: resolve(cls, "small", overrides=resolved[name])
+            for name, cls in config_classes().items()}  # fmt: skip
+    assert [cfgs[s].runtime.bf16 for s in ("pretrain", "tune", "evaluate")] == ["off"] * 3
+    assert resolved["build"] == {}
+    args = build_parser().parse_args(["run", "--data", "d", "--out", "o", "--bf16", "off"])
+    assert args.bf16 == "off"
 
 
 def test_run_all_rejects_unknown_stages_and_fields_before_running(tmp_path: Path) -> None:
