@@ -20,7 +20,11 @@ class EvalConfig:
         "baselines to run",
     )
     llm_per_source: int = option(3, "events per source in the llm_untrained text")
-    llm_max_prefix_tokens: int = option(192, "token cap of the llm_untrained events text")
+    llm_max_prefix_tokens: int | None = option(
+        None,
+        "token cap of the llm_untrained events text; None: the evaluated model's longest prefix "
+        "(both read the same number of prefix positions, at the same cost)",
+    )
     runtime: EmbedRuntimeConfig = nested(
         EmbedRuntimeConfig,
         "seed, precision of the LLM passes, feature store and prefix cache budget of evaluation",
@@ -35,9 +39,8 @@ class EvalConfig:
         "tiny": {
             "preset": "tiny",
             "llm_per_source": 2,
-            "llm_max_prefix_tokens": 64,
             "runtime": {"bf16": "off"},
         },
         "small": {"preset": "small"},
-        "paper": {"preset": "paper", "llm_per_source": 10, "llm_max_prefix_tokens": 1024},
+        "paper": {"preset": "paper", "llm_per_source": 10},
     }

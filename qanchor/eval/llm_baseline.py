@@ -44,13 +44,15 @@ def llm_untrained_features(
         snapshots: built snapshot rows.
         queries: scenario name -> query text.
         per_source: events per source written into the text.
-        max_prefix_tokens: the events text is cut to this many tokens.
+        max_prefix_tokens: the events text is cut to this many tokens (evaluation passes the
+            model's own longest prefix: both read the same number of prefix positions).
         batch: users per forward pass.
         bf16: autocast setting (auto/on/off), the same as our model's evaluation uses.
     """
     from qanchor.infer.kv import KVEngine
     from qanchor.model.backbones import load_backbone
     from qanchor.model.precision import use_bf16
+    from qanchor.progress import bar as progress
 
     model, tok = load_backbone(backbone, num_layers=num_layers)
     engine = KVEngine(model.model, use_bf16(bf16, model.device), model.device)
@@ -61,16 +63,14 @@ def llm_untrained_features(
     }
     embed, pad = model.get_input_embeddings(), tok.pad_token_id
     users, feats = list(texts), {s: [] for s in queries}
-    for k in range(0, len(users), batch):
-        chunk = users[k : k + batch]
-        ids = [
-            tok("User events:\n" + texts[u], add_special_tokens=False)["input_ids"][
-                :max_prefix_tokens
-            ]
-            for u in chunk
-        ]
-        for s, h in _last_states(engine, embed, ids, q_ids, pad).items():
-            feats[s].append(h)
+    with progress(total=len(users), desc="embed llm_untrained", unit="user") as bar:
+        for k in range(0, len(users), batch):
+            chunk = users[k : k + batch]
+            ids = [tok("User events:\n" + texts[u], add_special_tokens=False)["input_ids"]
+                   [:max_prefix_tokens] for u in chunk]  # fmt: skip
+            for s, h in _last_states(engine, embed, ids, q_ids, pad).items():
+                feats[s].append(h)
+            bar.update(len(chunk))
     return {
         s: pd.DataFrame(torch.cat(v).cpu().numpy(), index=pd.Index(users, name="user_id"))
         for s, v in feats.items()

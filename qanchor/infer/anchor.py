@@ -140,15 +140,16 @@ class AnchorEngine:
     ) -> torch.Tensor:  # fmt: skip
         """[len(rows), len(suffixes), d] embeddings: each prefix once, suffixes batched.
 
-        Users go in blocks: a block's prefix states are stacked (left-padded) once, and every
-        chunk of (user, scenario) pairs gathers its rows from that stack by index, instead of
-        re-stacking per pair.
+        Users go in blocks: a block's prefix states are computed (or fetched), stacked
+        (left-padded) once, and every chunk of (user, scenario) pairs gathers its rows from that
+        stack by index, instead of re-stacking per pair. Only one block's states are held at a
+        time, so memory is flat in users; batch jobs that see each user once pass
+        ``use_cache=False`` and leave the cache alone.
         """
-        entries = self.prefixes(users, rows, use_cache)
         parts = [self.suffix_embeds(s) for s in suffixes]
         out = torch.empty(len(rows), len(suffixes), self.model.cfg.emb_dim)
         for b in range(0, len(rows), block):
-            pre, summary = self._stack(entries[b : b + block])
+            pre, summary = self._stack(self.prefixes(users, rows[b : b + block], use_cache))
             pairs = [(i, j) for i in range(min(block, len(rows) - b)) for j in range(len(suffixes))]
             for k in range(0, len(pairs), self.max_batch):
                 chunk = pairs[k : k + self.max_batch]
