@@ -18,6 +18,7 @@ BENCHMARKS = [
     "benchmarks.scale",
     "benchmarks.serving_load",
     "benchmarks.quality",
+    "benchmarks.chain",
 ]
 
 

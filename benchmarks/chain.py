@@ -1,0 +1,122 @@
+"""The whole chain at growing user counts: per-stage seconds and peak memory (issue: scale).
+
+    python -m benchmarks chain                                   # 2k, 20k, 100k users, fp32
+    python -m benchmarks.chain --users 2000 20000 --bf16 off
+    python -m benchmarks.chain --users 100000 --steps 50         # fewer pretraining steps
+
+Each size runs ``qanchor run --preset small`` (every stage, through gate, register and embed)
+in its own process on synthetic users (``qanchor data synth``, timed apart), with its own model
+store, so a size's peak memory is its own. ``run.json`` gives each stage's seconds and peak
+resident memory (process + children); the table adds seconds per 1,000 users and the ratio of
+that to the smallest size's (1.0 = linear in users). Writes benchmarks/results/chain.{md,json}
+(a size measured earlier is kept unless measured again).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.common import DATA, RESULTS, cpu_model, write
+
+SIZES = [2000, 20000, 100000]
+# Stages whose time should grow linearly with users (pretraining is a fixed number of steps).
+PER_USER = ("build", "tune", "evaluate", "embed")
+
+
+def dataset(users: int, seed: int = 0) -> tuple[Path, float]:
+    """Synthetic raw data of ``users`` users (made once) and the seconds it took (0: cached)."""
+    raw = DATA / f"chain-raw-{users}-{seed}"
+    if (raw / "events.parquet").is_file():
+        return raw, 0.0
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "qanchor", "data", "synth", "--users", str(users),
+                    "--seed", str(seed), "--out", str(raw)], check=True)  # fmt: skip
+    return raw, round(time.perf_counter() - t0, 1)
+
+
+def run_one(users: int, bf16: str, steps: int | None, out: Path) -> dict:
+    """One size through the whole chain in a child process; its run.json plus the setup."""
+    raw, synth_s = dataset(users)
+    over = {"pretrain": {"steps": steps}} if steps else {}
+    code = (
+        "import json, sys; from qanchor.pipeline import run_all; "
+        f"run_all({str(raw)!r}, {str(out)!r}, 'small', seed=0, bf16={bf16!r}, "
+        f"model_name='qanchor-bench', overrides=json.loads(sys.argv[1]))"
+    )
+    store = out.parent / f"bentoml-{users}"
+    for old in (out, Path(f"{out}.ckpt"), store):  # a fresh run: no checkpoint to resume, no
+        shutil.rmtree(old, ignore_errors=True)  # promoted model to gate against
+    env = {**os.environ, "BENTOML_HOME": str(store)}
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code, json.dumps(over)], check=True, env=env)
+    run = json.loads((out / "run.json").read_text())
+    return {"users": users, "bf16": bf16, "pretrain_steps": steps or "preset (200)",
+            "synth_s": synth_s, "wall_s": round(time.perf_counter() - t0, 1),
+            "seconds": run["seconds"], "total_s": run["total_seconds"],
+            "peak_rss_mb": run["peak_rss_mb"], "gate": (run.get("gate") or {}).get("reason")}  # fmt: skip
+
+
+def table(rows: list[dict]) -> str:
+    stages = list(rows[0]["seconds"])
+    base = rows[0]
+    lines = [
+        "## The whole chain at scale (`python -m benchmarks chain`)",
+        "",
+        f"`qanchor run --preset small` on synthetic users, CPU `{cpu_model()}`, "
+        f"{os.cpu_count()} cores, precision: bf16 `{base['bf16']}` (fp32 when off). "
+        "Seconds per stage, then peak resident memory per stage (process + children).",
+        "",
+        "| users | pretrain steps | " + " | ".join(stages) + " | total s | peak MB (max stage) |",
+        "|---" * (len(stages) + 4) + "|",
+    ]
+    for r in rows:
+        secs = " | ".join(f"{r['seconds'].get(s, float('nan')):.0f}" for s in stages)
+        peak = max(r["peak_rss_mb"].values())
+        worst = max(r["peak_rss_mb"], key=r["peak_rss_mb"].get)
+        lines.append(f"| {r['users']:,} | {r['pretrain_steps']} | {secs} | {r['total_s']:.0f} | "
+                     f"{peak:,.0f} ({worst}) |")  # fmt: skip
+    lines += ["", "Seconds per 1,000 users (and ratio to the first row; 1.0 = linear):", "",
+              "| users | " + " | ".join(PER_USER) + " |", "|---" * (len(PER_USER) + 1) + "|"]  # fmt: skip
+    for r in rows:
+        cells = []
+        for s in PER_USER:
+            per = r["seconds"].get(s, 0) / r["users"] * 1000
+            ref = base["seconds"].get(s, 0) / base["users"] * 1000
+            cells.append(f"{per:.1f} ({per / ref:.2f}x)" if ref else f"{per:.1f}")
+        lines.append(f"| {r['users']:,} | " + " | ".join(cells) + " |")
+    lines += ["", "Peak memory per stage (MB):", "",
+              "| users | " + " | ".join(stages) + " |", "|---" * (len(stages) + 1) + "|"]  # fmt: skip
+    for r in rows:
+        cells = " | ".join(f"{r['peak_rss_mb'].get(s, 0):,.0f}" for s in stages)
+        lines.append(f"| {r['users']:,} | {cells} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--users", type=int, nargs="+", default=SIZES)
+    p.add_argument("--bf16", default="off", choices=("auto", "on", "off"))
+    p.add_argument("--steps", type=int, default=None,
+                   help="pretraining steps of sizes >= --steps-from (default: the preset's)")  # fmt: skip
+    p.add_argument("--steps-from", type=int, default=100000)
+    p.add_argument("--out", type=Path, default=DATA / "chain-runs")
+    args = p.parse_args(argv)
+    previous = RESULTS / "chain.json"
+    kept = json.loads(previous.read_text())["runs"] if previous.is_file() else []
+    rows = {r["users"]: r for r in kept if r["bf16"] == args.bf16}
+    for n in args.users:
+        steps = args.steps if args.steps and n >= args.steps_from else None
+        rows[n] = run_one(n, args.bf16, steps, args.out / f"users-{n}")
+        ordered = [rows[k] for k in sorted(rows)]
+        write("chain", {"runs": ordered}, table(ordered))
+
+
+if __name__ == "__main__":
+    main()
