@@ -28,6 +28,12 @@ class TuneConfig:
         "keep a tuned prompt only if its linear-probe AUC on validation users beats the untuned "
         "query's; otherwise store an empty prompt (the scenario serves the base embedding)",
     )
+    guard_users: int = option(
+        600,
+        "users per split (train, val) the validation guard embeds, a fixed sample (0: all): "
+        "its cost stays flat in users (all 1,700 labelled users x 24 suffixes took half of "
+        "tuning on 2,000 users in fp32)",
+    )
     runtime: EmbedRuntimeConfig = nested(
         EmbedRuntimeConfig, "seed, precision, feature store and prefix cache budget of tuning"
     )

@@ -223,15 +223,20 @@ def guard(
     All adapters are judged in one pass: every labelled user's prefix is computed once and all
     (tuned, bare) suffixes run on it (per scenario, a pass each recomputed every prefix that no
     longer fit the cache: 12 scenarios x 1,400 users took longer than the tuning itself).
-    The verdict and both AUCs are recorded in each adapter's meta (``val_guard``).
+    The verdict and both AUCs are recorded in each adapter's meta (``val_guard``). At most
+    ``cfg.guard_users`` users of each split are embedded (a seeded sample, the same for every
+    scenario), so the guard costs the same on 2,000 or 100,000 users.
     """
     from qanchor.eval.metrics import auc_ks
     from qanchor.eval.probe import linear_probe
 
+    known = set(emb.user_ids)
+    keep = {split: _sample_users(frame, known, cfg.guard_users, cfg.runtime.seed)
+            for split, frame in (("train", train), ("val", val))}  # fmt: skip
     parts = {}
     for a in adapters:
-        tr = train[(train["scenario"] == a.name) & train["user_id"].isin(emb.user_ids)]
-        va = val[(val["scenario"] == a.name) & val["user_id"].isin(emb.user_ids)]
+        tr = train[(train["scenario"] == a.name) & train["user_id"].isin(keep["train"])]
+        va = val[(val["scenario"] == a.name) & val["user_id"].isin(keep["val"])]
         if tr["label"].nunique() < 2 or va["label"].nunique() < 2:
             a.meta["val_guard"] = {"kept": True, "reason": "a split lacks a class"}
         else:
@@ -253,7 +258,8 @@ def guard(
             scores = linear_probe(x[rows_tr], tr["label"].to_numpy(), x[rows_va], cfg.runtime.seed)
             aucs[name] = round(auc_ks(va["label"].to_numpy(), scores)[0], 4)
         kept = aucs["tuned"] > aucs["base"]
-        a.meta["val_guard"] = {"kept": kept, "val_auc": aucs}
+        a.meta["val_guard"] = {"kept": kept, "val_auc": aucs,
+                               "users": {"train": len(rows_tr), "val": len(rows_va)}}  # fmt: skip
         if kept:
             continue
         log.info("%s: the tuned prompt does not beat the query on val users %s", a.name, aucs)
@@ -264,3 +270,11 @@ def guard(
         )
         out[a.name] = ScenarioAdapter(a.name, a.query, empty, protos, a.meta)
     return [out.get(a.name, a) for a in adapters]
+
+
+def _sample_users(labels: pd.DataFrame, known: set[str], n: int, seed: int) -> set[str]:
+    """At most ``n`` (0: all) of the labelled users that are loaded, a seeded sample."""
+    users = sorted(set(labels["user_id"]) & known)
+    if not n or len(users) <= n:
+        return set(users)
+    return set(np.random.default_rng(seed).choice(users, size=n, replace=False).tolist())

@@ -103,6 +103,26 @@ def test_val_guard_drops_a_prompt_that_does_not_beat_the_query(
     torch.testing.assert_close(out.prototypes.norm(dim=-1), torch.ones(2))
 
 
+def test_val_guard_embeds_at_most_guard_users_per_split(tiny_model: Path, built_tiny: Path) -> None:
+    labels = pd.read_parquet(built_tiny / "labels.parquet")
+    labels = labels[labels["scenario"] == "coupon_redemption"]
+    train, val = labels[labels["split"] == "train"], labels[labels["split"] == "val"]
+    emb = Embedder.from_dir(tiny_model)
+    emb.load_users(pd.read_parquet(built_tiny / "snapshots.parquet"),
+                   pd.read_parquet(built_tiny / "profiles.parquet"))  # fmt: skip
+    adapter = ScenarioAdapter(
+        "coupon_redemption", "Will this user redeem a coupon?", torch.zeros(0, 32), torch.eye(2, 16)
+    )
+    n = len(val)  # the train split is larger: only it is cut
+    assert train["user_id"].nunique() > n
+    cfg = resolve(TuneConfig, "tiny", overrides={"guard_users": n})
+    (out,) = guard(emb, [adapter], train, val, cfg)
+    assert out.meta["val_guard"]["users"] == {"train": n, "val": n}
+    cfg = resolve(TuneConfig, "tiny", overrides={"guard_users": 0})  # 0: every labelled user
+    (out,) = guard(emb, [adapter], train, val, cfg)
+    assert out.meta["val_guard"]["users"] == {"train": train["user_id"].nunique(), "val": n}
+
+
 def test_unknown_scenario_is_a_clear_error(tiny_model: Path, built_tiny: Path) -> None:
     from qanchor.errors import QAnchorError
 
