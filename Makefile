@@ -12,6 +12,8 @@ DATA ?= data
 USERS ?= 2000
 SEED ?= 0
 PRESET ?= small
+# bf16 autocast of every model stage: auto (native bf16 CPUs, CUDA), on, off (fp32 timing).
+BF16 ?=
 MONITOR_WORKSPACE ?= monitoring/workspace
 MONITOR_PORT ?= 8000
 AIRFLOW_PORT ?= 8080
@@ -29,6 +31,7 @@ export BENTOML_HOME ?= $(CURDIR)/.bentoml
 run airflow: export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 run airflow: export QANCHOR_WORKDIR ?= $(CURDIR)/runs/airflow
 run airflow: export QANCHOR_DATASET ?= $(CURDIR)/$(SYNTH)
+run airflow: export QANCHOR_BF16 ?= $(BF16)
 # The preset of the UI's scheduled runs (unpausing starts one): tiny random models, minutes.
 airflow: export QANCHOR_PRESET ?= tiny
 # Stages read user snapshots through the Feast repo when the project has one.

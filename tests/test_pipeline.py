@@ -141,3 +141,22 @@ def test_run_all_rejects_unknown_stages_and_fields_before_running(tmp_path: Path
     with pytest.raises(KeyError, match="no stage 'train'"):
         run_all(tmp_path / "raw", tmp_path / "run", "tiny", through="train")
     assert not (tmp_path / "run").exists()  # nothing ran
+
+
+def test_qanchor_bf16_sets_the_precision_of_every_orchestrated_model_stage(monkeypatch) -> None:
+    from qanchor.data.build_config import BuildConfig
+    from qanchor.eval.config import EvalConfig
+    from qanchor.model.config import PretrainConfig
+    from qanchor.orchestrate.stages import stage_config
+    from qanchor.tune.config import TuneConfig
+
+    models = (PretrainConfig, TuneConfig, EvalConfig)
+    assert [stage_config(c, "small").runtime.bf16 for c in models] == ["auto"] * 3
+    monkeypatch.setenv("QANCHOR_BF16", "off")  # a machine without native bf16
+    assert [stage_config(c, "small").runtime.bf16 for c in models] == ["off"] * 3
+    assert stage_config(BuildConfig, "small") == resolve(BuildConfig, "small")  # no such field
+    over = {"runtime": {"bf16": "on"}}  # a stage's explicit setting still wins
+    assert stage_config(TuneConfig, "small", overrides=over).runtime.bf16 == "on"
+    monkeypatch.setenv("QANCHOR_BF16", "fast")
+    with pytest.raises(ValueError, match="QANCHOR_BF16"):
+        stage_config(TuneConfig, "small")

@@ -1,18 +1,20 @@
 """Where the orchestrated stages keep their runs: deployment variables, read by pydantic-settings.
 
 RunSettings().root()    # $QANCHOR_WORKDIR, else $AIRFLOW_HOME/qanchor-runs, else runs/airflow
+RunSettings().machine_bf16  # $QANCHOR_BF16: bf16 autocast of every stage that runs the model
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class RunSettings(BaseSettings):
-    """The run directories' root, from ``QANCHOR_WORKDIR`` or ``AIRFLOW_HOME``."""
+    """The run directories' root (``QANCHOR_WORKDIR`` or ``AIRFLOW_HOME``) and precision."""
 
     # An empty variable is unset, as a manifest's `QANCHOR_WORKDIR: ""` always meant.
     model_config = SettingsConfigDict(env_ignore_empty=True, extra="ignore")
@@ -26,6 +28,13 @@ class RunSettings(BaseSettings):
         None,
         validation_alias="AIRFLOW_HOME",
         description="Airflow's home: without QANCHOR_WORKDIR, runs go to its qanchor-runs/",
+    )
+
+    machine_bf16: Literal["auto", "on", "off"] | None = Field(
+        None,
+        validation_alias="QANCHOR_BF16",
+        description="bf16 autocast of pretrain, tune and evaluate in every run (a fact of the "
+        "machines: 'off' where the CPU has no native bf16); unset: each preset's",
     )
 
     def root(self) -> Path:

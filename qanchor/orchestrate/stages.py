@@ -21,7 +21,7 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
-from qanchor.config import resolve, to_dict
+from qanchor.config import resolve, settings, to_dict
 from qanchor.errors import QAnchorError
 from qanchor.io import atomic_file
 from qanchor.orchestrate.rundir import RunPaths, read_result, record
@@ -30,8 +30,13 @@ log = logging.getLogger(__name__)
 
 
 def stage_config(cls: type, preset: str, feature_repo: str = "", overrides: dict | None = None):
-    """A stage's config: the preset, reading through the feature store if given, then overrides."""
+    """A stage's config: the preset, the feature store if given, ``QANCHOR_BF16``, overrides."""
+    from qanchor.orchestrate.settings import RunSettings
+
     store = {"feature_repo": feature_repo} if feature_repo else {}
+    bf16 = RunSettings().machine_bf16
+    if bf16 and "bf16" in settings(cls):
+        store["bf16"] = bf16
     return resolve(cls, preset, overrides=store | dict(overrides or {}))
 
 
