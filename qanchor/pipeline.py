@@ -90,7 +90,7 @@ def run_all(
     The stages are those of :data:`qanchor.orchestrate.chain.CHAIN`, called through the same
     functions (:mod:`qanchor.orchestrate.stages`) as the Kubeflow components and Airflow tasks,
     over the run directory ``out_dir``. Tuning runs its scenario groups one after another;
-    batch embedding writes one shard. A candidate the gate rejects is neither registered nor
+    batch embedding runs a one-thread shard process per core. A candidate the gate rejects is neither registered nor
     embedded (``run.json`` says so).
 
     Args:
@@ -158,7 +158,8 @@ def _stage_calls(
 ) -> dict[str, Callable[[dict], Any]]:
     """Each stage of the chain as a call in this process, given the results of earlier stages.
 
-    Tuning runs the build's scenario groups one after another; embedding writes a single shard.
+    Tuning runs the build's scenario groups one after another; embedding runs a one-thread
+    shard process per core.
     """
     from qanchor.orchestrate import stages
 
@@ -174,5 +175,5 @@ def _stage_calls(
         "evaluate": lambda _: stages.evaluate(run, preset, repo, over["evaluate"]),
         "gate": lambda _: stages.gate(run, tolerance, model_name),
         "register": lambda _: stages.register(run, model_name),
-        "embed": lambda _: stages.embed_shard(run, 0, 1),
+        "embed": lambda _: stages.embed_all(run),
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -82,15 +83,18 @@ def test_run_tiny_end_to_end(tmp_path: Path, capsys) -> None:
     assert list(run["peak_rss_mb"]) == list(chain.NAMES)
     assert all(50 < mb < 24_000 for mb in run["peak_rss_mb"].values())
     groups = json.loads((out / "stages" / "build.json").read_text())["tune_groups"]
-    per_item = [*(tune_key(g) for g in groups), "embed-0"]  # tune and embed: one per group, shard
+    shards = sorted((out / "embeddings").glob("shard-*.parquet"))
+    assert len(shards) == (os.cpu_count() or 1)  # one one-thread process per core
+    per_item = [*(tune_key(g) for g in groups), *(f"embed-{i}" for i in range(len(shards)))]
     results = {p.stem for p in (out / "stages").glob("*.json")}
     assert results == {*chain.NAMES, *per_item} - {"tune", "embed"}
     # The first model passes the gate, is promoted, and every user is embedded per scenario.
     assert run["gate"]["passed"] and run["register"]["registered"]
     assert f"model:   {run['register']['tag']} (promoted)" in printed
-    shard = pd.read_parquet(out / "embeddings" / "shard-00000-of-00001.parquet")
+    shard = pd.concat([pd.read_parquet(p) for p in shards])
     users = pd.read_parquet(out / "built" / "users.parquet")["user_id"]
     assert len(shard) == len(users) * len(metrics["scenarios"])
+    assert set(shard["user_id"]) == set(users)
     assert run["feature_repo"] == str(REPO) and run["seed"] == 3
     assert (out / "built" / "feature_store" / "online_store.db").is_file()
     config = json.loads((out / "model" / "config.json").read_text())

@@ -224,8 +224,8 @@ def guard(
     (tuned, bare) suffixes run on it (per scenario, a pass each recomputed every prefix that no
     longer fit the cache: 12 scenarios x 1,400 users took longer than the tuning itself).
     The verdict and both AUCs are recorded in each adapter's meta (``val_guard``). At most
-    ``cfg.guard_users`` users of each split are embedded (a seeded sample, the same for every
-    scenario), so the guard costs the same on 2,000 or 100,000 users.
+    ``cfg.guard_users`` users of each split are embedded if set (a seeded sample, the same for
+    every scenario), so the guard can cost the same on 2,000 or 100,000 users.
     """
     from qanchor.eval.metrics import auc_ks
     from qanchor.eval.probe import linear_probe
