@@ -24,7 +24,10 @@ import json
 import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from qanchor.registry import ModelVersion
 
 GATED_MODEL = "qanchor_tuned"
 
@@ -116,6 +119,30 @@ def other_schema(
     verdict = (f"passed as a first model on this data (mean AUC {alone.candidate_auc:.4f}): "
                if alone.passed else f"rejected: {alone.reason}; ")  # fmt: skip
     return replace(alone, reason=verdict + why, served_schema_differences=list(differences))
+
+
+def rescored(
+    eval_dir: Path, built_dir: Path, serving: ModelVersion, eval_config: dict | None,
+    tolerance: float,
+) -> GateDecision:  # fmt: skip
+    """The candidate's test scores (``eval_dir``) against the served model's, re-scored on the
+    candidate's build with the candidate's recorded evaluation settings (``eval_config``)."""
+    import pandas as pd
+
+    from qanchor.config import resolve
+    from qanchor.eval.evaluate import SCORES_FILE, EvalConfig, rescore
+    from qanchor.eval.probe import results_from_frame
+
+    candidate = results_from_frame(pd.read_parquet(eval_dir / SCORES_FILE), GATED_MODEL)
+    # The served model is scored with the settings the candidate was evaluated with (its
+    # precision above all: bf16 and fp32 embeddings of one model differ); an evaluation
+    # that predates the record falls back to `small`.
+    cfg = resolve(EvalConfig, None if eval_config else "small", overrides=eval_config)
+    served, bare = rescore(serving.path, built_dir, cfg)
+    decision = compare(candidate, served, tolerance)
+    return replace(
+        decision, serving_recorded_auc=mean_auc(serving.metrics), bare_query_scenarios=bare
+    )
 
 
 def compare(

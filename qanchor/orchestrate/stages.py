@@ -20,16 +20,11 @@ import json
 import logging
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from qanchor.config import resolve, settings, to_dict
 from qanchor.errors import QAnchorError
 from qanchor.io import atomic_file
 from qanchor.orchestrate.rundir import RunPaths, read_result, record
-
-if TYPE_CHECKING:
-    from qanchor.orchestrate.gate import GateDecision
-    from qanchor.registry import ModelVersion
 
 log = logging.getLogger(__name__)
 
@@ -212,33 +207,10 @@ def gate(run: str | Path, tolerance: float, name: str = "qanchor") -> dict:
     elif differences := G.schema_differences(serving.path, p.built):
         decision = G.other_schema(metrics, differences, tolerance)
     else:
-        decision = _rescored_decision(p, serving, details, tolerance)
+        decision = G.rescored(p.eval, p.built, serving, details.get("config"), tolerance)
     line = (details.get("verdict") or {}).get("line")
     decision = replace(decision, versus_baseline=G.versus_baseline(metrics, line))
     return record(p, "gate", {**decision.to_dict(), "serving_tag": serving.tag if serving else None})  # fmt: skip
-
-
-def _rescored_decision(
-    p: RunPaths, serving: ModelVersion, details: dict, tolerance: float
-) -> GateDecision:
-    """The candidate's test scores against the served model's, re-scored on the same build."""
-    import pandas as pd
-
-    from qanchor.eval.evaluate import SCORES_FILE, EvalConfig, rescore
-    from qanchor.eval.probe import results_from_frame
-    from qanchor.orchestrate import gate as G
-
-    candidate = results_from_frame(pd.read_parquet(p.eval / SCORES_FILE), G.GATED_MODEL)
-    # The served model is scored with the settings the candidate was evaluated with (its
-    # precision above all: bf16 and fp32 embeddings of one model differ); an evaluation
-    # that predates the record falls back to `small`.
-    recorded = details.get("config")
-    cfg = resolve(EvalConfig, None if recorded else "small", overrides=recorded)
-    served, bare = rescore(serving.path, p.built, cfg)
-    decision = G.compare(candidate, served, tolerance)
-    return replace(
-        decision, serving_recorded_auc=G.mean_auc(serving.metrics), bare_query_scenarios=bare
-    )
 
 
 def register(run: str | Path, name: str = "qanchor") -> dict:
