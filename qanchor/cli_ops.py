@@ -27,7 +27,9 @@ def pipeline_runner():
     import os
     import sys
 
-    package = os.environ.get(COMPONENTS_ENV, "components")
+    from qanchor.orchestrate.settings import ComponentSettings
+
+    package = ComponentSettings().package
     if os.getcwd() not in sys.path:  # a console script does not see the working directory
         sys.path.append(os.getcwd())
     try:

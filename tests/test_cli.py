@@ -126,3 +126,16 @@ def test_explain_on_a_random_model_says_so(tiny_model: Path, built_tiny: Path, c
     assert main(argv) == 0
     err = capsys.readouterr().err
     assert "is a random test model (backbone `tiny`, encoder `tiny`)" in err
+
+
+def test_pipeline_finds_the_components_by_qanchor_components(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    # Unset or empty: the repository's `components` package compiles the pipeline.
+    monkeypatch.setenv("QANCHOR_COMPONENTS", "")
+    assert main(["pipeline", "compile", "--out", str(tmp_path / "p.yaml")]) == 0
+    assert (tmp_path / "p.yaml").is_file()
+    monkeypatch.setenv("QANCHOR_COMPONENTS", "no_such_components")
+    assert main(["pipeline", "compile", "--out", str(tmp_path / "q.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "no_such_components.runner" in err and "QANCHOR_COMPONENTS" in err

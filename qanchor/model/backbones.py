@@ -21,7 +21,6 @@ import copy
 import importlib.util
 import json
 import logging
-import os
 import shutil
 import time
 import uuid
@@ -29,6 +28,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 from torch import nn
 
 from qanchor.errors import QAnchorError
@@ -49,9 +50,23 @@ STALE_PARTIAL_S = 3600  # a conversion takes ~30 s: an hour-old partial folder w
 CHECK_PROMPT = "Query: will this user repay a cash loan? <USER_EMB>"
 
 
+class CacheSettings(BaseSettings):
+    """Where converted models, event vectors and downloaded datasets are cached."""
+
+    # An empty variable is unset, as `QANCHOR_CACHE= make ...` always meant.
+    model_config = SettingsConfigDict(env_ignore_empty=True, extra="ignore")
+
+    cache: Path = Field(
+        # A factory: the home is looked up when read, not when this module is imported.
+        default_factory=lambda: Path.home() / ".cache" / "qanchor",
+        validation_alias="QANCHOR_CACHE",
+        description="the cache root (a shared volume in production: converted once per cluster)",
+    )
+
+
 def cache_root() -> Path:
     """Where converted models are cached: ``$QANCHOR_CACHE``, else ``~/.cache/qanchor``."""
-    return Path(os.environ.get("QANCHOR_CACHE") or Path.home() / ".cache" / "qanchor").expanduser()
+    return CacheSettings().cache.expanduser()
 
 
 def _package_dir(package: str) -> Path:

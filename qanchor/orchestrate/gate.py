@@ -7,13 +7,27 @@ model's own metrics.json comes from its older build and possibly other scenarios
 recorded for information only. The decision also carries a paired bootstrap interval of the
 difference over test users, the per-scenario AUCs, and the candidate's margin over its best
 baseline. The first model (nothing served yet) passes if its metrics are valid.
+
+A served model trained on another dataset or feature schema (other event sources or caps, or
+tabular columns this build lacks: :func:`schema_differences`) is no alternative on the
+candidate's data: the service refuses to serve a model whose feature spec differs from its
+store's build, and re-scored on inputs it never read it would be measured on nothing (with no
+shared source it cannot even be embedded). So it is not compared with: the candidate is judged
+like a first model on its own data, and the decision names the differences
+(:func:`other_schema`). Other scenarios alone do not count: the model is query-conditioned, and
+a scenario it has no adapter for is scored with its query.
 """
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from qanchor.registry import ModelVersion
 
 GATED_MODEL = "qanchor_tuned"
 
@@ -24,7 +38,8 @@ class GateDecision:
 
     ``candidate_auc`` and ``serving_auc`` are means over ``scenarios``, both models scored on
     the candidate's test users; ``interval`` is the paired bootstrap interval of their
-    difference; ``serving_recorded_auc`` is the served model's mean in its own metrics.json.
+    difference; ``serving_recorded_auc`` is the served model's mean in its own metrics.json;
+    ``served_schema_differences`` say why the served model was not comparable (empty: it was).
     """
 
     passed: bool
@@ -38,6 +53,7 @@ class GateDecision:
     serving_recorded_auc: float | None = None
     bare_query_scenarios: list[str] = field(default_factory=list)
     versus_baseline: dict[str, Any] | None = None
+    served_schema_differences: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -58,6 +74,75 @@ def first_model(candidate_metrics: dict[str, Any], tolerance: float) -> GateDeci
     if cand is None:
         return GateDecision(False, f"candidate has no valid {GATED_MODEL} mean_auc", None, None, tolerance)  # fmt: skip
     return GateDecision(True, f"first model: mean AUC {cand:.4f}, nothing served yet", cand, None, tolerance)  # fmt: skip
+
+
+def schema_differences(model_dir: str | Path, built_dir: str | Path) -> list[str]:
+    """How the inputs a served model was trained on differ from what a build holds ([]: none).
+
+    The feature spec (event sources and caps) as the service checks it before serving a model
+    from a store, then the tabular columns the model's profile featurizer reads that the build
+    has none of (a profile of another schema would be read as all missing).
+    """
+    from qanchor.features.spec import FeatureSpec
+    from qanchor.model.profile import META_COLUMNS
+
+    trained = FeatureSpec.from_model(model_dir)  # None: an older model, spec not recorded
+    differences = trained.differences(FeatureSpec.from_build(built_dir)) if trained else []
+    featurizer = json.loads((Path(model_dir) / "config.json").read_text())["profile_featurizer"]
+    read = {*featurizer.get("numeric", {}), *featurizer.get("categorical", {})}
+    missing = sorted(read - _tabular_columns(Path(built_dir)) - set(META_COLUMNS))
+    if missing:
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        shown = ", ".join(missing[:5]) + more
+        differences.append(f"tabular columns missing from the build: {shown}")
+    return differences
+
+
+def _tabular_columns(built: Path) -> set[str]:
+    """The columns of the build's tabular source (profiles and aggregates), read from the
+    Parquet schemas alone."""
+    import pyarrow.parquet as pq
+
+    files = [built / "profiles.parquet", built / "aggregates.parquet"]
+    return {c for f in files if f.is_file() for c in pq.read_schema(f).names}
+
+
+def other_schema(
+    candidate_metrics: dict[str, Any], differences: list[str], tolerance: float
+) -> GateDecision:
+    """The served model was trained on another dataset or feature schema: not comparable, so the
+    candidate is judged alone, as a first model (it passes if its metrics are valid)."""
+    alone = first_model(candidate_metrics, tolerance)
+    why = (f"the served model was trained on another dataset or feature schema "
+           f"({'; '.join(differences)}): the service would not serve it on this build's "
+           "features, so it is not comparable and was not re-scored")  # fmt: skip
+    verdict = (f"passed as a first model on this data (mean AUC {alone.candidate_auc:.4f}): "
+               if alone.passed else f"rejected: {alone.reason}; ")  # fmt: skip
+    return replace(alone, reason=verdict + why, served_schema_differences=list(differences))
+
+
+def rescored(
+    eval_dir: Path, built_dir: Path, serving: ModelVersion, eval_config: dict | None,
+    tolerance: float,
+) -> GateDecision:  # fmt: skip
+    """The candidate's test scores (``eval_dir``) against the served model's, re-scored on the
+    candidate's build with the candidate's recorded evaluation settings (``eval_config``)."""
+    import pandas as pd
+
+    from qanchor.config import resolve
+    from qanchor.eval.evaluate import SCORES_FILE, EvalConfig, rescore
+    from qanchor.eval.probe import results_from_frame
+
+    candidate = results_from_frame(pd.read_parquet(eval_dir / SCORES_FILE), GATED_MODEL)
+    # The served model is scored with the settings the candidate was evaluated with (its
+    # precision above all: bf16 and fp32 embeddings of one model differ); an evaluation
+    # that predates the record falls back to `small`.
+    cfg = resolve(EvalConfig, None if eval_config else "small", overrides=eval_config)
+    served, bare = rescore(serving.path, built_dir, cfg)
+    decision = compare(candidate, served, tolerance)
+    return replace(
+        decision, serving_recorded_auc=mean_auc(serving.metrics), bare_query_scenarios=bare
+    )
 
 
 def compare(

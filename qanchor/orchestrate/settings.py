@@ -2,6 +2,7 @@
 
 RunSettings().root()    # $QANCHOR_WORKDIR, else $AIRFLOW_HOME/qanchor-runs, else runs/airflow
 RunSettings().machine_bf16  # $QANCHOR_BF16: bf16 autocast of every stage that runs the model
+ComponentSettings().package  # $QANCHOR_COMPONENTS, else components: the Kubeflow shell
 """
 
 from __future__ import annotations
@@ -44,3 +45,17 @@ class RunSettings(BaseSettings):
         if self.airflow_home:
             return self.airflow_home.expanduser().resolve() / "qanchor-runs"
         return Path("runs/airflow").resolve()
+
+
+class ComponentSettings(BaseSettings):
+    """Where `qanchor pipeline` finds the Kubeflow components (``QANCHOR_COMPONENTS``)."""
+
+    model_config = SettingsConfigDict(env_ignore_empty=True, extra="ignore")
+
+    package: str = Field(
+        "components",
+        validation_alias="QANCHOR_COMPONENTS",
+        description="the importable package of the components and their runner (a shell the "
+        "library never imports by itself): installed with the platform, or in the working "
+        "directory",
+    )

@@ -189,10 +189,12 @@ def evaluate(
 
 def gate(run: str | Path, tolerance: float, name: str = "qanchor") -> dict:
     """Compare the candidate with the promoted model on the candidate's test users and
-    scenarios (the served model is re-scored there); record the decision."""
+    scenarios (the served model is re-scored there); record the decision.
+
+    A promoted model trained on another dataset or feature schema is not comparable: the
+    candidate is then judged alone, and the decision says why (``qanchor.orchestrate.gate``).
+    """
     from qanchor import registry
-    from qanchor.eval.evaluate import SCORES_FILE, EvalConfig, rescore
-    from qanchor.eval.probe import results_from_frame
     from qanchor.orchestrate import gate as G
 
     p = RunPaths(Path(run))
@@ -202,20 +204,10 @@ def gate(run: str | Path, tolerance: float, name: str = "qanchor") -> dict:
     serving = registry.promoted(name)
     if serving is None or G.mean_auc(metrics) is None:
         decision = G.first_model(metrics, tolerance)
+    elif differences := G.schema_differences(serving.path, p.built):
+        decision = G.other_schema(metrics, differences, tolerance)
     else:
-        import pandas as pd
-
-        candidate = results_from_frame(pd.read_parquet(p.eval / SCORES_FILE), G.GATED_MODEL)
-        # The served model is scored with the settings the candidate was evaluated with (its
-        # precision above all: bf16 and fp32 embeddings of one model differ); an evaluation
-        # that predates the record falls back to `small`.
-        recorded = details.get("config")
-        cfg = resolve(EvalConfig, None if recorded else "small", overrides=recorded)
-        served, bare = rescore(serving.path, p.built, cfg)
-        decision = G.compare(candidate, served, tolerance)
-        decision = replace(
-            decision, serving_recorded_auc=G.mean_auc(serving.metrics), bare_query_scenarios=bare
-        )
+        decision = G.rescored(p.eval, p.built, serving, details.get("config"), tolerance)
     line = (details.get("verdict") or {}).get("line")
     decision = replace(decision, versus_baseline=G.versus_baseline(metrics, line))
     return record(p, "gate", {**decision.to_dict(), "serving_tag": serving.tag if serving else None})  # fmt: skip

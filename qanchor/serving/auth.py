@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import hmac
 import json
-import os
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from qanchor.errors import QAnchorError
 
@@ -32,18 +34,43 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
+class KeySettings(BaseSettings):
+    """Where the API key comes from: ``QANCHOR_API_KEY`` itself, or a secret file it names."""
+
+    # An empty variable is unset (a manifest's `QANCHOR_API_KEY: ""`), as it always was.
+    model_config = SettingsConfigDict(env_ignore_empty=True, extra="ignore")
+
+    # SecretStr: a repr, a log line or a validation error shows '**********', never the key.
+    key: SecretStr | None = Field(None, validation_alias=KEY_ENV, description="the key itself")
+    key_file: Path | None = Field(
+        None, validation_alias=KEY_FILE_ENV, description="a file holding the key (a secret mount)"
+    )
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> KeySettings:
+        """From the process environment, or from ``environ`` alone (a test's environment)."""
+        if environ is None:
+            return cls()
+        # Every field given, unset ones as None: init values win over the process environment,
+        # which must not leak into a mapping that stands for the whole environment.
+        return cls(**{name: environ.get(name) or None for name in (KEY_ENV, KEY_FILE_ENV)})
+
+
 def load_api_key(environ: Mapping[str, str] | None = None) -> str:
     """The key from ``QANCHOR_API_KEY`` or the file named by ``QANCHOR_API_KEY_FILE``.
+
+    Args:
+        environ: the variables to read (default: the process environment).
 
     Raises:
         QAnchorError: neither is set, the file is unreadable, or the key is too short to guess
             only with difficulty. Messages name the variables, never the value.
     """
-    environ = os.environ if environ is None else environ
-    key = environ.get(KEY_ENV, "")
-    if not key and environ.get(KEY_FILE_ENV):
+    env = KeySettings.from_environ(environ)
+    key = env.key.get_secret_value() if env.key else ""
+    if not key and env.key_file:
         try:
-            key = Path(environ[KEY_FILE_ENV]).read_text().strip()
+            key = env.key_file.read_text().strip()
         except OSError as exc:
             raise QAnchorError(
                 f"${KEY_FILE_ENV}: cannot read the key file ({exc.strerror})"

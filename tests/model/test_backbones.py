@@ -249,3 +249,14 @@ def test_default_backbone_conversion_matches_gguf_logits(tmp_path: Path):
     assert torch.allclose(_logits(model, tok, text), _logits(gguf_model, gguf_tok, text), atol=1e-4)
     small, _ = load_backbone(folder, num_layers=4)
     assert len(small.model.layers) == 4 and _logits(small, tok).shape[-1] == 49152
+
+
+def test_cache_root_from_the_environment(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("QANCHOR_CACHE", str(tmp_path))
+    assert backbones.cache_root() == tmp_path
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("QANCHOR_CACHE", "~/cache")
+    assert backbones.cache_root() == tmp_path / "home" / "cache"
+    # An empty variable is unset: the default under the home read now, not at import.
+    monkeypatch.setenv("QANCHOR_CACHE", "")
+    assert backbones.cache_root() == tmp_path / "home" / ".cache" / "qanchor"

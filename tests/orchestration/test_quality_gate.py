@@ -77,3 +77,17 @@ def test_compare_scores_both_models_on_the_same_users() -> None:
     assert extra.scenarios == ["s1", "s2"] and extra.candidate_auc == up.candidate_auc
     none = compare(strong, scored(3, 1.0, ("other",)))
     assert not none.passed and "no scenario scored for both" in none.reason
+
+
+def test_a_served_model_of_another_schema_is_not_compared_with() -> None:
+    from qanchor.orchestrate.gate import other_schema
+
+    why = ["sources: ['app', 'bill'] != ['shop']"]
+    d = other_schema(metrics(0.55), why, tolerance=0.01)
+    assert d.passed and d.candidate_auc == 0.55 and d.serving_auc is None
+    assert d.reason.startswith("passed as a first model on this data (mean AUC 0.5500)")
+    assert why[0] in d.reason and d.served_schema_differences == why
+    # Judged alone, the candidate still needs valid metrics.
+    d = other_schema(metrics(None), why, tolerance=0.01)
+    assert not d.passed and d.reason.startswith("rejected: candidate has no valid")
+    assert "another dataset or feature schema" in d.reason

@@ -62,3 +62,20 @@ def test_key_from_env_or_secret_file(tmp_path) -> None:
     with pytest.raises(QAnchorError, match="at least 16") as err:
         load_api_key({"QANCHOR_API_KEY": "short-key"})
     assert "short-key" not in str(err.value)  # never echoes the key
+
+
+def test_key_settings_read_the_process_environment(tmp_path, monkeypatch) -> None:
+    from qanchor.serving.auth import KeySettings
+
+    monkeypatch.setenv("QANCHOR_API_KEY", KEY)
+    assert load_api_key() == KEY
+    assert KEY not in repr(KeySettings()) and KEY not in str(KeySettings().key)
+    # A mapping is the whole environment: the process's key does not leak into it.
+    with pytest.raises(QAnchorError, match="no API key"):
+        load_api_key({"QANCHOR_API_KEY": ""})
+    # An empty variable is unset (a manifest's `QANCHOR_API_KEY: ""`): the file is read.
+    secret = tmp_path / "api_key"
+    secret.write_text(KEY)
+    monkeypatch.setenv("QANCHOR_API_KEY", "")
+    monkeypatch.setenv("QANCHOR_API_KEY_FILE", str(secret))
+    assert load_api_key() == KEY
