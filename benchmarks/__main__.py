@@ -16,6 +16,7 @@ BENCHMARKS = [
     "benchmarks.multi_scenario",
     "benchmarks.feature_reads",
     "benchmarks.scale",
+    "benchmarks.service_start",
     "benchmarks.serving_load",
     "benchmarks.quality",
     "benchmarks.chain",

@@ -60,6 +60,22 @@ def setup(model: str) -> tuple[dict[str, str], str]:
     return {"BENTOML_HOME": os.environ["BENTOML_HOME"], "QANCHOR_FEATURE_DATA": str(built)}, tag
 
 
+def server_env(served: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """The server's environment (a fresh API key, the cache bound, no reloads) and the auth header."""
+    from services.launch import REPO
+
+    key = secrets.token_urlsafe(24)
+    env = {**os.environ, **served, "QANCHOR_API_KEY": key, "QANCHOR_CACHE_BYTES": str(CACHE_BYTES),
+           "QANCHOR_RELOAD_SECONDS": "0", "QANCHOR_FEATURE_REPO": str(REPO / "feature_repo")}  # fmt: skip
+    return env, {"Authorization": f"Bearer {key}"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def prepare(env: dict[str, str]) -> tuple[list[str], list[str]]:
     """Load the online store if needed; the users and ten queries to ask with."""
     import pandas as pd
@@ -137,7 +153,7 @@ def main() -> None:
     import psutil
     from prometheus_client.parser import text_string_to_metric_families
 
-    from services.launch import REPO, ServerProcess
+    from services.launch import ServerProcess
 
     p = argparse.ArgumentParser()
     p.add_argument("--model", choices=["auto", "promoted", "small"], default="auto")
@@ -145,15 +161,10 @@ def main() -> None:
     p.add_argument("--clients", type=int, default=16)
     args = p.parse_args()
     served, tag = setup(args.model)
-    key = secrets.token_urlsafe(24)
-    env = {**os.environ, **served, "QANCHOR_API_KEY": key, "QANCHOR_CACHE_BYTES": str(CACHE_BYTES),
-           "QANCHOR_RELOAD_SECONDS": "0", "QANCHOR_FEATURE_REPO": str(REPO / "feature_repo")}  # fmt: skip
+    env, auth = server_env(served)
     users, queries = prepare(env)
-    auth, load_before = {"Authorization": f"Bearer {key}"}, os.getloadavg()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with ServerProcess(port, env, DATA / "serving_load.log") as server:
+    load_before = os.getloadavg()
+    with ServerProcess(free_port(), env, DATA / "serving_load.log") as server:
         server.wait_ready(timeout=600)
         tree = psutil.Process(server.proc.pid)
 

@@ -10,6 +10,8 @@ Settings come from ``QANCHOR_*`` variables (``qanchor.serving.config.ENV``); eve
 
 from __future__ import annotations
 
+import logging
+
 import bentoml
 
 from qanchor.serving import schemas as S
@@ -30,6 +32,9 @@ class QAnchor:
 
         from qanchor.serving.service import EmbeddingService
 
+        # BentoML's root logger shows WARNING and up: the warm-up and model-swap lines are INFO.
+        logging.getLogger("qanchor").setLevel(logging.INFO)
+        # Loads the model and warms it up (one real request's path) before /readyz turns 200.
         self.core = EmbeddingService(ServingConfig.from_env(), metrics=prometheus_client)
 
     def __is_ready__(self) -> bool:

@@ -4,6 +4,7 @@ Modules:
     config    ``ServingConfig``: limits, and the deployment facts read from ``QANCHOR_*`` variables
     service   ``EmbeddingService``: embed, embed_batch, explain, scenarios, push, model swaps
     model     the served registry version with its scenario adapters
+    warmup    one real request's path run before ready (and before a model swap), retried on failure
     jobs      embedding jobs: a batch's users x columns, embedded with the batch's own inputs
     users     a request's users from the Feast online store, keyed by feature version
     batcher   adaptive batching of concurrent requests onto one model thread

@@ -54,6 +54,9 @@ class ServingConfig:
     batch_wait_ms: float = option(2.0, "how long a batch waits for more concurrent requests")
     explain_tokens: int = option(48, "most tokens an explanation may decode")
     reload_seconds: float = option(60.0, "check the promoted version this often (0 = never)")
+    warm_retry_seconds: float = option(
+        10.0, "while a failed warm-up keeps the service unready, retry it this often"
+    )
     push_max_events: int = option(10_000, "most events in one push request (else 413)")
 
     @classmethod

@@ -9,13 +9,17 @@ model identity (``qanchor.model.identity``; the registry tag is ``qanchor:<ident
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from qanchor.features.config import FeatureStoreConfig
 from qanchor.infer.engine import Embedder, Suffix
 from qanchor.infer.prefix_cache import PrefixCache
 from qanchor.serving.config import ServingConfig
 from qanchor.serving.schemas import ScenarioInfo, UnknownScenario
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -70,6 +74,22 @@ class ServedModel:
         self.check(names)
         # Free text is never looked up as a scenario name, even if it spells one.
         return [self.embedder.adapters[n] for n in names] + [Suffix(q) for q in queries]
+
+    def spec_problem(self, store: FeatureStoreConfig) -> str | None:
+        """Why this model must not be served from ``store`` (None: it may)."""
+        from qanchor.features.spec import FeatureSpec
+
+        trained = FeatureSpec.from_model(self.path)
+        if trained is None:
+            log.warning("%s records no feature spec (trained by an older qanchor): not checked",
+                        self.version)  # fmt: skip
+            return None
+        diff = trained.differences(FeatureSpec.from_build(store.data))
+        if not diff:
+            return None
+        return (f"model {self.version} was trained on features of another shape than the "
+                f"feature store's build {store.data} serves ({'; '.join(diff)}): rebuild "
+                "and materialise the store with the model's build settings")  # fmt: skip
 
     def query_of(self, scenario: str | None, query: str | None) -> str:
         """The query text of a scenario name, or the free-text query itself."""

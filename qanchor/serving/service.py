@@ -12,10 +12,13 @@ in a byte-bounded LRU keyed by (user, feature version, model version): changed f
 new model can never hit an old entry, and pushes through :meth:`push` (or a model swap) drop the
 superseded entries at once. Embedding requests are validated in the caller's thread and then
 merged with concurrent ones by an :class:`AdaptiveBatcher`; one worker thread owns the model.
-Unless a version is pinned, the promoted version is checked every ``reload_seconds``; a newly
-promoted model is loaded by a background thread *beside* the serving one (requests go on being
-answered by the old model meanwhile) and swapped in between two batches, so a batch in flight
-finishes on the model it started with and no request waits for a model load.
+Before it reports ready the service warms itself up (:mod:`qanchor.serving.warmup`): one user
+read from the store and embedded through the request path, so that its first request pays for
+no lazy import, store connection or first forward pass. Unless a version is pinned, the
+promoted version is checked every ``reload_seconds``; a newly promoted model is loaded and
+warmed up by a background thread *beside* the serving one (requests go on being answered by the
+old model meanwhile) and swapped in between two batches, so a batch in flight finishes on the
+model it started with and no request waits for a model load.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from qanchor.serving.schemas import (
     TooLarge,
 )
 from qanchor.serving.users import RequestUsers
+from qanchor.serving.warmup import Warmer, WarmUp
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +59,11 @@ class EmbeddingService:
         self.cfg, self.store = cfg, cfg.features
         self.cache = PrefixCache(cfg.cache_bytes)
         self.model = ServedModel.load(cfg, self.cache)
-        # Why the service refuses to serve (None: it serves); /readyz stays 503 while set.
-        self.refusal: str | None = self._spec_problem(self.model)
-        if self.refusal:
-            log.error("not serving: %s", self.refusal)
+        # The model cannot serve this store's features (None: it can); see refusal.
+        self.spec_refusal: str | None = self.model.spec_problem(self.store)
+        if self.spec_refusal:
+            log.error("not serving: %s", self.spec_refusal)
+        self.warm = Warmer(cfg.warm_retry_seconds)
         self.metrics = CacheMetrics(metrics) if metrics is not None else None
         self._lock = threading.RLock()  # the model and the feature store: one user at a time
         self._checked = time.monotonic()
@@ -67,6 +72,8 @@ class EmbeddingService:
             self._run, cfg.max_batch_pairs, cfg.batch_wait_ms / 1000, size=lambda job: job.pairs
         )
         self._update_metrics()
+        if self.spec_refusal is None:
+            self.warm_up()
 
     # --- API ------------------------------------------------------------------------------
     def scenarios(self) -> ScenarioList:
@@ -176,24 +183,21 @@ class EmbeddingService:
             invalidated=sum(dropped),
         )
 
+    @property
+    def refusal(self) -> str | None:
+        """Why the service refuses to serve (None: it serves); /readyz stays 503 while set."""
+        return self.spec_refusal or self.warm.refusal
+
     def ready(self) -> bool:
+        self.warm.retry(self.warm_up)
         return self.model is not None and self.refusal is None
 
-    def _spec_problem(self, model: ServedModel) -> str | None:
-        """Why ``model`` must not be served from this feature store (None: it may)."""
-        from qanchor.features.spec import FeatureSpec
-
-        trained = FeatureSpec.from_model(model.path)
-        if trained is None:
-            log.warning("%s records no feature spec (trained by an older qanchor): not checked",
-                        model.version)  # fmt: skip
-            return None
-        diff = trained.differences(FeatureSpec.from_build(self.store.data))
-        if not diff:
-            return None
-        return (f"model {model.version} was trained on features of another shape than the "
-                f"feature store's build {self.store.data} serves ({'; '.join(diff)}): rebuild "
-                "and materialise the store with the model's build settings")  # fmt: skip
+    def warm_up(self) -> WarmUp | None:
+        """Read one user from the store and embed it through the request path, so that lazy
+        imports, the store's connection and the first passes are paid before ready, not by the
+        first request (:mod:`qanchor.serving.warmup`). A failure (a store it cannot read, say)
+        is logged and keeps the service unready with the reason; :meth:`ready` retries it."""
+        return self.warm.run(self.model, self.store, self._lock)
 
     def _refuse(self) -> None:
         if self.refusal:
@@ -205,6 +209,7 @@ class EmbeddingService:
         with self._lock:
             self._maybe_reload()
             if self.refusal:
+                self.warm.retry(self.warm_up)
                 return [NotServing(self.refusal)] * len(jobs)
             users = self._read([u for j in jobs for u in j.user_ids])
             out: list[BatchResult | Exception | None] = job_errors(self.model, users, jobs)
@@ -236,13 +241,16 @@ class EmbeddingService:
         if version is None or version.tag == self.model.version:
             return False
         new = ServedModel.load(self.cfg, self.cache, tag=version.tag)
-        if problem := self._spec_problem(new):
+        if problem := new.spec_problem(self.store):
             # Keep serving the current model rather than feed the new one rows it never saw.
             log.error("not swapping to %s: %s", new.version, problem)
             return False
+        # Warmed beside the serving model: the first requests it answers pay no first passes.
+        if self.warm.candidate(new, self.store, self._lock) is None:
+            return False
         with self._lock:
             self._swap(new)
-            self.refusal = None
+            self.spec_refusal = None
         return True
 
     def _swap(self, new: ServedModel) -> None:
