@@ -94,6 +94,12 @@ def _walk(cls: type, prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, 
             yield from _walk(hints[f.name], path)
 
 
+def shared_fields(cls: type, **values: Any) -> dict[str, Any]:
+    """The run-wide ``values`` (by bare name, e.g. ``seed``, ``bf16``) that ``cls`` has a field
+    for and that are set (not None): one setting applied to every stage config that has it."""
+    return {k: v for k, v in values.items() if v is not None and k in settings(cls)}
+
+
 @functools.cache
 def settings(cls: type) -> Mapping[str, tuple[str, ...]]:
     """Every setting of ``cls`` and of the configs nested in it: bare name -> path.

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from qanchor.config import resolve, settings
+from qanchor.config import resolve, shared_fields
 from qanchor.errors import QAnchorError
 
 log = logging.getLogger(__name__)
@@ -52,9 +52,7 @@ def stage_overrides(
     cls: type, seed: int | None, overrides: dict[str, Any], bf16: str | None = None
 ) -> dict[str, Any]:
     """The fields set on one stage's config: the run-wide seed and bf16, then explicit ones."""
-    shared = {"seed": seed, "bf16": bf16}
-    over = {k: v for k, v in shared.items() if v is not None and k in settings(cls)}
-    return over | dict(overrides)
+    return shared_fields(cls, seed=seed, bf16=bf16) | dict(overrides)
 
 
 def resolve_overrides(

@@ -25,9 +25,11 @@ class EvalConfig:
         "token cap of the llm_untrained events text; None: the evaluated model's longest prefix "
         "(both read the same number of prefix positions, at the same cost)",
     )
+    # cache_mb stays: configs recorded by earlier evaluations (which the gate re-resolves) carry
+    # it; evaluation itself now streams users and fills no prefix cache.
     runtime: EmbedRuntimeConfig = nested(
         EmbedRuntimeConfig,
-        "seed, precision of the LLM passes, feature store and prefix cache budget of evaluation",
+        "seed, precision of the LLM passes and feature store of evaluation",
         cache_mb=2048,
     )
     bootstrap_resamples: int = option(1000, "paired bootstrap resamples of the verdict's interval")

@@ -33,15 +33,13 @@ SCORES_FILE = (
 
 
 def qanchor_features(
-    model_dir: Path, data, scenarios: list, cache_mb: int, bf16: str = "off", base: bool = True,
-    chunk: int = 128,
+    model_dir: Path, data, scenarios: list, bf16: str = "off", base: bool = True, chunk: int = 128,
 ) -> tuple[dict, dict | None, dict]:  # fmt: skip
     """Per-scenario embedding frames with the tuned prompts and (``base``) without, and timings.
 
     Both models read the same prefix: each user's prefix is computed once and every tuned and
     bare suffix runs on it, in blocks of users that are dropped once embedded, so time is linear
-    and memory flat in users (the prefix cache is not filled: nothing is embedded twice).
-    ``cache_mb`` bounds the cache of anything embedded twice (none here; kept for callers).
+    and memory flat in users (no prefix cache: nothing is embedded twice).
 
     A scenario the model has no adapter for is embedded with its query alone in both (never
     with its name, which is an identifier, not a question).
@@ -49,7 +47,7 @@ def qanchor_features(
     from qanchor.infer.engine import Embedder, Suffix
     from qanchor.progress import bar as progress
 
-    emb = Embedder.from_dir(model_dir, cache_bytes=cache_mb << 20, bf16=bf16)
+    emb = Embedder.from_dir(model_dir, bf16=bf16)
     users = sorted(set(data.users["user_id"]))
     emb.load_users(data.snapshots[data.snapshots["user_id"].isin(users)], data.profiles)
     rows = emb.rows(users)
@@ -85,16 +83,16 @@ def qanchor_features(
 def _distinct(suffixes: list) -> tuple[list, list[int]]:
     """The distinct suffixes (query, prompt values) and each input's index among them."""
     seen: dict[tuple, int] = {}
-    column = []
+    distinct, column = [], []
     for sfx in suffixes:
         prompt = sfx.prompt
         key = (sfx.query, None if prompt is None or not prompt.numel()
                else (tuple(prompt.shape), prompt.detach().cpu().numpy().tobytes()))  # fmt: skip
-        column.append(seen.setdefault(key, len(seen)))
-    firsts: dict[int, object] = {}
-    for sfx, i in zip(suffixes, column, strict=True):
-        firsts.setdefault(i, sfx)
-    return [firsts[i] for i in range(len(seen))], column
+        if key not in seen:
+            seen[key] = len(distinct)
+            distinct.append(sfx)
+        column.append(seen[key])
+    return distinct, column
 
 
 def evaluate(
@@ -121,9 +119,7 @@ def evaluate(
         read_bags(data.root)  # fail before the expensive embedding if the build lacks the bag
     from qanchor.progress import bar as progress
 
-    tuned, base, times = qanchor_features(
-        model_dir, data, scen, cfg.runtime.cache_mb, cfg.runtime.bf16
-    )
+    tuned, base, times = qanchor_features(model_dir, data, scen, cfg.runtime.bf16)
     times.pop("bare_query_scenarios")
     results, clock = {}, [time.perf_counter()]
     # One step per model, each timed (a baseline's features and probe; qanchor's probes only:
@@ -214,9 +210,7 @@ def rescore(
     data = BuiltData.load(built_dir, cfg.runtime.feature_repo)
     scen = read_scenarios(data.root / "scenarios.yaml")
     labels = pd.read_parquet(data.root / "labels.parquet")
-    tuned, _, info = qanchor_features(
-        Path(model_dir), data, scen, cfg.runtime.cache_mb, cfg.runtime.bf16, base=False
-    )
+    tuned, _, info = qanchor_features(Path(model_dir), data, scen, cfg.runtime.bf16, base=False)
     # The probe's default seed, as evaluate() uses: the same model gives the same scores.
     return probe_scenarios(tuned, labels), info["bare_query_scenarios"]
 

@@ -21,7 +21,7 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
-from qanchor.config import resolve, settings, to_dict
+from qanchor.config import resolve, shared_fields, to_dict
 from qanchor.errors import QAnchorError
 from qanchor.io import atomic_file
 from qanchor.orchestrate.rundir import RunPaths, read_result, record
@@ -34,10 +34,8 @@ def stage_config(cls: type, preset: str, feature_repo: str = "", overrides: dict
     from qanchor.orchestrate.settings import RunSettings
 
     store = {"feature_repo": feature_repo} if feature_repo else {}
-    bf16 = RunSettings().machine_bf16
-    if bf16 and "bf16" in settings(cls):
-        store["bf16"] = bf16
-    return resolve(cls, preset, overrides=store | dict(overrides or {}))
+    machine = shared_fields(cls, bf16=RunSettings().machine_bf16)
+    return resolve(cls, preset, overrides=store | machine | dict(overrides or {}))
 
 
 def build(
@@ -251,13 +249,11 @@ def embed_shard(run: str | Path, shard: int, num_shards: int, scenarios: list[st
 def embed_all(run: str | Path, workers: int | None = None) -> list[dict]:
     """Every user x tuned scenario, in ``workers`` processes of one thread each (one shard each).
 
-    Default: one process per core. Measured on 2 cores (fp32, small model, 2,000 users): two
+    Default: one process per core this process may run on (:func:`cores`). Measured on 2 cores (fp32, small model, 2,000 users): two
     one-thread processes embedded 7.9 users/s together, one two-thread process 6.4 (the suffix
     passes are too small to keep two threads busy). Each process holds its own model copy.
     """
-    import os
-
-    n = workers or os.cpu_count() or 1
+    n = workers or cores()
     if n == 1:
         return [embed_shard(run, 0, 1)]
     import multiprocessing
@@ -267,6 +263,14 @@ def embed_all(run: str | Path, workers: int | None = None) -> list[dict]:
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(n, mp_context=ctx, initializer=_one_thread) as pool:
         return list(pool.map(embed_shard, [run] * n, range(n), [n] * n))
+
+
+def cores() -> int:
+    """The cores this process may run on (its CPU affinity; a container's share, not the
+    host's count where the platform reports it)."""
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _one_thread() -> None:

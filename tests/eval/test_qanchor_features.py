@@ -25,7 +25,7 @@ def test_distinct_suffixes_merge_an_empty_prompt_with_none_and_keep_real_prompts
 def test_one_streamed_pass_gives_the_engines_vectors(tiny_model: Path, built_tiny: Path) -> None:
     data = BuiltData.load(built_tiny)
     scen = read_scenarios(built_tiny / "scenarios.yaml")[:3]
-    tuned, base, info = qanchor_features(tiny_model, data, scen, cache_mb=64, chunk=16)
+    tuned, base, info = qanchor_features(tiny_model, data, scen, chunk=16)
     users = sorted(set(data.users["user_id"]))
     assert info["prefixes_computed"] == len(users)  # not one per model, not one per scenario
     assert info["prefix_tokens_max"] > 0
