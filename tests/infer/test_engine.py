@@ -190,3 +190,28 @@ def test_request_inputs_used_concurrently_do_not_interfere(
     torch.testing.assert_close(
         emb.engine.embed_rows(pinned, pinned.rows(ids), sfx), want["a"], atol=1e-5, rtol=0
     )
+
+
+def test_a_user_without_history_events_gets_an_embedding(
+    tiny_model: Path, built_tiny: Path
+) -> None:
+    """A user whose every event falls after the cutoff has empty snapshot lists: the prefix is
+    built from the profile (and empty pools) alone, alone in a batch or beside other users."""
+    snaps = pd.read_parquet(built_tiny / "snapshots.parquet").head(3).reset_index(drop=True)
+    prof = pd.read_parquet(built_tiny / "profiles.parquet")
+    list_columns = [c for c in snaps.columns if c.startswith(("event_", "bag_"))]
+    for c in list_columns:
+        snaps.at[0, c] = snaps.at[0, c][:0]
+    for bf16 in ("off", "on"):
+        _check_empty_history(Embedder.from_dir(tiny_model, max_batch=5, bf16=bf16), snaps, prof)
+
+
+def _check_empty_history(emb: Embedder, snaps: pd.DataFrame, prof: pd.DataFrame) -> None:
+    emb.load_users(snaps, prof)
+    sfx = [emb.suffix("Will this user repay a cash loan?")]
+    together = emb.embed_rows([0, 1, 2], sfx)
+    assert together.shape == (3, 1, emb.model.cfg.emb_dim)
+    assert torch.isfinite(together).all()
+    alone = emb.embed_rows([0], sfx, use_cache=False)
+    torch.testing.assert_close(alone[0], together[0], atol=1e-4, rtol=0)
+    assert (together[0] - together[1]).abs().max() > 1e-4
