@@ -70,13 +70,17 @@ def tabular_features(built_dir: str | Path) -> pd.DataFrame:
     return X
 
 
-def gbdt_features(built_dir: str | Path, seed: int = 0, n_jobs: int | None = None) -> ProbeResults:
+def gbdt_features(
+    built_dir: str | Path, seed: int = 0, n_jobs: int | None = None,
+    labels: pd.DataFrame | None = None,
+) -> ProbeResults:  # fmt: skip
     """LightGBM per scenario on aggregates + profile: train on train+val, score test users.
 
     Args:
         built_dir: a built dataset directory (``qanchor data build``).
         seed: LightGBM seed (bagging and feature sampling); results are deterministic.
         n_jobs: LightGBM threads (default :data:`GBDT_PARAMS`' 1; more pays off on large data).
+        labels: the label rows to fit and score (default: the build's labels.parquet).
 
     Returns:
         scenario -> (y_test, scores) as :class:`ProbeResults`; scenarios with one class in
@@ -86,7 +90,8 @@ def gbdt_features(built_dir: str | Path, seed: int = 0, n_jobs: int | None = Non
 
     built = Path(built_dir)
     X = tabular_features(built)
-    labels = pd.read_parquet(built / "labels.parquet")
+    if labels is None:
+        labels = pd.read_parquet(built / "labels.parquet")
     check_labels(labels)
     out = ProbeResults()
     for scenario in pd.unique(labels["scenario"]):

@@ -32,6 +32,11 @@ class EvalConfig:
         "seed, precision of the LLM passes and feature store of evaluation",
         cache_mb=2048,
     )
+    max_users: int = option(
+        5000,
+        "users evaluated, a seeded sample of the labelled users shared by every model (0: all); "
+        "bounds evaluation's cost on large user bases",
+    )
     bootstrap_resamples: int = option(1000, "paired bootstrap resamples of the verdict's interval")
     preset: str | None = option(None, "the preset these settings came from (named in the report)")
 

@@ -34,8 +34,11 @@ SCORES_FILE = (
 
 def qanchor_features(
     model_dir: Path, data, scenarios: list, bf16: str = "off", base: bool = True, chunk: int = 128,
+    users: list[str] | None = None,
 ) -> tuple[dict, dict | None, dict]:  # fmt: skip
     """Per-scenario embedding frames with the tuned prompts and (``base``) without, and timings.
+
+    ``users``: whom to embed (default: every user of the build).
 
     Both models read the same prefix: each user's prefix is computed once and every tuned and
     bare suffix runs on it, in blocks of users that are dropped once embedded, so time is linear
@@ -48,7 +51,7 @@ def qanchor_features(
     from qanchor.progress import bar as progress
 
     emb = Embedder.from_dir(model_dir, bf16=bf16)
-    users = sorted(set(data.users["user_id"]))
+    users = sorted(set(data.users["user_id"] if users is None else users))
     emb.load_users(data.snapshots[data.snapshots["user_id"].isin(users)], data.profiles)
     rows = emb.rows(users)
     queries = [emb.adapters[s.name].query if s.name in emb.adapters else s.query for s in scenarios]
@@ -112,15 +115,21 @@ def evaluate(
     model_dir, data = Path(model_dir), BuiltData.load(built_dir, cfg.runtime.feature_repo)
     scen = read_scenarios(data.root / "scenarios.yaml")
     names = [s.name for s in scen]
-    labels = pd.read_parquet(data.root / "labels.parquet")
+    labels = _evaluated(data.root, cfg)
     config = read_config(model_dir)
     mcfg = config["model"]
     if any(b in cfg.baselines for b in BAG_BASELINES):
         read_bags(data.root)  # fail before the expensive embedding if the build lacks the bag
     from qanchor.progress import bar as progress
 
-    tuned, base, times = qanchor_features(model_dir, data, scen, cfg.runtime.bf16)
+    evaluated = sorted(set(labels["user_id"]))
+    tuned, base, times = qanchor_features(model_dir, data, scen, cfg.runtime.bf16, users=evaluated)
     times.pop("bare_query_scenarios")
+    times["users_evaluated"] = f"{len(evaluated):,} of {data.users['user_id'].nunique():,}" + (
+        f" (a seeded sample, max_users {cfg.max_users:,})"
+        if len(evaluated) < data.users["user_id"].nunique()
+        else ""
+    )
     results, clock = {}, [time.perf_counter()]
     # One step per model, each timed (a baseline's features and probe; qanchor's probes only:
     # their shared embedding is timed above).
@@ -162,7 +171,7 @@ def _run_baselines(
     The text baselines encode with the model's own event encoder and caps; ``llm_untrained``
     reads the model's own backbone, untrained.
     """
-    from qanchor.eval.bag_baselines import tfidf_lr
+    from qanchor.eval.bag_baselines import read_bags, tfidf_lr_probe
     from qanchor.eval.baselines import (
         gbdt_features,
         text_mean_pool_features,
@@ -172,9 +181,11 @@ def _run_baselines(
     from qanchor.eval.probe import probe_scenarios
 
     if "tfidf_lr" in cfg.baselines:
-        scored("tfidf_lr", tfidf_lr(data.root, seed=cfg.runtime.seed))
+        _, bags = read_bags(data.root)
+        bags = bags[bags["user_id"].isin(labels["user_id"])]
+        scored("tfidf_lr", tfidf_lr_probe(bags, labels, seed=cfg.runtime.seed))
     if "gbdt_features" in cfg.baselines:
-        scored("gbdt_features", gbdt_features(data.root, seed=cfg.runtime.seed))
+        scored("gbdt_features", gbdt_features(data.root, seed=cfg.runtime.seed, labels=labels))
     enc = {"encoder": mcfg["encoder"], "max_length": mcfg["encoder_max_length"]}
     if "text_mean_pool" in cfg.baselines:
         scored("text_mean_pool", probe_scenarios(text_mean_pool_features(data.root, **enc), labels))
@@ -185,7 +196,8 @@ def _run_baselines(
         scored("text_mean_pool_recent", probe_scenarios(feats, labels))
     if "llm_untrained" in cfg.baselines:
         budget = cfg.llm_max_prefix_tokens or times["prefix_tokens_max"]
-        feats = llm_untrained_features(mcfg["backbone"], mcfg["backbone_layers"], data.snapshots,
+        snaps = data.snapshots[data.snapshots["user_id"].isin(labels["user_id"])]
+        feats = llm_untrained_features(mcfg["backbone"], mcfg["backbone_layers"], snaps,
                                        {s.name: s.query for s in scen}, cfg.llm_per_source, budget, bf16=cfg.runtime.bf16)  # fmt: skip
         scored("llm_untrained", probe_scenarios(feats, labels))
 
@@ -209,10 +221,21 @@ def rescore(
 
     data = BuiltData.load(built_dir, cfg.runtime.feature_repo)
     scen = read_scenarios(data.root / "scenarios.yaml")
-    labels = pd.read_parquet(data.root / "labels.parquet")
-    tuned, _, info = qanchor_features(Path(model_dir), data, scen, cfg.runtime.bf16, base=False)
+    labels = _evaluated(data.root, cfg)
+    tuned, _, info = qanchor_features(
+        Path(model_dir), data, scen, cfg.runtime.bf16, base=False,
+        users=sorted(set(labels["user_id"])),
+    )  # fmt: skip
     # The probe's default seed, as evaluate() uses: the same model gives the same scores.
     return probe_scenarios(tuned, labels), info["bare_query_scenarios"]
+
+
+def _evaluated(built: Path, cfg: EvalConfig) -> pd.DataFrame:
+    """The label rows evaluation scores: the build's, of at most ``cfg.max_users`` users."""
+    from qanchor.eval.probe import sample_users
+
+    labels = pd.read_parquet(Path(built) / "labels.parquet")
+    return sample_users(labels, cfg.max_users, cfg.runtime.seed)
 
 
 def random_parts(model_cfg: dict) -> list[str]:
