@@ -37,6 +37,11 @@ class EvalConfig:
         "users evaluated, a seeded sample of the labelled users shared by every model (0: all); "
         "bounds evaluation's cost on large user bases",
     )
+    cache_features: bool = option(
+        True,
+        "reuse baseline features (llm_untrained, text_mean_pool*) computed earlier on the same "
+        "build content with the same settings, from $QANCHOR_CACHE/baseline_features",
+    )
     bootstrap_resamples: int = option(1000, "paired bootstrap resamples of the verdict's interval")
     preset: str | None = option(None, "the preset these settings came from (named in the report)")
 

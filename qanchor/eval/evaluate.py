@@ -125,11 +125,7 @@ def evaluate(
     evaluated = sorted(set(labels["user_id"]))
     tuned, base, times = qanchor_features(model_dir, data, scen, cfg.runtime.bf16, users=evaluated)
     times.pop("bare_query_scenarios")
-    times["users_evaluated"] = f"{len(evaluated):,} of {data.users['user_id'].nunique():,}" + (
-        f" (a seeded sample, max_users {cfg.max_users:,})"
-        if len(evaluated) < data.users["user_id"].nunique()
-        else ""
-    )
+    times["users_evaluated"] = _users_line(len(evaluated), data.users["user_id"].nunique(), cfg)
     results, clock = {}, [time.perf_counter()]
     # One step per model, each timed (a baseline's features and probe; qanchor's probes only:
     # their shared embedding is timed above).
@@ -172,13 +168,7 @@ def _run_baselines(
     reads the model's own backbone, untrained.
     """
     from qanchor.eval.bag_baselines import read_bags, tfidf_lr_probe
-    from qanchor.eval.baselines import (
-        gbdt_features,
-        text_mean_pool_features,
-        text_mean_pool_recent_features,
-    )
-    from qanchor.eval.llm_baseline import llm_untrained_features
-    from qanchor.eval.probe import probe_scenarios
+    from qanchor.eval.baselines import gbdt_features
 
     if "tfidf_lr" in cfg.baselines:
         _, bags = read_bags(data.root)
@@ -186,20 +176,48 @@ def _run_baselines(
         scored("tfidf_lr", tfidf_lr_probe(bags, labels, seed=cfg.runtime.seed))
     if "gbdt_features" in cfg.baselines:
         scored("gbdt_features", gbdt_features(data.root, seed=cfg.runtime.seed, labels=labels))
+    _feature_baselines(cfg, data, scen, labels, mcfg, scored, times)
+
+
+def _feature_baselines(
+    cfg: EvalConfig, data, scen: list, labels: pd.DataFrame, mcfg: dict, scored, times: dict
+) -> None:
+    """The baselines whose features go through the linear probe, read from the feature cache
+    (:mod:`qanchor.eval.feature_cache`) when this build and these settings were seen."""
+    from qanchor.eval.baselines import text_mean_pool_features, text_mean_pool_recent_features
+    from qanchor.eval.feature_cache import cached
+    from qanchor.eval.llm_baseline import llm_untrained_features
+    from qanchor.eval.probe import probe_scenarios
+
     enc = {"encoder": mcfg["encoder"], "max_length": mcfg["encoder_max_length"]}
+    hits = []
+
+    def features(name: str, params: dict, compute):
+        feats, hit = cached(data.manifest, name, params, compute, cfg.cache_features)
+        hits.extend([name] if hit else [])
+        return feats
+
     if "text_mean_pool" in cfg.baselines:
-        scored("text_mean_pool", probe_scenarios(text_mean_pool_features(data.root, **enc), labels))
+        feats = features("text_mean_pool", enc, lambda: text_mean_pool_features(data.root, **enc))
+        scored("text_mean_pool", probe_scenarios(feats, labels))
     if "text_mean_pool_recent" in cfg.baselines:
-        feats = text_mean_pool_recent_features(
-            data.root, per_source=mcfg["events_per_source"], caps=mcfg["source_caps"], **enc
-        )
+        recent = {**enc, "per_source": mcfg["events_per_source"], "caps": mcfg["source_caps"]}
+        feats = features("text_mean_pool_recent", recent,
+                         lambda: text_mean_pool_recent_features(data.root, **recent))  # fmt: skip
         scored("text_mean_pool_recent", probe_scenarios(feats, labels))
     if "llm_untrained" in cfg.baselines:
         budget = cfg.llm_max_prefix_tokens or times["prefix_tokens_max"]
         snaps = data.snapshots[data.snapshots["user_id"].isin(labels["user_id"])]
-        feats = llm_untrained_features(mcfg["backbone"], mcfg["backbone_layers"], snaps,
-                                       {s.name: s.query for s in scen}, cfg.llm_per_source, budget, bf16=cfg.runtime.bf16)  # fmt: skip
+        queries = {s.name: s.query for s in scen}
+        args = (mcfg["backbone"], mcfg["backbone_layers"], snaps, queries, cfg.llm_per_source,
+                budget)  # fmt: skip
+        params = {"args": [*args[:2], queries, *args[4:]], "bf16": cfg.runtime.bf16,
+                  "users": sorted(snaps["user_id"])}  # fmt: skip
+        feats = features("llm_untrained", params,
+                         lambda: llm_untrained_features(*args, bf16=cfg.runtime.bf16))  # fmt: skip
         scored("llm_untrained", probe_scenarios(feats, labels))
+    if hits:
+        times["baseline_features_cached"] = ", ".join(hits)
 
 
 def rescore(
@@ -236,6 +254,11 @@ def _evaluated(built: Path, cfg: EvalConfig) -> pd.DataFrame:
 
     labels = pd.read_parquet(Path(built) / "labels.parquet")
     return sample_users(labels, cfg.max_users, cfg.runtime.seed)
+
+
+def _users_line(evaluated: int, total: int, cfg: EvalConfig) -> str:
+    sample = f" (a seeded sample, max_users {cfg.max_users:,})" if evaluated < total else ""
+    return f"{evaluated:,} of {total:,}{sample}"
 
 
 def random_parts(model_cfg: dict) -> list[str]:
