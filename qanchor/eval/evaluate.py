@@ -14,11 +14,11 @@ import logging
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from qanchor.config import to_dict
 from qanchor.eval.config import EvalConfig
+from qanchor.eval.model_features import qanchor_features
 from qanchor.eval.report import MODEL_ORDER
 
 log = logging.getLogger(__name__)
@@ -32,76 +32,12 @@ SCORES_FILE = (
 )
 
 
-def qanchor_features(
-    model_dir: Path, data, scenarios: list, bf16: str = "off", base: bool = True, chunk: int = 128,
-    users: list[str] | None = None,
-) -> tuple[dict, dict | None, dict]:  # fmt: skip
-    """Per-scenario embedding frames with the tuned prompts and (``base``) without, and timings.
-
-    ``users``: whom to embed (default: every user of the build).
-
-    Both models read the same prefix: each user's prefix is computed once and every tuned and
-    bare suffix runs on it, in blocks of users that are dropped once embedded, so time is linear
-    and memory flat in users (no prefix cache: nothing is embedded twice).
-
-    A scenario the model has no adapter for is embedded with its query alone in both (never
-    with its name, which is an identifier, not a question).
-    """
-    from qanchor.infer.engine import Embedder, Suffix
-    from qanchor.progress import bar as progress
-
-    emb = Embedder.from_dir(model_dir, bf16=bf16)
-    users = sorted(set(data.users["user_id"] if users is None else users))
-    emb.load_users(data.snapshots[data.snapshots["user_id"].isin(users)], data.profiles)
-    rows = emb.rows(users)
-    queries = [emb.adapters[s.name].query if s.name in emb.adapters else s.query for s in scenarios]
-    wanted = [emb.adapters.get(s.name) or Suffix(q) for s, q in zip(scenarios, queries, strict=True)]  # fmt: skip
-    if base:
-        wanted += [Suffix(q) for q in queries]
-    # A scenario whose adapter kept no prompt (tuning's validation guard) has the same suffix
-    # tuned and untuned: run each distinct suffix once.
-    suffixes, column = _distinct(wanted)
-    t0 = time.perf_counter()
-    parts = []
-    desc = "embed qanchor_tuned" + (" + qanchor_base" if base else "")
-    with progress(total=len(rows), desc=desc, unit="user") as bar:
-        for k in range(0, len(rows), chunk):
-            parts.append(emb.embed_rows(rows[k : k + chunk], suffixes, use_cache=False).numpy())
-            bar.update(len(rows[k : k + chunk]))
-    d = emb.model.cfg.emb_dim
-    vecs = (np.concatenate(parts) if parts else np.zeros((0, len(suffixes), d)))[:, column]
-    lay, inputs = emb.model.layout, emb.users.table.inputs
-    times = {"qanchor_embed_s": round(time.perf_counter() - t0, 1), "prefixes_computed": len(rows),
-             "prefix_tokens_max": max((len(lay.prefix(inputs[r]).ids) for r in rows), default=0)}  # fmt: skip
-    idx = pd.Index(users, name="user_id")
-
-    def frames(x) -> dict[str, pd.DataFrame]:
-        return {s.name: pd.DataFrame(x[:, j], index=idx) for j, s in enumerate(scenarios)}
-
-    n = len(scenarios)
-    times["bare_query_scenarios"] = [s.name for s in scenarios if s.name not in emb.adapters]
-    return frames(vecs[:, :n]), frames(vecs[:, n:]) if base else None, times
-
-
-def _distinct(suffixes: list) -> tuple[list, list[int]]:
-    """The distinct suffixes (query, prompt values) and each input's index among them."""
-    seen: dict[tuple, int] = {}
-    distinct, column = [], []
-    for sfx in suffixes:
-        prompt = sfx.prompt
-        key = (sfx.query, None if prompt is None or not prompt.numel()
-               else (tuple(prompt.shape), prompt.detach().cpu().numpy().tobytes()))  # fmt: skip
-        if key not in seen:
-            seen[key] = len(distinct)
-            distinct.append(sfx)
-        column.append(seen[key])
-    return distinct, column
-
-
 def evaluate(
-    model_dir: str | Path, built_dir: str | Path, out_dir: str | Path, cfg: EvalConfig
-) -> Path:
-    """Run every model and baseline; returns the directory holding metrics.json and report.md."""
+    model_dir: str | Path, built_dir: str | Path, out_dir: str | Path, cfg: EvalConfig,
+    reuse: list[Path] = (),
+) -> Path:  # fmt: skip
+    """Run every model and baseline; returns the directory holding metrics.json and report.md.
+    ``reuse``: (user, suffix) vectors computed before (:mod:`qanchor.infer.pair_store`)."""
     from qanchor.data.contract import read_scenarios
     from qanchor.eval.bag_baselines import read_bags
     from qanchor.eval.probe import probe_scenarios, scores_frame
@@ -114,16 +50,15 @@ def evaluate(
 
     model_dir, data = Path(model_dir), BuiltData.load(built_dir, cfg.runtime.feature_repo)
     scen = read_scenarios(data.root / "scenarios.yaml")
-    names = [s.name for s in scen]
-    labels = _evaluated(data.root, cfg)
-    config = read_config(model_dir)
+    labels, config = _evaluated(data.root, cfg), read_config(model_dir)
     mcfg = config["model"]
     if any(b in cfg.baselines for b in BAG_BASELINES):
         read_bags(data.root)  # fail before the expensive embedding if the build lacks the bag
     from qanchor.progress import bar as progress
 
     evaluated = sorted(set(labels["user_id"]))
-    tuned, base, times = qanchor_features(model_dir, data, scen, cfg.runtime.bf16, users=evaluated)
+    embedded = qanchor_features(model_dir, data, scen, cfg.runtime.bf16, users=evaluated, reuse=reuse)  # fmt: skip
+    times = embedded.times
     times.pop("bare_query_scenarios")
     times["users_evaluated"] = _users_line(len(evaluated), data.users["user_id"].nunique(), cfg)
     results, clock = {}, [time.perf_counter()]
@@ -139,17 +74,17 @@ def evaluate(
         bar.set_postfix_str(name, refresh=False)
         bar.update()
 
-    scored("qanchor_tuned", probe_scenarios(tuned, labels))
-    scored("qanchor_base", probe_scenarios(base, labels))
+    scored("qanchor_tuned", probe_scenarios(embedded.tuned, labels))
+    scored("qanchor_base", probe_scenarios(embedded.base, labels))
     _run_baselines(cfg, data, scen, labels, mcfg, scored, times)
     bar.close()
-    sizes = {a.name: a.meta.get("bytes") for a in load_adapters(model_dir)}
-    extra = _extra_md(sizes, times)
+    extra = _extra_md({a.name: a.meta.get("bytes") for a in load_adapters(model_dir)}, times)
     out_dir = Path(out_dir)
     preset = cfg.preset or config.get("pretrain", {}).get("preset")
     with atomic_dir(out_dir) as tmp:
-        metrics = write_metrics(tmp, data.manifest.get("input", str(data.root)), names, results)
+        metrics = write_metrics(tmp, data.manifest.get("input", str(data.root)), [s.name for s in scen], results)  # fmt: skip
         scores_frame(results, labels).to_parquet(tmp / SCORES_FILE, index=False)
+        embedded.write_tuned(tmp)  # the embed stage of this run reuses them
         v = verdict(
             metrics, results, preset, random_parts(mcfg), cfg.bootstrap_resamples, cfg.runtime.seed
         )
@@ -240,12 +175,12 @@ def rescore(
     data = BuiltData.load(built_dir, cfg.runtime.feature_repo)
     scen = read_scenarios(data.root / "scenarios.yaml")
     labels = _evaluated(data.root, cfg)
-    tuned, _, info = qanchor_features(
+    got = qanchor_features(
         Path(model_dir), data, scen, cfg.runtime.bf16, base=False,
         users=sorted(set(labels["user_id"])),
     )  # fmt: skip
     # The probe's default seed, as evaluate() uses: the same model gives the same scores.
-    return probe_scenarios(tuned, labels), info["bare_query_scenarios"]
+    return probe_scenarios(got.tuned, labels), got.times["bare_query_scenarios"]
 
 
 def _evaluated(built: Path, cfg: EvalConfig) -> pd.DataFrame:

@@ -56,3 +56,43 @@ def write_embeddings(
     if keep is not None and len(keep):
         frame = pd.concat([keep[list(COLUMNS)], frame], ignore_index=True)
     frame.sort_values(["user_id", "scenario"]).to_parquet(path, index=False)
+
+
+def vectors_file(bf16: bool) -> str:
+    """Evaluation's file of tuned vectors, named by the precision they were computed in.
+
+    Evaluation embeds its users x tuned scenarios with the candidate model; the embed stage of
+    the same run reuses those vectors instead of computing them again (:func:`reusable`). Only
+    vectors of the same precision are reused, so a batch table never mixes bf16 and fp32 rows.
+    """
+    return f"embeddings-{'bf16' if bf16 else 'fp32'}.parquet"
+
+
+def reusable(
+    path: str | Path,
+    user_ids: Sequence[str],
+    scenarios: Sequence[str],
+    feature_versions: Mapping[str, str],
+    model_version: str,
+) -> dict[str, np.ndarray]:
+    """User -> [scenarios, d] float32 vectors of ``path`` that can stand in for new ones.
+
+    A user is reusable when the file holds every one of ``scenarios`` for them, computed by
+    ``model_version`` from the features of ``feature_versions[user]``; other users (new events,
+    another model, a scenario missing) are left out, to be embedded afresh. A missing file
+    gives an empty dict.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    rows = pd.read_parquet(path, filters=[("model_version", "==", model_version)])
+    rows = rows[rows["user_id"].isin(user_ids)]
+    rows = rows[rows["feature_version"] == rows["user_id"].map(feature_versions)]
+    position = {s: j for j, s in enumerate(scenarios)}
+    rows = rows[rows["scenario"].isin(position)].drop_duplicates(["user_id", "scenario"])
+    out: dict[str, np.ndarray] = {}
+    for user, part in rows.groupby("user_id", sort=False):
+        if len(part) == len(position):
+            order = part["scenario"].map(position).to_numpy().argsort()
+            out[user] = np.stack(part["embedding"].to_numpy()[order]).astype(np.float32)
+    return out

@@ -66,7 +66,7 @@ CHAIN: tuple[Stage, ...] = (
     # One retry: pretraining resumes from its last checkpoint.
     Stage("pretrain", ("preset", "feature_repo"), ("materialize",), ("model/",),
           gpu=True, memory="16G", cpu="4", retries=1, timeout=timedelta(hours=12)),
-    Stage("tune", ("preset", "feature_repo"), ("build", "pretrain"), ("model/scenarios/",),
+    Stage("tune", ("preset", "feature_repo"), ("build", "pretrain"), ("model/scenarios/", "guard_vectors/"),
           each="scenario_group", timeout=timedelta(hours=2)),
     Stage("evaluate", ("preset", "feature_repo"), ("tune",), ("eval/",),
           retries=1, timeout=timedelta(hours=3)),

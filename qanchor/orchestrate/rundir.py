@@ -42,6 +42,10 @@ class RunPaths:
         return self.root / "eval"
 
     @property
+    def guard_vectors(self) -> Path:
+        return self.root / "guard_vectors"  # tuning's guard vectors, reused by evaluation
+
+    @property
     def embeddings(self) -> Path:
         return self.root / "embeddings"
 

@@ -157,7 +157,8 @@ def tune_scenarios(
 
     p = RunPaths(Path(run))
     cfg = stage_config(TuneConfig, preset, feature_repo, overrides)
-    adapters = tune_model(p.model, p.built, cfg, list(scenarios))
+    kept = p.guard_vectors / f"{tune_key(scenarios)}.parquet"
+    adapters = tune_model(p.model, p.built, cfg, list(scenarios), guard_vectors=kept)
     keep = ("bytes", "final_loss", "steps", "seconds", "shared_with")
     tuned = {a.name: {k: a.meta.get(k) for k in keep} for a in adapters}
     return record(p, tune_key(scenarios), {"scenarios": list(scenarios), "adapters": tuned})
@@ -171,14 +172,16 @@ def tune_key(scenarios: list[str]) -> str:
 def evaluate(
     run: str | Path, preset: str, feature_repo: str = "", overrides: dict | None = None
 ) -> dict:
-    """Evaluate the tuned model and the baselines into ``<run>/eval`` (metrics.json, report.md)."""
+    """Evaluate the tuned model and the baselines into ``<run>/eval`` (metrics.json, report.md).
+
+    The users tuning's validation guard embedded are not embedded again (``guard_vectors/``).
+    """
     from qanchor.eval.evaluate import EvalConfig
     from qanchor.eval.evaluate import evaluate as run_evaluate
 
     p = RunPaths(Path(run))
-    run_evaluate(
-        p.model, p.built, p.eval, stage_config(EvalConfig, preset, feature_repo, overrides)
-    )
+    cfg = stage_config(EvalConfig, preset, feature_repo, overrides)
+    run_evaluate(p.model, p.built, p.eval, cfg, reuse=sorted(p.guard_vectors.glob("*.parquet")))
     metrics = json.loads((p.eval / "metrics.json").read_text())
     aucs = {k: v["mean_auc"] for k, v in metrics["models"].items()}
     return record(p, "evaluate", {"metrics": str(p.eval / "metrics.json"),
@@ -226,9 +229,14 @@ def register(run: str | Path, name: str = "qanchor") -> dict:
 
 
 def embed_shard(run: str | Path, shard: int, num_shards: int, scenarios: list[str] | None = None) -> dict:  # fmt: skip
-    """Embed every ``num_shards``-th user (offset ``shard``) x the tuned scenarios into one file."""
+    """Embed every ``num_shards``-th user (offset ``shard``) x the tuned scenarios into one file.
+
+    Users whose vectors this run's evaluation already computed (same model, same features, same
+    precision: ``eval/embeddings-fp32.parquet``) are copied from there, not embedded again; on a
+    build no larger than evaluation's ``max_users`` that is every user.
+    """
     from qanchor.infer.engine import Embedder
-    from qanchor.infer.shards import write_embeddings
+    from qanchor.infer.shards import reusable, vectors_file, write_embeddings
     from qanchor.model.data import BuiltData
 
     if not 0 <= shard < num_shards:
@@ -239,11 +247,17 @@ def embed_shard(run: str | Path, shard: int, num_shards: int, scenarios: list[st
     emb = Embedder.from_dir(p.model)
     emb.load_users(data.snapshots[data.snapshots["user_id"].isin(users)], data.profiles)
     names = list(scenarios or sorted(emb.adapters))
-    vecs = emb.embed(users, names) if users else []
+    versions = emb.feature_versions()
+    done = reusable(p.eval / vectors_file(emb.engine.bf16), users, names, versions,
+                    emb.model_version)  # fmt: skip
+    todo = [u for u in users if u not in done]
+    fresh = dict(zip(todo, emb.embed(todo, names), strict=True)) if todo else {}
     path = p.embeddings / f"shard-{shard:05d}-of-{num_shards:05d}.parquet"
     with atomic_file(path) as tmp:
-        write_embeddings(tmp, users, names, vecs, emb.feature_versions(), emb.model_version)
-    return record(p, f"embed-{shard}", {"path": str(path), "users": len(users), "scenarios": names})  # fmt: skip
+        write_embeddings(tmp, users, names, [done.get(u, fresh.get(u)) for u in users], versions,
+                         emb.model_version)  # fmt: skip
+    return record(p, f"embed-{shard}", {"path": str(path), "users": len(users), "scenarios": names,
+                                        "reused": len(done)})  # fmt: skip
 
 
 def embed_all(run: str | Path, workers: int | None = None) -> list[dict]:

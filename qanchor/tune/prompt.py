@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from qanchor.data.contract import Scenario
+from qanchor.infer import pair_store
 from qanchor.infer.engine import Embedder, Suffix
 from qanchor.progress import bar as progress
 from qanchor.tune.adapters import ScenarioAdapter
@@ -162,9 +164,12 @@ def _init_prototypes(
 
 
 def tune_model(
-    model_dir, built_dir, cfg: TuneConfig, scenarios: list[str] | None = None
-) -> list[ScenarioAdapter]:
-    """Tune every (or the named) scenario of a built dataset; adapters are saved beside the model."""
+    model_dir, built_dir, cfg: TuneConfig, scenarios: list[str] | None = None,
+    guard_vectors: Path | None = None,
+) -> list[ScenarioAdapter]:  # fmt: skip
+    """Tune every (or the named) scenario of a built dataset; adapters are saved beside the model.
+    ``guard_vectors``: a file to keep the guard's vectors in (:mod:`qanchor.infer.pair_store`).
+    """
     from qanchor.data.contract import read_scenarios
     from qanchor.errors import QAnchorError
     from qanchor.model.data import BuiltData
@@ -204,28 +209,36 @@ def tune_model(
             bar.set_postfix_str(group[0].name, refresh=False)
             adapters += tune_group(emb, group, train, cfg, on_step=bar.update)
     if cfg.val_guard:
-        adapters = guard(emb, adapters, train, val, cfg)
+        keep = _keeper(model_dir, emb, guard_vectors) if guard_vectors else None
+        adapters = guard(emb, adapters, train, val, cfg, on_vectors=keep)
     for adapter in adapters:
         save_adapter(model_dir, adapter)
     return adapters
 
 
+def _keeper(model_dir, emb: Embedder, path: Path) -> Callable:
+    """The guard's ``on_vectors``: write its vectors to ``path`` under this model's key."""
+    key = pair_store.model_key(model_dir, emb.engine.bf16)
+
+    def keep(ids: list[str], suffixes: list[Suffix], vecs: np.ndarray) -> None:
+        pair_store.write_pairs(path, ids, suffixes, vecs, emb.feature_versions(), key)
+
+    return keep
+
+
 def guard(
-    emb: Embedder,
-    adapters: list[ScenarioAdapter],
-    train: pd.DataFrame,
-    val: pd.DataFrame,
-    cfg: TuneConfig,
-) -> list[ScenarioAdapter]:
+    emb: Embedder, adapters: list[ScenarioAdapter], train: pd.DataFrame, val: pd.DataFrame,
+    cfg: TuneConfig, on_vectors: Callable | None = None,
+) -> list[ScenarioAdapter]:  # fmt: skip
     """Each adapter, or (if its prompt does not beat the untuned query on validation users) the
     same scenario with an empty prompt and prototypes re-fitted under the bare query.
 
-    All adapters are judged in one pass: every labelled user's prefix is computed once and all
-    (tuned, bare) suffixes run on it (per scenario, a pass each recomputed every prefix that no
-    longer fit the cache: 12 scenarios x 1,400 users took longer than the tuning itself).
+    All adapters are judged in one pass: each user's prefix once, all (tuned, bare) suffixes on it
+    (a pass per scenario recomputed evicted prefixes and took longer than the tuning itself).
     The verdict and both AUCs are recorded in each adapter's meta (``val_guard``). At most
     ``cfg.guard_users`` users of each split are embedded if set (a seeded sample, the same for
     every scenario), so the guard can cost the same on 2,000 or 100,000 users.
+    ``on_vectors(users, suffixes, vectors)`` receives the pass's vectors (to keep them).
     """
     from qanchor.eval.metrics import auc_ks
     from qanchor.eval.probe import linear_probe
@@ -248,6 +261,8 @@ def guard(
     at = {u: i for i, u in enumerate(ids)}
     suffixes = [sfx for a in judged for sfx in (a, Suffix(a.query))]
     vecs = emb.embed_rows(emb.rows(ids), suffixes).numpy()  # [users, 2 * adapters, d]
+    if on_vectors is not None:
+        on_vectors(ids, suffixes, vecs)
     out = {}
     for j, a in enumerate(judged):
         tr, va = parts[a.name]

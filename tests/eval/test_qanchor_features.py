@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from qanchor.data.contract import read_scenarios
-from qanchor.eval.evaluate import _distinct, qanchor_features
+from qanchor.eval.model_features import _distinct, qanchor_features
 from qanchor.infer.engine import Embedder, Suffix
 from qanchor.model.data import BuiltData
 
@@ -25,7 +25,8 @@ def test_distinct_suffixes_merge_an_empty_prompt_with_none_and_keep_real_prompts
 def test_one_streamed_pass_gives_the_engines_vectors(tiny_model: Path, built_tiny: Path) -> None:
     data = BuiltData.load(built_tiny)
     scen = read_scenarios(built_tiny / "scenarios.yaml")[:3]
-    tuned, base, info = qanchor_features(tiny_model, data, scen, chunk=16)
+    got = qanchor_features(tiny_model, data, scen, chunk=16)
+    tuned, base, info = got.tuned, got.base, got.times
     users = sorted(set(data.users["user_id"]))
     assert info["prefixes_computed"] == len(users)  # not one per model, not one per scenario
     assert info["prefix_tokens_max"] > 0
