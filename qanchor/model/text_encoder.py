@@ -68,17 +68,25 @@ class TextEncoder(nn.Module):
     def encode(self, texts: list[str], batch_size: int = 256, max_length: int = 64) -> torch.Tensor:
         """Encode texts into a float32 CPU tensor ``[len(texts), dim]``, in input order.
 
-        Texts are batched in length order so each batch pads to similar lengths.
+        Texts are batched in length order so each batch pads to similar lengths. More than a
+        few batches get a progress bar: the first stage on a large user base encodes every
+        distinct event text (17 min for 20,000 synthetic users, 2 CPU cores, fp32) before it trains.
         """
+        from qanchor.progress import bar
+
         was_training = self.training
         self.eval()
         device = next(self.parameters()).device
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = torch.empty(len(texts), self.dim)
+        shown = bar(desc="encode event texts", total=len(texts), unit="text",
+                    disable=len(texts) <= 4 * batch_size)  # fmt: skip
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             batch = self.tokenize([texts[i] for i in idx], max_length)
             out[idx] = self(**{k: v.to(device) for k, v in batch.items()}).float().cpu()
+            shown.update(len(idx))
+        shown.close()
         self.train(was_training)
         return out
 
