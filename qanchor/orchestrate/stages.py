@@ -238,6 +238,7 @@ def embed_shard(run: str | Path, shard: int, num_shards: int, scenarios: list[st
     from qanchor.infer.engine import Embedder
     from qanchor.infer.shards import reusable, vectors_file, write_embeddings
     from qanchor.model.data import BuiltData
+    from qanchor.progress import bar
 
     if not 0 <= shard < num_shards:
         raise QAnchorError(f"shard {shard} is not in [0, {num_shards})")
@@ -251,7 +252,13 @@ def embed_shard(run: str | Path, shard: int, num_shards: int, scenarios: list[st
     done = reusable(p.eval / vectors_file(emb.engine.bf16), users, names, versions,
                     emb.model_version)  # fmt: skip
     todo = [u for u in users if u not in done]
-    fresh = dict(zip(todo, emb.embed(todo, names), strict=True)) if todo else {}
+    fresh: dict = {}
+    # Blocks of 256 users under a bar: at 20,000 users a shard embeds for half an hour.
+    with bar(desc=f"embed shard {shard + 1}/{num_shards}", total=len(todo), unit="user") as shown:
+        for b in range(0, len(todo), 256):
+            ids = todo[b : b + 256]
+            fresh.update(zip(ids, emb.embed(ids, names), strict=True))
+            shown.update(len(ids))
     path = p.embeddings / f"shard-{shard:05d}-of-{num_shards:05d}.parquet"
     with atomic_file(path) as tmp:
         write_embeddings(tmp, users, names, [done.get(u, fresh.get(u)) for u in users], versions,
