@@ -128,10 +128,13 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def sha256_tree(root: str | Path) -> str:
-    """Hex SHA-256 over a directory's relative file paths and contents (order-independent)."""
+def sha256_tree(root: str | Path, skip: tuple[str, ...] = ()) -> str:
+    """Hex SHA-256 over a directory's relative file paths and contents (order-independent),
+    leaving out the top-level entries named in ``skip``."""
     root = Path(root)
     h = hashlib.sha256()
     for p in sorted(q for q in root.rglob("*") if q.is_file()):
-        h.update(p.relative_to(root).as_posix().encode() + b"\0" + sha256_file(p).encode())
+        rel = p.relative_to(root)
+        if rel.parts[0] not in skip:
+            h.update(rel.as_posix().encode() + b"\0" + sha256_file(p).encode())
     return h.hexdigest()

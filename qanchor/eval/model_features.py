@@ -142,12 +142,12 @@ def _fill(emb, vecs: np.ndarray, known: np.ndarray, rows: list[int], suffixes: l
 
 def _distinct(suffixes: list) -> tuple[list, list[int]]:
     """The distinct suffixes (query, prompt values) and each input's index among them."""
-    seen: dict[tuple, int] = {}
+    from qanchor.infer.pair_store import suffix_digest
+
+    seen: dict[str, int] = {}
     distinct, column = [], []
     for sfx in suffixes:
-        prompt = sfx.prompt
-        key = (sfx.query, None if prompt is None or not prompt.numel()
-               else (tuple(prompt.shape), prompt.detach().cpu().numpy().tobytes()))  # fmt: skip
+        key = suffix_digest(sfx)
         if key not in seen:
             seen[key] = len(distinct)
             distinct.append(sfx)

@@ -1,7 +1,7 @@
 """Vectors of (user, suffix) pairs that one stage keeps for a later stage of the same run.
 
     write_pairs(path, users, suffixes, vecs, emb.feature_versions(), model_key(model_dir, bf16))
-    known = read_pairs(paths, users, suffixes, emb.feature_versions(), model_key(model_dir, bf16))
+    vectors, known = read_pairs(paths, users, suffixes, emb.feature_versions(), model_key(model_dir, bf16))
 
 Tuning's validation guard embeds its train and val users with every tuned prompt and with the
 bare query; evaluation then needs exactly those pairs again (a kept prompt is the tuned suffix,
@@ -27,15 +27,10 @@ COLUMNS = ("user_id", "feature_version", "suffix", "model_key", "embedding")
 
 def model_key(model_dir: str | Path, bf16: bool) -> str:
     """The weights of ``model_dir`` (its scenario adapters aside) and the precision."""
-    from qanchor.io import sha256_file
+    from qanchor.io import sha256_tree
 
-    root = Path(model_dir)
-    h = hashlib.sha256()
-    for p in sorted(q for q in root.rglob("*") if q.is_file()):
-        rel = p.relative_to(root)
-        if rel.parts[0] != "scenarios":  # adapters: tuned while these vectors are written
-            h.update(rel.as_posix().encode() + b"\0" + sha256_file(p).encode())
-    return f"{h.hexdigest()[:16]}-{'bf16' if bf16 else 'fp32'}"
+    # Not model_id: that covers the adapters, which are tuned while these vectors are written.
+    return f"{sha256_tree(model_dir, skip=('scenarios',))[:16]}-{'bf16' if bf16 else 'fp32'}"
 
 
 def suffix_digest(sfx) -> str:

@@ -31,8 +31,8 @@ class VectorCache:
         self.hits = self.misses = 0
         if (self.dir / "keys.npy").is_file():
             keys = np.load(self.dir / "keys.npy")
-            # Memory-mapped: the cache holds every text ever encoded (435k texts, 667 MB after
-            # 22,000 synthetic users), and a reader (a batch-embedding shard, the service) only
+            # Memory-mapped: the cache holds every text ever encoded (435k texts, 667 MB on the
+            # benchmark machine after the 20,000-user chain), and a reader (a batch-embedding shard, the service) only
             # touches its own users' rows. A save renames new files into place, so a mapping of
             # the old file stays valid.
             self._vecs = np.load(self.dir / "vectors.npy", mmap_mode="r")
