@@ -119,10 +119,13 @@ class BagVectorizer:
 
     def transform(self, texts: list[str], counts: sp.spmatrix) -> np.ndarray:
         """[users, dim] float32 standardised SVD coordinates of the users' TF-IDF rows."""
+        return self.reduce(self.tfidf(texts, counts))
+
+    def reduce(self, tfidf: sp.spmatrix) -> np.ndarray:
+        """[users, dim] float32 standardised SVD coordinates of TF-IDF rows (:meth:`tfidf`)."""
         if self.components is None:
             raise ValueError("this BagVectorizer has no SVD (fitted with dim=0)")
-        z = np.asarray(self.tfidf(texts, counts) @ self.components.T) / self.scale
-        return z.astype(np.float32)
+        return (np.asarray(tfidf @ self.components.T) / self.scale).astype(np.float32)
 
     # --- persistence ----------------------------------------------------------------------
     def save(self, path: str | Path) -> None:

@@ -57,7 +57,8 @@ def qanchor_features(
     bare suffix runs on it, in blocks of users that are dropped once embedded, so time is linear
     and memory flat in users (no prefix cache: nothing is embedded twice). The (user, suffix)
     pairs ``reuse`` holds (:func:`qanchor.infer.pair_store.read_pairs`) are not embedded again;
-    a user missing only some suffixes runs those alone.
+    a user missing only some suffixes runs those alone. A scenario's bag head
+    (:mod:`qanchor.tune.bag_head`) shifts its tuned vectors after they are computed or read.
 
     A scenario the model has no adapter for is embedded with its query alone in both (never
     with its name, which is an identifier, not a question).
@@ -69,7 +70,9 @@ def qanchor_features(
     emb.load_users(data.snapshots[data.snapshots["user_id"].isin(users)], data.profiles)
     rows = emb.rows(users)
     queries = [emb.adapters[s.name].query if s.name in emb.adapters else s.query for s in scenarios]
-    wanted = [emb.adapters.get(s.name) or Suffix(q) for s, q in zip(scenarios, queries, strict=True)]  # fmt: skip
+    # Raw suffixes (no bag heads): the pairs tuning stored are raw; heads apply below.
+    tuned = [emb.adapters.get(s.name) for s in scenarios]
+    wanted = [Suffix(q, a.prompt if a else None) for a, q in zip(tuned, queries, strict=True)]
     if base:
         wanted += [Suffix(q) for q in queries]
     # A scenario whose adapter kept no prompt (tuning's validation guard) has the same suffix
@@ -80,6 +83,10 @@ def qanchor_features(
     desc = "embed qanchor_tuned" + (" + qanchor_base" if base else "")
     computed = _fill(emb, vecs, known, rows, suffixes, chunk, desc)
     vecs = vecs[:, column]
+    bags = [emb.users.table.inputs[r].bag_tfidf for r in rows]
+    for j, a in enumerate(tuned):
+        if a is not None and a.head is not None:
+            vecs[:, j] = a.head.apply(vecs[:, j], a.head.logits(users, bags))
     lay, inputs = emb.model.layout, emb.users.table.inputs
     times = {"qanchor_embed_s": round(time.perf_counter() - t0, 1),
              "prefixes_computed": computed,
@@ -93,6 +100,8 @@ def qanchor_features(
 
     n = len(scenarios)
     times["bare_query_scenarios"] = [s.name for s in scenarios if s.name not in emb.adapters]
+    times["bag_head_scenarios"] = [s.name for s, a in zip(scenarios, tuned, strict=True)
+                                   if a is not None and a.head is not None]  # fmt: skip
     return QAnchorFeatures(
         frames(vecs[:, :n]), frames(vecs[:, n:]) if base else None, times,
         emb.feature_versions(), emb.model_version,

@@ -32,10 +32,12 @@ Part = tuple[torch.Tensor, int]  # a suffix's [Ls, d_llm] input embeddings, inde
 
 @dataclass
 class Suffix:
-    """A query suffix: the query text and an optional soft prompt [P, d_llm]."""
+    """A query suffix: the query text, an optional soft prompt [P, d_llm] and an optional bag
+    head (:class:`~qanchor.tune.bag_head.BagHead`) applied to the vectors it yields."""
 
     query: str
     prompt: torch.Tensor | None = None
+    head: object | None = None
 
 
 class AnchorEngine:
@@ -127,10 +129,12 @@ class AnchorEngine:
         emb, user = self.model.embeds_and_user(batch, *self.batch_vectors(users, batch))
         pre = self.kv.prefix(emb, batch.attention_mask)
         keep_user = self.model.cfg.user_skip
+        inputs = users.table.inputs
         return [
-            PrefixEntry(kv, n, user[b].float().clone() if keep_user else None)
+            PrefixEntry(kv, n, user[b].float().clone() if keep_user else None,
+                        inputs[rows[b]].bag_tfidf)
             for b, (kv, n) in enumerate(pre.rows())
-        ]
+        ]  # fmt: skip
 
     # --- embedding ------------------------------------------------------------------------
     @torch.no_grad()
@@ -148,8 +152,11 @@ class AnchorEngine:
         """
         parts = [self.suffix_embeds(s) for s in suffixes]
         out = torch.empty(len(rows), len(suffixes), self.model.cfg.emb_dim)
+        bags = []
         for b in range(0, len(rows), block):
-            pre, summary = self._stack(self.prefixes(users, rows[b : b + block], use_cache))
+            entries = self.prefixes(users, rows[b : b + block], use_cache)
+            bags += [e.bag for e in entries]
+            pre, summary = self._stack(entries)
             pairs = [(i, j) for i in range(min(block, len(rows) - b)) for j in range(len(suffixes))]
             for k in range(0, len(pairs), self.max_batch):
                 chunk = pairs[k : k + self.max_batch]
@@ -158,6 +165,7 @@ class AnchorEngine:
                 u = self._suffix_pass(pre.select(idx), [parts[j] for _, j in chunk], sub_summary)
                 for (i, j), vec in zip(chunk, u, strict=True):
                     out[b + i, j] = vec.float().cpu()
+        _with_heads(out, suffixes, [users.table.user_ids[r] for r in rows], bags)
         return out
 
     @torch.no_grad()
@@ -178,6 +186,12 @@ class AnchorEngine:
             chunk = pairs[k : k + self.max_batch]
             u = self.suffix_forward([entries[i] for i, _ in chunk], [parts[j] for _, j in chunk])
             out[k : k + len(chunk)] = u.float().cpu()
+        for j, sfx in enumerate(suffixes):
+            at = [k for k, (_, jj) in enumerate(pairs) if jj == j]
+            if sfx.head is not None and at:
+                ids = [users.table.user_ids[rows[pairs[k][0]]] for k in at]
+                logits = sfx.head.logits(ids, [entries[pairs[k][0]].bag for k in at])
+                out[at] = sfx.head.apply(out[at], logits)
         return out
 
     def suffix_forward(self, entries: list[PrefixEntry], parts: list[Part]) -> torch.Tensor:
@@ -241,4 +255,13 @@ class AnchorEngine:
             u = self.model.head(h_at, "anchor", summary[rows_at])
             for (i, j), vec in zip(chunk, u, strict=True):
                 out[i, j] = vec.float().cpu()
+        ids = [users.table.user_ids[r] for r in rows]
+        _with_heads(out, suffixes, ids, [users.table.inputs[r].bag_tfidf for r in rows])
         return out
+
+
+def _with_heads(out: torch.Tensor, suffixes: list[Suffix], ids: list[str], bags: list) -> None:
+    """Shift ``out`` [users, suffixes, d] in place by the bag heads of the suffixes with one."""
+    for j, sfx in enumerate(suffixes):
+        if sfx.head is not None:
+            out[:, j] = sfx.head.apply(out[:, j], sfx.head.logits(ids, bags))

@@ -77,7 +77,7 @@ class Embedder:
         # The model's identity (weights, config, adapters): prefix cache keys and embedding
         # outputs carry it, so nothing computed by another model is ever reused.
         emb = cls(model, featurizer, model_version=model_id(model_dir), **kwargs)
-        emb.adapters = {a.name: Suffix(a.query, a.prompt) for a in load_adapters(model_dir)}
+        emb.adapters = {a.name: Suffix(a.query, a.prompt, a.head) for a in load_adapters(model_dir)}
         return emb
 
     # --- the engine's parts -----------------------------------------------------------------
@@ -145,7 +145,8 @@ class Embedder:
 
     # --- embedding --------------------------------------------------------------------------
     def suffix(self, scenario_or_query: str, tuned: bool = True) -> Suffix:
-        """A scenario's suffix (its query and, if ``tuned``, its soft prompt), or free text."""
+        """A scenario's suffix (its query and, if ``tuned``, its soft prompt and bag head), or
+        free text."""
         s = self.adapters.get(scenario_or_query)
         if s is None:
             return Suffix(scenario_or_query)

@@ -8,7 +8,8 @@ bare query; evaluation then needs exactly those pairs again (a kept prompt is th
 a rejected one leaves the bare query). Kept here, evaluation embeds only the users the guard did
 not see. A vector is reused only under the same key: the model's weights (the model directory
 without its scenario adapters, which the suffix itself covers), the precision, the user's
-feature version and the suffix's content (query text and prompt values).
+feature version and the suffix's content (query text and prompt values). Vectors are stored
+raw, without a scenario's bag head (:mod:`qanchor.tune.bag_head`): a reader applies the head.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 
@@ -22,16 +23,20 @@ class PrefixEntry:
 
     ``user`` is the encoder's user token [d_llm], kept for models whose head reads it
     (``ModelConfig.user_skip``); it costs one token's width next to the per-layer keys/values.
+    ``bag`` is the user's TF-IDF row (term indices, values) that scenarios' bag heads read
+    (:mod:`qanchor.tune.bag_head`): a cached user has no inputs built, so it travels here.
     """
 
     kv: list[tuple[torch.Tensor, torch.Tensor]]
     length: int
     user: torch.Tensor | None = None
+    bag: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def nbytes(self) -> int:
         kv = sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in self.kv)
-        return kv + (0 if self.user is None else self.user.numel() * self.user.element_size())
+        bag = 0 if self.bag is None else self.bag[0].nbytes + self.bag[1].nbytes
+        return kv + bag + (0 if self.user is None else self.user.numel() * self.user.element_size())
 
 
 class PrefixCache:

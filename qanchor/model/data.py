@@ -71,13 +71,14 @@ class UserTable:
             events[uid].setdefault(int(s), []).append(int(t))
         feats = _profile_features(user_ids, profiles, featurizer)
         bags = _user_bags(user_ids, bag, text_idx[len(long) :], sources) if whole_history else {}
-        bag_vecs = _bag_vectors(user_ids, bag, bag_vectorizer)
+        bag_vecs, tfidf = _bag_vectors(user_ids, bag, bag_vectorizer)
         inputs = [
             UserInput(
                 sorted(events[u].items()),
                 None if feats is None else feats[i],
                 bags.get(u, no_bag()),
                 None if bag_vecs is None else bag_vecs[i],
+                None if tfidf is None else _sparse_row(tfidf, i),
             )
             for i, u in enumerate(user_ids)
         ]
@@ -131,11 +132,18 @@ def _user_bags(
 
 def _bag_vectors(
     user_ids: list[str], bag: pd.DataFrame | None, vectorizer: BagVectorizer | None
-) -> np.ndarray | None:
+):
+    """``(reduced vectors [users, dim], TF-IDF rows [users, terms])``, or ``(None, None)``."""
     if vectorizer is None or bag is None:
-        return None
+        return None, None
     texts, counts = count_matrix(user_ids, bag)
-    return vectorizer.transform(texts, counts)
+    tfidf = vectorizer.tfidf(texts, counts)
+    return vectorizer.reduce(tfidf), tfidf
+
+
+def _sparse_row(x, i: int) -> tuple[np.ndarray, np.ndarray]:
+    a, b = x.indptr[i], x.indptr[i + 1]
+    return x.indices[a:b].astype(np.int32), x.data[a:b].astype(np.float32)
 
 
 def _profile_features(

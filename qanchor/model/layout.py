@@ -42,12 +42,15 @@ class UserInput:
         bag: the whole history as (source index, text id, count) arrays over distinct texts:
             the coarse tokens pool over it (empty: they pool over ``events``).
         bag_vec: the bag-of-events channel's vector (reduced TF-IDF), or None.
+        bag_tfidf: the whole history's TF-IDF row (term indices, values) in the model's bag
+            vocabulary, read by the scenarios' bag heads (:mod:`qanchor.tune.bag_head`).
     """
 
     events: list[tuple[int, list[int]]]
     profile: np.ndarray | None = None
     bag: tuple[np.ndarray, np.ndarray, np.ndarray] = field(default_factory=no_bag)
     bag_vec: np.ndarray | None = None
+    bag_tfidf: tuple[np.ndarray, np.ndarray] | None = None
 
 
 @dataclass

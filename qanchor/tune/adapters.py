@@ -1,8 +1,9 @@
 """Scenario adapters: a soft prompt [P, d_llm] and class prototypes [K, d] per scenario.
 
 Stored as ``<model_dir>/scenarios/<name>/{adapter.safetensors, meta.json}``: a few KB each, so
-a new scenario is a new small file next to an unchanged model. Scenarios tuned together as a
-cluster share the prompt tensor (each keeps its own prototypes).
+a new scenario is a new small file next to an unchanged model, plus ``bag_head.npz`` when the
+scenario has a bag head (:mod:`qanchor.tune.bag_head`; ~2 MB at 100k terms). Scenarios tuned
+together as a cluster share the prompt tensor (each keeps its own prototypes).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 import torch
 
 from qanchor.io import atomic_dir
+from qanchor.tune.bag_head import BagHead
 
 
 @dataclass
@@ -25,6 +27,7 @@ class ScenarioAdapter:
     prompt: torch.Tensor  # [P, d_llm]
     prototypes: torch.Tensor  # [K, emb_dim], L2-normalised; row k = class k
     meta: dict = field(default_factory=dict)
+    head: BagHead | None = None  # the scenario's bag head, if it has one
 
     def scores(self, u: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
         """Class probabilities [N, K] from prototype similarities (the tuning objective)."""
@@ -49,8 +52,9 @@ def save_adapter(model_dir: str | Path, adapter: ScenarioAdapter) -> Path:
         save_file({"prompt": adapter.prompt.detach().cpu().contiguous(),
                    "prototypes": adapter.prototypes.detach().cpu().contiguous()},
                   str(tmp / "adapter.safetensors"))  # fmt: skip
-        size = (tmp / "adapter.safetensors").stat().st_size
-        adapter.meta["bytes"] = size
+        if adapter.head is not None:
+            adapter.head.save(tmp)
+        adapter.meta["bytes"] = sum(f.stat().st_size for f in tmp.iterdir())
         meta = {"name": adapter.name, "query": adapter.query, **adapter.meta}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     return target
@@ -67,5 +71,6 @@ def load_adapters(model_dir: str | Path) -> list[ScenarioAdapter]:
             continue
         meta = json.loads((d / "meta.json").read_text())
         t = load_file(str(d / "adapter.safetensors"))
-        out.append(ScenarioAdapter(meta["name"], meta["query"], t["prompt"], t["prototypes"], meta))
+        out.append(ScenarioAdapter(meta["name"], meta["query"], t["prompt"], t["prototypes"],
+                                   meta, BagHead.load(d)))  # fmt: skip
     return out

@@ -28,6 +28,12 @@ class TuneConfig:
         "keep a tuned prompt only if its linear-probe AUC on validation users beats the untuned "
         "query's; otherwise store an empty prompt (the scenario serves the base embedding)",
     )
+    bag_head_step: float = option(
+        0.1,
+        "a bag head per scenario (cross-fitted logistic regression on the whole-history TF-IDF, "
+        "qanchor.tune.bag_head) shifts the unit embedding along the label axis by this much per "
+        "sd of its logit; 0 = no heads. Kept only if it raises the val probe AUC (val_guard)",
+    )
     guard_users: int = option(
         1500,
         "users per split (train, val) the validation guard embeds, a seeded sample (0: all): "

@@ -34,6 +34,7 @@ from qanchor.infer.engine import Embedder, Suffix
 from qanchor.progress import bar as progress
 from qanchor.tune.adapters import ScenarioAdapter
 from qanchor.tune.config import TuneConfig
+from qanchor.tune.heads import fit_heads, judge_head
 
 log = logging.getLogger(__name__)
 
@@ -208,6 +209,8 @@ def tune_model(
             log.info("tuning %s", [s.name for s in group])
             bar.set_postfix_str(group[0].name, refresh=False)
             adapters += tune_group(emb, group, train, cfg, on_step=bar.update)
+    if cfg.bag_head_step > 0:
+        fit_heads(emb, adapters, train, cfg.bag_head_step, cfg.runtime.seed)
     if cfg.val_guard:
         keep = _keeper(model_dir, emb, guard_vectors) if guard_vectors else None
         adapters = guard(emb, adapters, train, val, cfg, on_vectors=keep)
@@ -259,10 +262,12 @@ def guard(
         return adapters
     ids = sorted({u for tr, va in parts.values() for u in (*tr["user_id"], *va["user_id"])})
     at = {u: i for i, u in enumerate(ids)}
-    suffixes = [sfx for a in judged for sfx in (a, Suffix(a.query))]
+    # Raw vectors (no bag head): the stored pairs stay the model's own, heads apply on top.
+    suffixes = [sfx for a in judged for sfx in (Suffix(a.query, a.prompt), Suffix(a.query))]
     vecs = emb.embed_rows(emb.rows(ids), suffixes).numpy()  # [users, 2 * adapters, d]
     if on_vectors is not None:
         on_vectors(ids, suffixes, vecs)
+    bags = [emb.table.inputs[r].bag_tfidf for r in emb.rows(ids)]
     out = {}
     for j, a in enumerate(judged):
         tr, va = parts[a.name]
@@ -275,15 +280,19 @@ def guard(
         kept = aucs["tuned"] > aucs["base"]
         a.meta["val_guard"] = {"kept": kept, "val_auc": aucs,
                                "users": {"train": len(rows_tr), "val": len(rows_va)}}  # fmt: skip
-        if kept:
-            continue
-        log.info("%s: the tuned prompt does not beat the query on val users %s", a.name, aucs)
-        empty = a.prompt[:0].clone()
-        rng = np.random.default_rng(cfg.runtime.seed)
-        protos = _init_prototypes(
-            emb, Scenario(a.name, a.query), empty, _class_pools(emb, tr), rng, cfg
-        )
-        out[a.name] = ScenarioAdapter(a.name, a.query, empty, protos, a.meta)
+        chosen = a
+        if not kept:
+            log.info("%s: the tuned prompt does not beat the query on val users %s", a.name, aucs)
+            empty = a.prompt[:0].clone()
+            rng = np.random.default_rng(cfg.runtime.seed)
+            protos = _init_prototypes(
+                emb, Scenario(a.name, a.query), empty, _class_pools(emb, tr), rng, cfg
+            )
+            chosen = ScenarioAdapter(a.name, a.query, empty, protos, a.meta, a.head)
+        if chosen.head is not None:
+            x = vecs[:, 2 * j + (0 if kept else 1)]
+            judge_head(chosen, x, ids, bags, (rows_tr, tr), (rows_va, va), cfg.runtime.seed)
+        out[a.name] = chosen
     return [out.get(a.name, a) for a in adapters]
 
 

@@ -1,0 +1,66 @@
+"""Tuning's side of the bag heads (:mod:`qanchor.tune.bag_head`): fit them, and judge them on
+validation users the way the guard judges prompts."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from qanchor.tune.adapters import ScenarioAdapter
+from qanchor.tune.bag_head import fit_bag_head
+
+log = logging.getLogger(__name__)
+
+
+def fit_heads(emb, adapters: list[ScenarioAdapter], train: pd.DataFrame, step: float,
+              seed: int) -> None:  # fmt: skip
+    """Fit each adapter's bag head on its scenario's training users (``adapter.head``).
+
+    Needs the model's bag vocabulary (a model pretrained with ``bag_dim > 0``); without it the
+    adapters keep no head.
+    """
+    vectorizer = emb.model.bag_vectorizer
+    if vectorizer is None:
+        log.warning("no bag heads: the model has no bag-of-events vocabulary (bag_dim 0)")
+        return
+    known = set(emb.user_ids)
+    for a in adapters:
+        tr = train[(train["scenario"] == a.name) & train["user_id"].isin(known)]
+        ids = tr["user_id"].astype(str).tolist()
+        rows = [emb.table.inputs[r].bag_tfidf for r in emb.rows(ids)]
+        a.head = fit_bag_head(
+            rows, tr["label"].to_numpy(), ids, len(vectorizer.terms), a.prototypes, step, seed
+        )
+        if a.head is not None:
+            a.meta["bag_head"] = {"C": a.head.C, "folds": int(a.head.coef.shape[0]),
+                                  "train_users": len(ids), "step": step}  # fmt: skip
+
+
+def judge_head(
+    adapter: ScenarioAdapter, x: np.ndarray, ids: list[str], bags: list,
+    train: tuple[list[int], pd.DataFrame], val: tuple[list[int], pd.DataFrame], seed: int,
+) -> None:  # fmt: skip
+    """Keep ``adapter.head`` only if it raises the validation probe AUC of the vectors ``x``.
+
+    Args:
+        adapter: the scenario as the guard keeps it (its prototypes give the head's axis).
+        x: [users, d] the scenario's vectors without the head, rows in ``ids`` order.
+        bags: the users' TF-IDF rows, in ``ids`` order.
+        train, val: (rows of ``x``, their label rows) of the probe's training and scored users.
+    """
+    from qanchor.eval.metrics import auc_ks
+    from qanchor.eval.probe import linear_probe
+
+    head = adapter.head.with_axis(adapter.prototypes)
+    (rows_tr, tr), (rows_va, va) = train, val
+    aucs = {}
+    for name, v in (("without", x), ("with", head.apply(x, head.logits(ids, bags)))):
+        scores = linear_probe(v[rows_tr], tr["label"].to_numpy(), v[rows_va], seed)
+        aucs[name] = round(auc_ks(va["label"].to_numpy(), scores)[0], 4)
+    kept = aucs["with"] > aucs["without"]
+    adapter.head = head if kept else None
+    adapter.meta.setdefault("val_guard", {})["bag_head"] = {"kept": kept, "val_auc": aucs}
+    if not kept:
+        log.info("%s: the bag head does not raise the val AUC %s; dropped", adapter.name, aucs)
