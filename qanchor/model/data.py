@@ -130,9 +130,7 @@ def _user_bags(
     return out
 
 
-def _bag_vectors(
-    user_ids: list[str], bag: pd.DataFrame | None, vectorizer: BagVectorizer | None
-):
+def _bag_vectors(user_ids: list[str], bag: pd.DataFrame | None, vectorizer: BagVectorizer | None):
     """``(reduced vectors [users, dim], TF-IDF rows [users, terms])``, or ``(None, None)``."""
     if vectorizer is None or bag is None:
         return None, None

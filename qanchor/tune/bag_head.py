@@ -130,7 +130,7 @@ def _csr(rows: list[Row | None], n_terms: int) -> sp.csr_matrix:
             idx.append(r[0])
             val.append(r[1])
         indptr.append(indptr[-1] + (0 if r is None else len(r[0])))
-    cat = (lambda xs, t: np.concatenate(xs).astype(t) if xs else np.zeros(0, t))  # noqa: E731
+    cat = lambda xs, t: np.concatenate(xs).astype(t) if xs else np.zeros(0, t)  # noqa: E731
     return sp.csr_matrix((cat(val, np.float64), cat(idx, np.int64), indptr), (len(rows), n_terms))
 
 
