@@ -83,7 +83,7 @@ def qanchor_features(
     desc = "embed qanchor_tuned" + (" + qanchor_base" if base else "")
     computed = _fill(emb, vecs, known, rows, suffixes, chunk, desc)
     vecs = vecs[:, column]
-    bags = [emb.users.table.inputs[r].bag_tfidf for r in rows]
+    bags = [emb.users.table.inputs[r].head_input() for r in rows]
     for j, a in enumerate(tuned):
         if a is not None and a.head is not None:
             vecs[:, j] = a.head.apply(vecs[:, j], a.head.logits(users, bags))

@@ -132,7 +132,7 @@ class AnchorEngine:
         inputs = users.table.inputs
         return [
             PrefixEntry(kv, n, user[b].float().clone() if keep_user else None,
-                        inputs[rows[b]].bag_tfidf)
+                        inputs[rows[b]].head_input())
             for b, (kv, n) in enumerate(pre.rows())
         ]  # fmt: skip
 
@@ -155,7 +155,7 @@ class AnchorEngine:
         bags = []
         for b in range(0, len(rows), block):
             entries = self.prefixes(users, rows[b : b + block], use_cache)
-            bags += [e.bag for e in entries]
+            bags += [e.head_input for e in entries]
             pre, summary = self._stack(entries)
             pairs = [(i, j) for i in range(min(block, len(rows) - b)) for j in range(len(suffixes))]
             for k in range(0, len(pairs), self.max_batch):
@@ -190,7 +190,7 @@ class AnchorEngine:
             at = [k for k, (_, jj) in enumerate(pairs) if jj == j]
             if sfx.head is not None and at:
                 ids = [users.table.user_ids[rows[pairs[k][0]]] for k in at]
-                logits = sfx.head.logits(ids, [entries[pairs[k][0]].bag for k in at])
+                logits = sfx.head.logits(ids, [entries[pairs[k][0]].head_input for k in at])
                 out[at] = sfx.head.apply(out[at], logits)
         return out
 
@@ -256,7 +256,7 @@ class AnchorEngine:
             for (i, j), vec in zip(chunk, u, strict=True):
                 out[i, j] = vec.float().cpu()
         ids = [users.table.user_ids[r] for r in rows]
-        _with_heads(out, suffixes, ids, [users.table.inputs[r].bag_tfidf for r in rows])
+        _with_heads(out, suffixes, ids, [users.table.inputs[r].head_input() for r in rows])
         return out
 
 

@@ -13,7 +13,6 @@ from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 
@@ -23,20 +22,25 @@ class PrefixEntry:
 
     ``user`` is the encoder's user token [d_llm], kept for models whose head reads it
     (``ModelConfig.user_skip``); it costs one token's width next to the per-layer keys/values.
-    ``bag`` is the user's TF-IDF row (term indices, values) that scenarios' bag heads read
-    (:mod:`qanchor.tune.bag_head`): a cached user has no inputs built, so it travels here.
+    ``head_input`` is what scenarios' bag heads read of the user (its TF-IDF row and tabular
+    input, :mod:`qanchor.tune.bag_head`): a cached user has no inputs built, so it travels here.
     """
 
     kv: list[tuple[torch.Tensor, torch.Tensor]]
     length: int
     user: torch.Tensor | None = None
-    bag: tuple[np.ndarray, np.ndarray] | None = None
+    head_input: tuple = (None, None)
 
     @property
     def nbytes(self) -> int:
         kv = sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in self.kv)
-        bag = 0 if self.bag is None else self.bag[0].nbytes + self.bag[1].nbytes
-        return kv + bag + (0 if self.user is None else self.user.numel() * self.user.element_size())
+        row, tab = self.head_input
+        head = (0 if row is None else row[0].nbytes + row[1].nbytes) + (
+            0 if tab is None else tab.nbytes
+        )
+        return (
+            kv + head + (0 if self.user is None else self.user.numel() * self.user.element_size())
+        )
 
 
 class PrefixCache:

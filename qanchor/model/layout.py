@@ -52,6 +52,10 @@ class UserInput:
     bag_vec: np.ndarray | None = None
     bag_tfidf: tuple[np.ndarray, np.ndarray] | None = None
 
+    def head_input(self) -> tuple:
+        """What a scenario's bag head reads (:data:`qanchor.tune.bag_head.HeadInput`)."""
+        return self.bag_tfidf, self.profile
+
 
 @dataclass
 class Segment:

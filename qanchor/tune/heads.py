@@ -29,13 +29,15 @@ def fit_heads(emb, adapters: list[ScenarioAdapter], train: pd.DataFrame, step: f
     for a in adapters:
         tr = train[(train["scenario"] == a.name) & train["user_id"].isin(known)]
         ids = tr["user_id"].astype(str).tolist()
-        rows = [emb.table.inputs[r].bag_tfidf for r in emb.rows(ids)]
+        inputs = [emb.table.inputs[r].head_input() for r in emb.rows(ids)]
         a.head = fit_bag_head(
-            rows, tr["label"].to_numpy(), ids, len(vectorizer.terms), a.prototypes, step, seed
+            inputs, tr["label"].to_numpy(), ids, len(vectorizer.terms), a.prototypes, step, seed
         )
         if a.head is not None:
             a.meta["bag_head"] = {"C": a.head.C, "folds": int(a.head.coef.shape[0]),
-                                  "train_users": len(ids), "step": step}  # fmt: skip
+                                  "trees": bool(a.head.trees), "train_users": len(ids),
+                                  "weights": [round(float(w), 4) for w in a.head.weights],
+                                  "step": step}  # fmt: skip
 
 
 def judge_head(
@@ -47,7 +49,7 @@ def judge_head(
     Args:
         adapter: the scenario as the guard keeps it (its prototypes give the head's axis).
         x: [users, d] the scenario's vectors without the head, rows in ``ids`` order.
-        bags: the users' TF-IDF rows, in ``ids`` order.
+        bags: what the head reads of the users (``UserInput.head_input``), in ``ids`` order.
         train, val: (rows of ``x``, their label rows) of the probe's training and scored users.
     """
     from qanchor.eval.metrics import auc_ks

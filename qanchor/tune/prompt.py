@@ -267,7 +267,7 @@ def guard(
     vecs = emb.embed_rows(emb.rows(ids), suffixes).numpy()  # [users, 2 * adapters, d]
     if on_vectors is not None:
         on_vectors(ids, suffixes, vecs)
-    bags = [emb.table.inputs[r].bag_tfidf for r in emb.rows(ids)]
+    bags = [emb.table.inputs[r].head_input() for r in emb.rows(ids)]
     out = {}
     for j, a in enumerate(judged):
         tr, va = parts[a.name]

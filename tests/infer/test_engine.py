@@ -136,9 +136,10 @@ def test_cache_entries_keep_the_user_token_for_the_head(embedder: Embedder) -> N
     assert n == 2 and entry.user.shape == (n * embedder.model.causal_lm.config.hidden_size,)
     kv_bytes = sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in entry.kv)
     user_bytes = entry.user.numel() * entry.user.element_size()
-    # ...and the user's TF-IDF row, which the scenarios' bag heads read.
-    assert entry.bag is not None and len(entry.bag[0]) == len(entry.bag[1]) > 0
-    assert entry.nbytes == kv_bytes + user_bytes + entry.bag[0].nbytes + entry.bag[1].nbytes
+    # ...and what the scenarios' bag heads read: the TF-IDF row and the tabular input.
+    (idx, val), tab = entry.head_input
+    assert len(idx) == len(val) > 0 and tab is not None
+    assert entry.nbytes == kv_bytes + user_bytes + idx.nbytes + val.nbytes + tab.nbytes
 
 
 def test_request_inputs_used_concurrently_do_not_interfere(

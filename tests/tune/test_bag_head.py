@@ -21,72 +21,98 @@ from qanchor.tune.prompt import tune_model
 TERMS = 30
 
 
-def _toy(n: int = 120, seed: int = 0):
-    """Users whose term 0 says their label (with noise terms), as (rows, y, ids)."""
+def _toy(n: int = 120, seed: int = 0, tabular: bool = True):
+    """Users whose term 0 and tabular column 0 say their label (with noise), as (inputs, y, ids)."""
     rng = np.random.default_rng(seed)
     y = rng.integers(0, 2, n)
-    rows = []
+    inputs = []
     for label in y:
         idx = np.unique(np.r_[rng.choice(np.arange(1, TERMS), 4, replace=False), [0] * label])
-        rows.append((idx.astype(np.int32), rng.uniform(0.2, 1.0, len(idx)).astype(np.float32)))
-    return rows, y, [f"u{i:03d}" for i in range(n)]
+        row = (idx.astype(np.int32), rng.uniform(0.2, 1.0, len(idx)).astype(np.float32))
+        tab = np.r_[label + rng.normal(0, 1.0), rng.normal(0, 1, 3)].astype(np.float32)
+        inputs.append((row, tab if tabular else None))
+    return inputs, y, [f"u{i:03d}" for i in range(n)]
 
 
 def _protos() -> torch.Tensor:
     return torch.nn.functional.normalize(torch.randn(2, 8, generator=torch.Generator().manual_seed(0)), dim=-1)  # fmt: skip
 
 
-def test_training_users_get_the_logit_of_the_fold_that_held_them_out() -> None:
-    rows, y, ids = _toy()
-    head = fit_bag_head(rows, y, ids, TERMS, _protos(), step=0.1)
-    assert head is not None and head.coef.shape == (5, TERMS)
-    got = head.logits(ids, rows)
-    x = np.zeros((len(rows), TERMS))
-    for i, (idx, val) in enumerate(rows):
-        x[i, idx] = val
-    per_fold = x @ head.coef.T.astype(np.float64) + head.intercept
+def _held_out(head: BagHead, ids: list[str]) -> np.ndarray:
     at = {u: i for i, u in enumerate(head.users)}
-    held = np.array([head.fold[at[u]] for u in ids])
-    np.testing.assert_allclose(got, per_fold[np.arange(len(ids)), held], rtol=1e-5)
+    return np.array([head.fold[at[u]] for u in ids])
+
+
+def test_training_users_get_the_logits_of_the_fold_that_held_them_out() -> None:
+    import lightgbm
+
+    inputs, y, ids = _toy()
+    head = fit_bag_head(inputs, y, ids, TERMS, _protos(), step=0.1)
+    assert head is not None and head.coef.shape == (5, TERMS) and len(head.trees) == 5
+    x = np.zeros((len(inputs), TERMS))
+    for i, ((idx, val), _) in enumerate(inputs):
+        x[i, idx] = val
+    tab = np.stack([t for _, t in inputs]).astype(np.float64)
+    bag = x @ head.coef.T.astype(np.float64) + head.intercept
+    trees = np.stack(
+        [lightgbm.Booster(model_str=t).predict(tab, raw_score=True) for t in head.trees], 1
+    )
+    held = _held_out(head, ids)
     # Every fold appears, and each training user is held out of exactly one fold model.
     assert set(held) == set(range(5))
-    # A user the head never trained on (same bag, new id) gets the mean of the fold models.
-    np.testing.assert_allclose(head.logits(["new"], rows[:1]), per_fold[0].mean(), rtol=1e-5)
-    # Held-out logits still separate the classes: the bag says the label.
-    assert got[y == 1].mean() > got[y == 0].mean() + 1.0
+    got = head.parts(ids, inputs)
+    np.testing.assert_allclose(got[:, 0], bag[np.arange(len(ids)), held], rtol=1e-5)
+    np.testing.assert_allclose(got[:, 1], trees[np.arange(len(ids)), held], rtol=1e-6)
+    # A user the head never trained on (same inputs, new id) gets the mean of the fold models.
+    new = head.parts(["new"], inputs[:1])[0]
+    np.testing.assert_allclose(new, [bag[0].mean(), trees[0].mean()], rtol=1e-5)
+    # Held-out stacked logits still separate the classes: bag and tabular both say the label,
+    # and the stacker weighs both.
+    logits = head.logits(ids, inputs)
+    assert logits[y == 1].mean() > logits[y == 0].mean() + 1.0
+    assert head.weights[0] > 0 and head.weights[1] > 0
+
+
+def test_without_a_tabular_input_the_head_is_the_bag_regression_alone() -> None:
+    inputs, y, ids = _toy(tabular=False)
+    head = fit_bag_head(inputs, y, ids, TERMS, _protos(), step=0.1)
+    assert head.trees == [] and head.weights[1] == 0.0
+    parts = head.parts(ids, inputs)
+    assert np.all(parts[:, 1] == 0.0)
+    z = (parts[:, 0] - head.stack[0]) / head.stack[1]
+    np.testing.assert_allclose(head.logits(ids, inputs), z * head.weights[0] + head.weights[2])
 
 
 def test_the_shift_follows_the_label_axis_and_keeps_unit_norm() -> None:
-    rows, y, ids = _toy()
-    head = fit_bag_head(rows, y, ids, TERMS, _protos(), step=0.1)
+    inputs, y, ids = _toy()
+    head = fit_bag_head(inputs, y, ids, TERMS, _protos(), step=0.1)
     u = torch.nn.functional.normalize(torch.randn(len(ids), 8), dim=-1)
-    logits = head.logits(ids, rows)
+    logits = head.logits(ids, inputs)
     out = head.apply(u, logits)
     torch.testing.assert_close(out.norm(dim=-1), torch.ones(len(ids)))
     moved = (out - u) @ torch.as_tensor(head.axis)
     z = (logits - head.mu) / head.sd
-    # Users with a high bag logit move towards the class-1 prototype, low ones away from it.
+    # Users with a high logit move towards the class-1 prototype, low ones away from it.
     assert float(np.corrcoef(moved.numpy(), z)[0, 1]) > 0.9
     assert isinstance(head.apply(u.numpy(), logits), np.ndarray)
 
 
 def test_a_head_needs_two_users_of_each_class() -> None:
-    rows, _, ids = _toy(10)
+    inputs, _, ids = _toy(10)
     y = np.r_[np.ones(1), np.zeros(9)].astype(int)
-    assert fit_bag_head(rows, y, ids, TERMS, _protos(), step=0.1) is None
+    assert fit_bag_head(inputs, y, ids, TERMS, _protos(), step=0.1) is None
 
 
 def test_a_saved_head_loads_to_the_same_vectors(tmp_path: Path) -> None:
-    rows, y, ids = _toy()
-    head = fit_bag_head(rows, y, ids, TERMS, _protos(), step=0.1)
+    inputs, y, ids = _toy()
+    head = fit_bag_head(inputs, y, ids, TERMS, _protos(), step=0.1)
     head.save(tmp_path)
     back = BagHead.load(tmp_path)
     u = torch.nn.functional.normalize(torch.randn(len(ids), 8), dim=-1)
     for who in (ids, [f"new{i}" for i in range(len(ids))]):
-        np.testing.assert_allclose(back.logits(who, rows), head.logits(who, rows), rtol=1e-6)
-        torch.testing.assert_close(back.apply(u, back.logits(who, rows)),
-                                   head.apply(u, head.logits(who, rows)))  # fmt: skip
-    assert back.digest() == head.digest()
+        np.testing.assert_allclose(back.logits(who, inputs), head.logits(who, inputs), rtol=1e-6)
+        torch.testing.assert_close(back.apply(u, back.logits(who, inputs)),
+                                   head.apply(u, head.logits(who, inputs)))  # fmt: skip
     assert BagHead.load(tmp_path / "nothing") is None
 
 
@@ -103,6 +129,7 @@ def test_tune_save_serve_gives_the_head_shifted_vector(headed: Path, built_tiny:
     """Train -> save -> load: batch and serving paths return the raw vector moved by the head."""
     (adapter,) = load_adapters(headed)
     assert adapter.head is not None and adapter.meta["bag_head"]["folds"] >= 2
+    assert adapter.head.trees  # the tiny model has a tabular input: the trees are in the head
     snaps = pd.read_parquet(built_tiny / "snapshots.parquet")
     prof = pd.read_parquet(built_tiny / "profiles.parquet")
     emb = Embedder.from_dir(headed)
@@ -114,7 +141,7 @@ def test_tune_save_serve_gives_the_head_shifted_vector(headed: Path, built_tiny:
     assert len(users) == 4
     served = emb.embed(users, ["cash_loan_default"])[:, 0]
     raw = emb.engine.embed_rows(emb.users, emb.rows(users), [Suffix(adapter.query, adapter.prompt)])
-    bags = [emb.table.inputs[r].bag_tfidf for r in emb.rows(users)]
+    bags = [emb.table.inputs[r].head_input() for r in emb.rows(users)]
     expected = adapter.head.apply(raw[:, 0], adapter.head.logits(users, bags))
     np.testing.assert_allclose(served, expected.numpy(), atol=1e-6)
     assert np.abs(served - raw[:, 0].numpy()).max() > 1e-4  # the head moved them
