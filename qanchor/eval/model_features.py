@@ -63,18 +63,13 @@ def qanchor_features(
     A scenario the model has no adapter for is embedded with its query alone in both (never
     with its name, which is an identifier, not a question).
     """
-    from qanchor.infer.engine import Embedder, Suffix
+    from qanchor.infer.engine import Embedder
 
     emb = Embedder.from_dir(model_dir, bf16=bf16)
     users = sorted(set(data.users["user_id"] if users is None else users))
     emb.load_users(data.snapshots[data.snapshots["user_id"].isin(users)], data.profiles)
     rows = emb.rows(users)
-    queries = [emb.adapters[s.name].query if s.name in emb.adapters else s.query for s in scenarios]
-    # Raw suffixes (no bag heads): the pairs tuning stored are raw; heads apply below.
-    tuned = [emb.adapters.get(s.name) for s in scenarios]
-    wanted = [Suffix(q, a.prompt if a else None) for a, q in zip(tuned, queries, strict=True)]
-    if base:
-        wanted += [Suffix(q) for q in queries]
+    tuned, wanted = _wanted(emb, scenarios, base)
     # A scenario whose adapter kept no prompt (tuning's validation guard) has the same suffix
     # tuned and untuned: run each distinct suffix once.
     suffixes, column = _distinct(wanted)
@@ -83,10 +78,7 @@ def qanchor_features(
     desc = "embed qanchor_tuned" + (" + qanchor_base" if base else "")
     computed = _fill(emb, vecs, known, rows, suffixes, chunk, desc)
     vecs = vecs[:, column]
-    bags = [emb.users.table.inputs[r].head_input() for r in rows]
-    for j, a in enumerate(tuned):
-        if a is not None and a.head is not None:
-            vecs[:, j] = a.head.apply(vecs[:, j], a.head.logits(users, bags))
+    headed = _apply_heads(emb, tuned, users, rows, vecs)
     lay, inputs = emb.model.layout, emb.users.table.inputs
     times = {"qanchor_embed_s": round(time.perf_counter() - t0, 1),
              "prefixes_computed": computed,
@@ -100,13 +92,36 @@ def qanchor_features(
 
     n = len(scenarios)
     times["bare_query_scenarios"] = [s.name for s in scenarios if s.name not in emb.adapters]
-    times["bag_head_scenarios"] = [s.name for s, a in zip(scenarios, tuned, strict=True)
-                                   if a is not None and a.head is not None]  # fmt: skip
+    times["bag_head_scenarios"] = [s.name for s, h in zip(scenarios, headed, strict=True) if h]
     return QAnchorFeatures(
         frames(vecs[:, :n]), frames(vecs[:, n:]) if base else None, times,
         emb.feature_versions(), emb.model_version,
         [s.name for s in scenarios if s.name in emb.adapters], emb.engine.bf16,
     )  # fmt: skip
+
+
+def _wanted(emb, scenarios: list, base: bool) -> tuple[list, list]:
+    """Each scenario's adapter suffix (None: none) and the raw suffixes to embed: tuned ones
+    (query + prompt, no bag head: the pairs tuning stored are raw) then, if ``base``, bare."""
+    from qanchor.infer.engine import Suffix
+
+    tuned = [emb.adapters.get(s.name) for s in scenarios]
+    queries = [a.query if a else s.query for a, s in zip(tuned, scenarios, strict=True)]
+    wanted = [Suffix(q, a.prompt if a else None) for a, q in zip(tuned, queries, strict=True)]
+    return tuned, wanted + ([Suffix(q) for q in queries] if base else [])
+
+
+def _apply_heads(
+    emb, tuned: list, users: list[str], rows: list[int], vecs: np.ndarray
+) -> list[bool]:
+    """Shift the tuned columns of ``vecs`` [users, columns, d] by their scenarios' bag heads;
+    returns which columns had one."""
+    head_inputs = [emb.users.table.inputs[r].head_input() for r in rows]
+    headed = [a is not None and a.head is not None for a in tuned]
+    for j, a in enumerate(tuned):
+        if headed[j]:
+            vecs[:, j] = a.head.apply(vecs[:, j], a.head.logits(users, head_inputs))
+    return headed
 
 
 def _embed(emb, rows: list[int], suffixes: list, chunk: int, desc: str) -> np.ndarray:

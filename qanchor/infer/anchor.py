@@ -152,10 +152,10 @@ class AnchorEngine:
         """
         parts = [self.suffix_embeds(s) for s in suffixes]
         out = torch.empty(len(rows), len(suffixes), self.model.cfg.emb_dim)
-        bags = []
+        head_inputs = []
         for b in range(0, len(rows), block):
             entries = self.prefixes(users, rows[b : b + block], use_cache)
-            bags += [e.head_input for e in entries]
+            head_inputs += [e.head_input for e in entries]
             pre, summary = self._stack(entries)
             pairs = [(i, j) for i in range(min(block, len(rows) - b)) for j in range(len(suffixes))]
             for k in range(0, len(pairs), self.max_batch):
@@ -165,7 +165,7 @@ class AnchorEngine:
                 u = self._suffix_pass(pre.select(idx), [parts[j] for _, j in chunk], sub_summary)
                 for (i, j), vec in zip(chunk, u, strict=True):
                     out[b + i, j] = vec.float().cpu()
-        _with_heads(out, suffixes, [users.table.user_ids[r] for r in rows], bags)
+        _with_heads(out, suffixes, [users.table.user_ids[r] for r in rows], head_inputs)
         return out
 
     @torch.no_grad()
@@ -260,8 +260,10 @@ class AnchorEngine:
         return out
 
 
-def _with_heads(out: torch.Tensor, suffixes: list[Suffix], ids: list[str], bags: list) -> None:
+def _with_heads(
+    out: torch.Tensor, suffixes: list[Suffix], ids: list[str], head_inputs: list
+) -> None:
     """Shift ``out`` [users, suffixes, d] in place by the bag heads of the suffixes with one."""
     for j, sfx in enumerate(suffixes):
         if sfx.head is not None:
-            out[:, j] = sfx.head.apply(out[:, j], sfx.head.logits(ids, bags))
+            out[:, j] = sfx.head.apply(out[:, j], sfx.head.logits(ids, head_inputs))

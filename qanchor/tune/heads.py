@@ -41,7 +41,7 @@ def fit_heads(emb, adapters: list[ScenarioAdapter], train: pd.DataFrame, step: f
 
 
 def judge_head(
-    adapter: ScenarioAdapter, x: np.ndarray, ids: list[str], bags: list,
+    adapter: ScenarioAdapter, x: np.ndarray, ids: list[str], head_inputs: list,
     train: tuple[list[int], pd.DataFrame], val: tuple[list[int], pd.DataFrame], seed: int,
 ) -> None:  # fmt: skip
     """Keep ``adapter.head`` only if it raises the validation probe AUC of the vectors ``x``.
@@ -49,7 +49,7 @@ def judge_head(
     Args:
         adapter: the scenario as the guard keeps it (its prototypes give the head's axis).
         x: [users, d] the scenario's vectors without the head, rows in ``ids`` order.
-        bags: what the head reads of the users (``UserInput.head_input``), in ``ids`` order.
+        head_inputs: what the head reads of the users (``UserInput.head_input``), in ``ids`` order.
         train, val: (rows of ``x``, their label rows) of the probe's training and scored users.
     """
     from qanchor.eval.metrics import auc_ks
@@ -58,7 +58,7 @@ def judge_head(
     head = adapter.head.with_axis(adapter.prototypes)
     (rows_tr, tr), (rows_va, va) = train, val
     aucs = {}
-    for name, v in (("without", x), ("with", head.apply(x, head.logits(ids, bags)))):
+    for name, v in (("without", x), ("with", head.apply(x, head.logits(ids, head_inputs)))):
         scores = linear_probe(v[rows_tr], tr["label"].to_numpy(), v[rows_va], seed)
         aucs[name] = round(auc_ks(va["label"].to_numpy(), scores)[0], 4)
     kept = aucs["with"] > aucs["without"]

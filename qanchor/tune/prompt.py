@@ -9,7 +9,7 @@ KV states come from the shared cache (computed once, without gradients) and only
 suffix is run forward and backward: tuning a scenario costs a fraction of pretraining. Loss:
 softmax over cosine similarities of u to the K prototypes (K=2 for a binary label).
 
-With ``TuneConfig.val_guard`` a tuned prompt is kept only if it helps: a linear probe fitted on
+With ``TuneConfig.val_guard`` (:mod:`qanchor.tune.guard`) a tuned prompt is kept only if it helps: a linear probe fitted on
 training users' embeddings must score validation users better (ROC AUC) with the prompt than
 with the untuned query. On MovieLens-100k (small preset) tuning lowered the mean probe AUC by
 0.003-0.008 for every step count and learning rate tried, while on other data it helps; the
@@ -29,12 +29,12 @@ import torch
 import torch.nn.functional as F
 
 from qanchor.data.contract import Scenario
-from qanchor.infer import pair_store
 from qanchor.infer.engine import Embedder, Suffix
 from qanchor.progress import bar as progress
 from qanchor.tune.adapters import ScenarioAdapter
 from qanchor.tune.config import TuneConfig
-from qanchor.tune.heads import fit_heads, judge_head
+from qanchor.tune.heads import fit_heads
+from qanchor.tune.prototypes import balanced, class_pools, init_prototypes
 
 log = logging.getLogger(__name__)
 
@@ -78,17 +78,17 @@ def tune_group(
         on_step: called after every optimiser step (a progress bar's ``update``).
     """
     rng = np.random.default_rng([cfg.runtime.seed, *[ord(c) for c in group[0].name]])
-    pools = {s.name: _class_pools(emb, labels[labels["scenario"] == s.name]) for s in group}
+    pools = {s.name: class_pools(emb, labels[labels["scenario"] == s.name]) for s in group}
     prompt = torch.nn.Parameter(_init_prompt(emb, group[0].query, cfg.n_prompt))
     protos = {
-        s.name: torch.nn.Parameter(_init_prototypes(emb, s, prompt, pools[s.name], rng, cfg))
+        s.name: torch.nn.Parameter(init_prototypes(emb, s, prompt, pools[s.name], rng, cfg))
         for s in group
     }
     opt = torch.optim.Adam([prompt, *protos.values()], lr=cfg.lr)
     t0, losses = time.perf_counter(), []
     for step in range(cfg.steps):
         s = group[step % len(group)]
-        rows, y = _balanced(pools[s.name], cfg.batch_size, rng)
+        rows, y = balanced(pools[s.name], cfg.batch_size, rng)
         u = emb.suffix_forward(
             emb.prefixes(rows), [emb.suffix_embeds(Suffix(s.query, prompt))] * len(rows)
         )
@@ -115,24 +115,6 @@ def tune_group(
     ]
 
 
-def _class_pools(emb: Embedder, labels: pd.DataFrame) -> dict[int, list[int]]:
-    known = labels[labels["user_id"].isin(emb.user_ids)]
-    return {c: emb.rows(known.loc[known["label"] == c, "user_id"].tolist()) for c in (0, 1)}
-
-
-def _balanced(
-    pools: dict[int, list[int]], n: int, rng: np.random.Generator
-) -> tuple[list[int], list[int]]:
-    """Half of each class (with replacement): rare positives would otherwise barely appear."""
-    rows, y = [], []
-    for c in (0, 1):
-        if pools[c]:
-            k = n // 2 if pools[1 - c] else n
-            rows += rng.choice(pools[c], size=k).tolist()
-            y += [c] * k
-    return rows, y
-
-
 def _init_prompt(emb: Embedder, query: str, n: int) -> torch.Tensor:
     """Start from the embeddings of the query's own first tokens (a scenario-aware init)."""
     ids = emb.model.layout._encode(" " + query)
@@ -143,25 +125,6 @@ def _init_prompt(emb: Embedder, query: str, n: int) -> torch.Tensor:
             .clone()
             .float()
         )
-
-
-@torch.no_grad()
-def _init_prototypes(
-    emb: Embedder,
-    s: Scenario,
-    prompt: torch.Tensor,
-    pools: dict[int, list[int]],
-    rng,
-    cfg: TuneConfig,
-) -> torch.Tensor:
-    """Class means of u under the initial prompt: training starts from a sensible boundary."""
-    rows, y = _balanced(pools, max(cfg.batch_size, 16), rng)
-    u = emb.suffix_forward(
-        emb.prefixes(rows), [emb.suffix_embeds(Suffix(s.query, prompt))] * len(rows)
-    )
-    y = torch.as_tensor(y, device=u.device)
-    means = [u[y == c].mean(0) if bool((y == c).any()) else torch.randn_like(u[0]) for c in (0, 1)]
-    return F.normalize(torch.stack(means), dim=-1).clone()
 
 
 def tune_model(
@@ -212,93 +175,10 @@ def tune_model(
     if cfg.bag_head_step > 0:
         fit_heads(emb, adapters, train, cfg.bag_head_step, cfg.runtime.seed)
     if cfg.val_guard:
-        keep = _keeper(model_dir, emb, guard_vectors) if guard_vectors else None
+        from qanchor.tune.guard import guard, keeper
+
+        keep = keeper(model_dir, emb, guard_vectors) if guard_vectors else None
         adapters = guard(emb, adapters, train, val, cfg, on_vectors=keep)
     for adapter in adapters:
         save_adapter(model_dir, adapter)
     return adapters
-
-
-def _keeper(model_dir, emb: Embedder, path: Path) -> Callable:
-    """The guard's ``on_vectors``: write its vectors to ``path`` under this model's key."""
-    key = pair_store.model_key(model_dir, emb.engine.bf16)
-
-    def keep(ids: list[str], suffixes: list[Suffix], vecs: np.ndarray) -> None:
-        pair_store.write_pairs(path, ids, suffixes, vecs, emb.feature_versions(), key)
-
-    return keep
-
-
-def guard(
-    emb: Embedder, adapters: list[ScenarioAdapter], train: pd.DataFrame, val: pd.DataFrame,
-    cfg: TuneConfig, on_vectors: Callable | None = None,
-) -> list[ScenarioAdapter]:  # fmt: skip
-    """Each adapter, or (if its prompt does not beat the untuned query on validation users) the
-    same scenario with an empty prompt and prototypes re-fitted under the bare query.
-
-    All adapters are judged in one pass: each user's prefix once, all (tuned, bare) suffixes on it
-    (a pass per scenario recomputed evicted prefixes and took longer than the tuning itself).
-    The verdict and both AUCs are recorded in each adapter's meta (``val_guard``). At most
-    ``cfg.guard_users`` users of each split are embedded if set (a seeded sample, the same for
-    every scenario), so the guard can cost the same on 2,000 or 100,000 users.
-    ``on_vectors(users, suffixes, vectors)`` receives the pass's vectors (to keep them).
-    """
-    from qanchor.eval.metrics import auc_ks
-    from qanchor.eval.probe import linear_probe
-
-    known = set(emb.user_ids)
-    keep = {split: _sample_users(frame, known, cfg.guard_users, cfg.runtime.seed)
-            for split, frame in (("train", train), ("val", val))}  # fmt: skip
-    parts = {}
-    for a in adapters:
-        tr = train[(train["scenario"] == a.name) & train["user_id"].isin(keep["train"])]
-        va = val[(val["scenario"] == a.name) & val["user_id"].isin(keep["val"])]
-        if tr["label"].nunique() < 2 or va["label"].nunique() < 2:
-            a.meta["val_guard"] = {"kept": True, "reason": "a split lacks a class"}
-        else:
-            parts[a.name] = (tr, va)
-    judged = [a for a in adapters if a.name in parts]
-    if not judged:
-        return adapters
-    ids = sorted({u for tr, va in parts.values() for u in (*tr["user_id"], *va["user_id"])})
-    at = {u: i for i, u in enumerate(ids)}
-    # Raw vectors (no bag head): the stored pairs stay the model's own, heads apply on top.
-    suffixes = [sfx for a in judged for sfx in (Suffix(a.query, a.prompt), Suffix(a.query))]
-    vecs = emb.embed_rows(emb.rows(ids), suffixes).numpy()  # [users, 2 * adapters, d]
-    if on_vectors is not None:
-        on_vectors(ids, suffixes, vecs)
-    bags = [emb.table.inputs[r].head_input() for r in emb.rows(ids)]
-    out = {}
-    for j, a in enumerate(judged):
-        tr, va = parts[a.name]
-        rows_tr, rows_va = [at[u] for u in tr["user_id"]], [at[u] for u in va["user_id"]]
-        aucs = {}
-        for k, name in enumerate(("tuned", "base")):
-            x = vecs[:, 2 * j + k]
-            scores = linear_probe(x[rows_tr], tr["label"].to_numpy(), x[rows_va], cfg.runtime.seed)
-            aucs[name] = round(auc_ks(va["label"].to_numpy(), scores)[0], 4)
-        kept = aucs["tuned"] > aucs["base"]
-        a.meta["val_guard"] = {"kept": kept, "val_auc": aucs,
-                               "users": {"train": len(rows_tr), "val": len(rows_va)}}  # fmt: skip
-        chosen = a
-        if not kept:
-            log.info("%s: the tuned prompt does not beat the query on val users %s", a.name, aucs)
-            empty = a.prompt[:0].clone()
-            rng = np.random.default_rng(cfg.runtime.seed)
-            protos = _init_prototypes(
-                emb, Scenario(a.name, a.query), empty, _class_pools(emb, tr), rng, cfg
-            )
-            chosen = ScenarioAdapter(a.name, a.query, empty, protos, a.meta, a.head)
-        if chosen.head is not None:
-            x = vecs[:, 2 * j + (0 if kept else 1)]
-            judge_head(chosen, x, ids, bags, (rows_tr, tr), (rows_va, va), cfg.runtime.seed)
-        out[a.name] = chosen
-    return [out.get(a.name, a) for a in adapters]
-
-
-def _sample_users(labels: pd.DataFrame, known: set[str], n: int, seed: int) -> set[str]:
-    """At most ``n`` (0: all) of the labelled users that are loaded, a seeded sample."""
-    users = sorted(set(labels["user_id"]) & known)
-    if not n or len(users) <= n:
-        return set(users)
-    return set(np.random.default_rng(seed).choice(users, size=n, replace=False).tolist())

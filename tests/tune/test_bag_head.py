@@ -160,8 +160,8 @@ def test_the_guard_keeps_a_head_only_if_it_raises_the_val_auc(
     tiny_model: Path, built_tiny: Path
 ) -> None:
     from qanchor.tune.adapters import ScenarioAdapter
+    from qanchor.tune.guard import guard
     from qanchor.tune.heads import fit_heads
-    from qanchor.tune.prompt import guard
 
     labels = pd.read_parquet(built_tiny / "labels.parquet")
     labels = labels[labels["scenario"] == "coupon_redemption"]

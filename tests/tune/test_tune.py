@@ -17,7 +17,8 @@ from qanchor.infer.engine import Embedder
 from qanchor.tune.adapters import ScenarioAdapter, load_adapters
 from qanchor.tune.clusters import cluster_scenarios
 from qanchor.tune.config import TuneConfig
-from qanchor.tune.prompt import groups_for, guard, tune_model
+from qanchor.tune.guard import guard
+from qanchor.tune.prompt import groups_for, tune_model
 
 
 @pytest.fixture(scope="module")
