@@ -13,6 +13,7 @@ from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 
@@ -34,13 +35,13 @@ class PrefixEntry:
     @property
     def nbytes(self) -> int:
         kv = sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in self.kv)
-        row, tab = self.head_input
-        head = (0 if row is None else row[0].nbytes + row[1].nbytes) + (
-            0 if tab is None else tab.nbytes
-        )
-        return (
-            kv + head + (0 if self.user is None else self.user.numel() * self.user.element_size())
-        )
+        user = 0 if self.user is None else self.user.numel() * self.user.element_size()
+        return kv + user + sum(a.nbytes for a in _arrays(self.head_input))
+
+
+def _arrays(head_input: tuple) -> list[np.ndarray]:
+    row, tab = head_input
+    return [*(row or ()), *([] if tab is None else [tab])]
 
 
 class PrefixCache:

@@ -30,9 +30,10 @@ class TuneConfig:
     )
     bag_head_step: float = option(
         0.1,
-        "a bag head per scenario (cross-fitted logistic regression on the whole-history TF-IDF, "
-        "qanchor.tune.bag_head) shifts the unit embedding along the label axis by this much per "
-        "sd of its logit; 0 = no heads. Kept only if it raises the val probe AUC (val_guard)",
+        "a bag head per scenario (qanchor.tune.bag_head: cross-fitted logistic regression on the "
+        "whole-history TF-IDF stacked with LightGBM on the tabular input) shifts the unit "
+        "embedding along the label axis by this much per sd of its logit; 0 = no heads. Kept "
+        "only if it raises the val probe AUC (val_guard)",
     )
     guard_users: int = option(
         1500,
