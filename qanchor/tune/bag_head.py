@@ -121,12 +121,15 @@ class BagHead:
 
     # --- persistence ----------------------------------------------------------------------
     def save(self, directory: str | Path) -> None:
+        # Trees as UTF-8 bytes, compressed: a numpy str array is UTF-32 (4x the model text).
+        blobs = [t.encode() for t in self.trees]
         with open(Path(directory) / FILE, "wb") as f:  # np.savez appends ".npz" to str paths
-            np.savez(f, coef=self.coef.astype(np.float32), intercept=self.intercept,
-                     trees=np.array(self.trees, dtype=str), users=self.users.astype(str),
-                     fold=self.fold.astype(np.int16), stack=self.stack, weights=self.weights,
-                     stats=np.array([self.mu, self.sd, self.step, self.C]),
-                     axis=self.axis.astype(np.float32))  # fmt: skip
+            np.savez_compressed(f, coef=self.coef.astype(np.float32), intercept=self.intercept,
+                                trees=np.frombuffer(b"".join(blobs), np.uint8),
+                                tree_ends=np.cumsum([len(b) for b in blobs], dtype=np.int64),
+                                users=self.users.astype(str), fold=self.fold.astype(np.int16),
+                                stack=self.stack, weights=self.weights, axis=self.axis.astype(np.float32),
+                                stats=np.array([self.mu, self.sd, self.step, self.C]))  # fmt: skip
 
     @classmethod
     def load(cls, directory: str | Path) -> BagHead | None:
@@ -136,7 +139,9 @@ class BagHead:
             return None
         with np.load(path, allow_pickle=False) as z:
             mu, sd, step, c = z["stats"].tolist()
-            return cls(z["coef"], z["intercept"], z["trees"].tolist(), z["users"],
+            raw, ends = z["trees"].tobytes(), z["tree_ends"].tolist()
+            trees = [raw[a:b].decode() for a, b in zip([0, *ends][:-1], ends, strict=True)]
+            return cls(z["coef"], z["intercept"], trees, z["users"],
                        z["fold"].astype(np.int64), z["stack"], z["weights"], mu, sd, z["axis"],
                        step, c)  # fmt: skip
 

@@ -114,6 +114,11 @@ def test_a_saved_head_loads_to_the_same_vectors(tmp_path: Path) -> None:
         torch.testing.assert_close(back.apply(u, back.logits(who, inputs)),
                                    head.apply(u, head.logits(who, inputs)))  # fmt: skip
     assert BagHead.load(tmp_path / "nothing") is None
+    # A head without trees (no tabular input) round-trips too.
+    inputs, y, ids = _toy(tabular=False)
+    bare = fit_bag_head(inputs, y, ids, TERMS, _protos(), step=0.1)
+    bare.save(tmp_path)
+    np.testing.assert_allclose(BagHead.load(tmp_path).logits(ids, inputs), bare.logits(ids, inputs))
 
 
 @pytest.fixture(scope="module")
