@@ -2,8 +2,9 @@
 
 Stored as ``<model_dir>/scenarios/<name>/{adapter.safetensors, meta.json}``: a few KB each, so
 a new scenario is a new small file next to an unchanged model, plus ``bag_head.npz`` when the
-scenario has a bag head (:mod:`qanchor.tune.bag_head`; 0.9 MB at 10k terms and 1,400 training users). Scenarios tuned
-together as a cluster share the prompt tensor (each keeps its own prototypes).
+scenario has a bag head (:mod:`qanchor.tune.bag_head`; 0.9 MB at 10k terms and 1,400 training
+users). Scenarios tuned together as a cluster share the prompt tensor (each keeps its own
+prototypes).
 """
 
 from __future__ import annotations
