@@ -120,7 +120,7 @@ def _apply_heads(
     headed = [a is not None and a.head is not None for a in tuned]
     for j, a in enumerate(tuned):
         if headed[j]:
-            vecs[:, j] = a.head.apply(vecs[:, j], a.head.logits(users, head_inputs))
+            vecs[:, j] = a.head.shifted(vecs[:, j], users, head_inputs)
     return headed
 
 

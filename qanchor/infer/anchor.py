@@ -190,8 +190,9 @@ class AnchorEngine:
             at = [k for k, (_, jj) in enumerate(pairs) if jj == j]
             if sfx.head is not None and at:
                 ids = [users.table.user_ids[rows[pairs[k][0]]] for k in at]
-                logits = sfx.head.logits(ids, [entries[pairs[k][0]].head_input for k in at])
-                out[at] = sfx.head.apply(out[at], logits)
+                out[at] = sfx.head.shifted(
+                    out[at], ids, [entries[pairs[k][0]].head_input for k in at]
+                )
         return out
 
     def suffix_forward(self, entries: list[PrefixEntry], parts: list[Part]) -> torch.Tensor:
@@ -266,4 +267,4 @@ def _with_heads(
     """Shift ``out`` [users, suffixes, d] in place by the bag heads of the suffixes with one."""
     for j, sfx in enumerate(suffixes):
         if sfx.head is not None:
-            out[:, j] = sfx.head.apply(out[:, j], sfx.head.logits(ids, head_inputs))
+            out[:, j] = sfx.head.shifted(out[:, j], ids, head_inputs)

@@ -18,14 +18,14 @@ against 0.7845 for ``tfidf_lr`` and 0.7007 for ``gbdt_features``.
 
 Cross-fitted, because a downstream probe trains on the same users the head saw: a training
 user's logit comes from the fold model that did not train on it (out-of-fold), every other user
-(validation, test, new) gets the mean of the fold models. Fitted on all training users at once,
-the head's in-sample logits were near-perfect on them and the probe trusted them too much
-(AUC 0.7477 in the same experiment).
+(validation, test, new) gets the mean of the fold models. In the same experiment, the bag
+regression fitted on all training users at once and its logit appended to the embedding gave
+0.7477: its in-sample logits were near-perfect on those users and the probe trusted them too much.
 
 Example::
 
     head = fit_bag_head(inputs, y, train_ids, n_terms, prototypes, step=0.1)
-    u2 = head.apply(u, head.logits(user_ids, inputs))   # inputs: (TF-IDF row, tabular) per user
+    u2 = head.shifted(u, user_ids, inputs)   # inputs: (TF-IDF row, tabular) per user
 """
 
 from __future__ import annotations
@@ -107,6 +107,10 @@ class BagHead:
         t = torch.as_tensor(u, dtype=torch.float32)
         out = torch.nn.functional.normalize(t + shift, dim=-1)
         return out if isinstance(u, torch.Tensor) else out.numpy()
+
+    def shifted(self, u, user_ids: list[str], inputs: list[HeadInput]):
+        """``u`` [users, d] shifted by these users' own logits (:meth:`apply` of :meth:`logits`)."""
+        return self.apply(u, self.logits(user_ids, inputs))
 
     def with_axis(self, prototypes: torch.Tensor) -> BagHead:
         """The same head along the axis of other prototypes (re-fitted by the guard)."""

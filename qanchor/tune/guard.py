@@ -19,7 +19,7 @@ from qanchor.infer import pair_store
 from qanchor.infer.engine import Embedder, Suffix
 from qanchor.tune.adapters import ScenarioAdapter
 from qanchor.tune.config import TuneConfig
-from qanchor.tune.heads import judge_head
+from qanchor.tune.heads import judge_head, val_auc
 from qanchor.tune.prototypes import class_pools, init_prototypes
 
 log = logging.getLogger(__name__)
@@ -49,9 +49,6 @@ def guard(
     every scenario), so the guard can cost the same on 2,000 or 100,000 users.
     ``on_vectors(users, suffixes, vectors)`` receives the pass's vectors (to keep them).
     """
-    from qanchor.eval.metrics import auc_ks
-    from qanchor.eval.probe import linear_probe
-
     known = set(emb.user_ids)
     keep = {split: _sample_users(frame, known, cfg.guard_users, cfg.runtime.seed)
             for split, frame in (("train", train), ("val", val))}  # fmt: skip
@@ -78,11 +75,9 @@ def guard(
     for j, a in enumerate(judged):
         tr, va = parts[a.name]
         rows_tr, rows_va = [at[u] for u in tr["user_id"]], [at[u] for u in va["user_id"]]
-        aucs = {}
-        for k, name in enumerate(("tuned", "base")):
-            x = vecs[:, 2 * j + k]
-            scores = linear_probe(x[rows_tr], tr["label"].to_numpy(), x[rows_va], cfg.runtime.seed)
-            aucs[name] = round(auc_ks(va["label"].to_numpy(), scores)[0], 4)
+        split = (rows_tr, tr), (rows_va, va)
+        aucs = {name: val_auc(vecs[:, 2 * j + k], *split, cfg.runtime.seed)
+                for k, name in enumerate(("tuned", "base"))}  # fmt: skip
         kept = aucs["tuned"] > aucs["base"]
         a.meta["val_guard"] = {"kept": kept, "val_auc": aucs,
                                "users": {"train": len(rows_tr), "val": len(rows_va)}}  # fmt: skip
@@ -92,7 +87,7 @@ def guard(
             chosen = _bare(emb, a, tr, cfg)
         if chosen.head is not None:
             x = vecs[:, 2 * j + (0 if kept else 1)]
-            judge_head(chosen, x, ids, head_inputs, (rows_tr, tr), (rows_va, va), cfg.runtime.seed)
+            judge_head(chosen, x, ids, head_inputs, *split, cfg.runtime.seed)
         out[a.name] = chosen
     return [out.get(a.name, a) for a in adapters]
 

@@ -40,6 +40,20 @@ def fit_heads(emb, adapters: list[ScenarioAdapter], train: pd.DataFrame, step: f
                                   "step": step}  # fmt: skip
 
 
+def val_auc(
+    x: np.ndarray, train: tuple[list[int], pd.DataFrame], val: tuple[list[int], pd.DataFrame],
+    seed: int,
+) -> float:  # fmt: skip
+    """ROC AUC on the ``val`` rows of ``x`` of a linear probe fitted on its ``train`` rows, each
+    given as (rows of ``x``, their label rows): how the guard judges prompts and heads."""
+    from qanchor.eval.metrics import auc_ks
+    from qanchor.eval.probe import linear_probe
+
+    (rows_tr, tr), (rows_va, va) = train, val
+    scores = linear_probe(x[rows_tr], tr["label"].to_numpy(), x[rows_va], seed)
+    return round(auc_ks(va["label"].to_numpy(), scores)[0], 4)
+
+
 def judge_head(
     adapter: ScenarioAdapter, x: np.ndarray, ids: list[str], head_inputs: list,
     train: tuple[list[int], pd.DataFrame], val: tuple[list[int], pd.DataFrame], seed: int,
@@ -52,15 +66,9 @@ def judge_head(
         head_inputs: what the head reads of the users (``UserInput.head_input``), in ``ids`` order.
         train, val: (rows of ``x``, their label rows) of the probe's training and scored users.
     """
-    from qanchor.eval.metrics import auc_ks
-    from qanchor.eval.probe import linear_probe
-
     head = adapter.head.with_axis(adapter.prototypes)
-    (rows_tr, tr), (rows_va, va) = train, val
-    aucs = {}
-    for name, v in (("without", x), ("with", head.apply(x, head.logits(ids, head_inputs)))):
-        scores = linear_probe(v[rows_tr], tr["label"].to_numpy(), v[rows_va], seed)
-        aucs[name] = round(auc_ks(va["label"].to_numpy(), scores)[0], 4)
+    with_head = head.shifted(x, ids, head_inputs)
+    aucs = {name: val_auc(v, train, val, seed) for name, v in (("without", x), ("with", with_head))}
     kept = aucs["with"] > aucs["without"]
     adapter.head = head if kept else None
     adapter.meta.setdefault("val_guard", {})["bag_head"] = {"kept": kept, "val_auc": aucs}

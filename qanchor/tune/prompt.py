@@ -9,11 +9,11 @@ KV states come from the shared cache (computed once, without gradients) and only
 suffix is run forward and backward: tuning a scenario costs a fraction of pretraining. Loss:
 softmax over cosine similarities of u to the K prototypes (K=2 for a binary label).
 
-With ``TuneConfig.val_guard`` (:mod:`qanchor.tune.guard`) a tuned prompt is kept only if it helps: a linear probe fitted on
-training users' embeddings must score validation users better (ROC AUC) with the prompt than
-with the untuned query. On MovieLens-100k (small preset) tuning lowered the mean probe AUC by
-0.003-0.008 for every step count and learning rate tried, while on other data it helps; the
-guard makes the tuned embedding never knowingly worse than the base one.
+With ``TuneConfig.val_guard`` (:mod:`qanchor.tune.guard`) a tuned prompt is kept only if it
+helps: a linear probe fitted on training users' embeddings must score validation users better
+(ROC AUC) with the prompt than with the untuned query. On MovieLens-100k (small preset) tuning
+lowered the mean probe AUC by 0.003-0.008 for every step count and learning rate tried, while on
+other data it helps; the guard makes the tuned embedding never knowingly worse than the base one.
 """
 
 from __future__ import annotations

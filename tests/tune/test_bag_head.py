@@ -161,22 +161,13 @@ def test_tune_save_serve_gives_the_head_shifted_vector(headed: Path, built_tiny:
         np.testing.assert_allclose(got.numpy(), served, atol=1e-5)
 
 
-def test_the_guard_keeps_a_head_only_if_it_raises_the_val_auc(
-    tiny_model: Path, built_tiny: Path
-) -> None:
+def test_the_guard_keeps_a_head_only_if_it_raises_the_val_auc(coupon_split) -> None:
     from qanchor.tune.adapters import ScenarioAdapter
     from qanchor.tune.guard import guard
     from qanchor.tune.heads import fit_heads
 
-    labels = pd.read_parquet(built_tiny / "labels.parquet")
-    labels = labels[labels["scenario"] == "coupon_redemption"]
-    train, val = labels[labels["split"] == "train"], labels[labels["split"] == "val"]
-    emb = Embedder.from_dir(tiny_model)
-    emb.load_users(pd.read_parquet(built_tiny / "snapshots.parquet"),
-                   pd.read_parquet(built_tiny / "profiles.parquet"))  # fmt: skip
-    adapter = ScenarioAdapter(
-        "coupon_redemption", "Will this user redeem a coupon?", torch.zeros(0, 32), _protos()
-    )
+    emb, train, val, coupon = coupon_split
+    adapter = ScenarioAdapter(*coupon, torch.zeros(0, 32), _protos())
     fit_heads(emb, [adapter], train, step=0.1, seed=0)
     assert adapter.head is not None
     (out,) = guard(emb, [adapter], train, val, resolve(TuneConfig, "tiny"))

@@ -84,35 +84,19 @@ def test_val_guard_records_its_verdict_and_a_dropped_prompt_serves_the_base(
         assert same != verdict["kept"]
 
 
-def test_val_guard_drops_a_prompt_that_does_not_beat_the_query(
-    tiny_model: Path, built_tiny: Path
-) -> None:
-    labels = pd.read_parquet(built_tiny / "labels.parquet")
-    labels = labels[labels["scenario"] == "coupon_redemption"]
-    emb = Embedder.from_dir(tiny_model)
-    emb.load_users(pd.read_parquet(built_tiny / "snapshots.parquet"),
-                   pd.read_parquet(built_tiny / "profiles.parquet"))  # fmt: skip
+def test_val_guard_drops_a_prompt_that_does_not_beat_the_query(coupon_split) -> None:
+    emb, train, val, coupon = coupon_split
     # An empty prompt is the bare query: it ties with the base and a tie is not an improvement.
-    tied = ScenarioAdapter(
-        "coupon_redemption", "Will this user redeem a coupon?", torch.zeros(0, 32), torch.eye(2, 16)
-    )
-    (out,) = guard(emb, [tied], labels[labels["split"] == "train"],
-                   labels[labels["split"] == "val"], resolve(TuneConfig, "tiny"))  # fmt: skip
+    tied = ScenarioAdapter(*coupon, torch.zeros(0, 32), torch.eye(2, 16))
+    (out,) = guard(emb, [tied], train, val, resolve(TuneConfig, "tiny"))
     assert out.meta["val_guard"]["kept"] is False
     assert out.prompt.shape == (0, 32) and out.prototypes.shape == (2, 16)
     torch.testing.assert_close(out.prototypes.norm(dim=-1), torch.ones(2))
 
 
-def test_val_guard_embeds_at_most_guard_users_per_split(tiny_model: Path, built_tiny: Path) -> None:
-    labels = pd.read_parquet(built_tiny / "labels.parquet")
-    labels = labels[labels["scenario"] == "coupon_redemption"]
-    train, val = labels[labels["split"] == "train"], labels[labels["split"] == "val"]
-    emb = Embedder.from_dir(tiny_model)
-    emb.load_users(pd.read_parquet(built_tiny / "snapshots.parquet"),
-                   pd.read_parquet(built_tiny / "profiles.parquet"))  # fmt: skip
-    adapter = ScenarioAdapter(
-        "coupon_redemption", "Will this user redeem a coupon?", torch.zeros(0, 32), torch.eye(2, 16)
-    )
+def test_val_guard_embeds_at_most_guard_users_per_split(coupon_split) -> None:
+    emb, train, val, coupon = coupon_split
+    adapter = ScenarioAdapter(*coupon, torch.zeros(0, 32), torch.eye(2, 16))
     n = len(val)  # the train split is larger: only it is cut
     assert train["user_id"].nunique() > n
     cfg = resolve(TuneConfig, "tiny", overrides={"guard_users": n})
