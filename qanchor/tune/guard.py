@@ -1,8 +1,9 @@
-"""Tuning's validation guard: keep a tuned prompt, and a bag head, only if it helps on val users.
+"""Tuning's validation guard: keep a tuned prompt only if it helps on val users; judge bag heads.
 
 A linear probe fitted on training users' embeddings must score validation users better (ROC
-AUC) with the prompt than with the untuned query, and with the bag head than without it
-(:func:`qanchor.tune.heads.judge_head`); see :mod:`qanchor.tune.prompt`.
+AUC) with the prompt than with the untuned query; the bag head's verdict (with vs without it,
+:func:`qanchor.tune.heads.judge_head`) is recorded and enforced only with ``bag_head_guard``;
+see :mod:`qanchor.tune.prompt`.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ def guard(
             chosen = _bare(emb, a, tr, cfg)
         if chosen.head is not None:
             x = vecs[:, 2 * j + (0 if kept else 1)]
-            judge_head(chosen, x, ids, head_inputs, *split, cfg.runtime.seed)
+            judge_head(chosen, x, ids, head_inputs, *split, cfg.runtime.seed, cfg.bag_head_guard)
         out[a.name] = chosen
     return [out.get(a.name, a) for a in adapters]
 

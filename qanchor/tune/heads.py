@@ -57,8 +57,10 @@ def val_auc(
 def judge_head(
     adapter: ScenarioAdapter, x: np.ndarray, ids: list[str], head_inputs: list,
     train: tuple[list[int], pd.DataFrame], val: tuple[list[int], pd.DataFrame], seed: int,
+    enforce: bool = True,
 ) -> None:  # fmt: skip
-    """Keep ``adapter.head`` only if it raises the validation probe AUC of the vectors ``x``.
+    """Record whether ``adapter.head`` raises the validation probe AUC of the vectors ``x``, and
+    (if ``enforce``) keep the head only if it does.
 
     Args:
         adapter: the scenario as the guard keeps it (its prototypes give the head's axis).
@@ -69,7 +71,8 @@ def judge_head(
     head = adapter.head.with_axis(adapter.prototypes)
     with_head = head.shifted(x, ids, head_inputs)
     aucs = {name: val_auc(v, train, val, seed) for name, v in (("without", x), ("with", with_head))}
-    kept = aucs["with"] > aucs["without"]
+    raises = aucs["with"] > aucs["without"]
+    kept = raises or not enforce
     adapter.head = head if kept else None
     adapter.meta.setdefault("val_guard", {})["bag_head"] = {"kept": kept, "val_auc": aucs}
     if not kept:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -161,7 +162,8 @@ def test_tune_save_serve_gives_the_head_shifted_vector(headed: Path, built_tiny:
         np.testing.assert_allclose(got.numpy(), served, atol=1e-5)
 
 
-def test_the_guard_keeps_a_head_only_if_it_raises_the_val_auc(coupon_split) -> None:
+@pytest.mark.parametrize("enforce", [True, False])
+def test_the_guard_judges_a_head_and_drops_it_only_if_told(coupon_split, enforce) -> None:
     from qanchor.tune.adapters import ScenarioAdapter
     from qanchor.tune.guard import guard
     from qanchor.tune.heads import fit_heads
@@ -170,8 +172,10 @@ def test_the_guard_keeps_a_head_only_if_it_raises_the_val_auc(coupon_split) -> N
     adapter = ScenarioAdapter(*coupon, torch.zeros(0, 32), _protos())
     fit_heads(emb, [adapter], train, step=0.1, seed=0)
     assert adapter.head is not None
-    (out,) = guard(emb, [adapter], train, val, resolve(TuneConfig, "tiny"))
+    cfg = replace(resolve(TuneConfig, "tiny"), bag_head_guard=enforce)
+    (out,) = guard(emb, [adapter], train, val, cfg)
     verdict = out.meta["val_guard"]["bag_head"]
     assert set(verdict["val_auc"]) == {"with", "without"}
-    assert verdict["kept"] == (verdict["val_auc"]["with"] > verdict["val_auc"]["without"])
+    raises = verdict["val_auc"]["with"] > verdict["val_auc"]["without"]
+    assert verdict["kept"] == (raises or not enforce)
     assert (out.head is not None) == verdict["kept"]

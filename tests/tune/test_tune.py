@@ -69,8 +69,10 @@ def test_val_guard_records_its_verdict_and_a_dropped_prompt_serves_the_base(
 ) -> None:
     model = tmp_path / "model"
     shutil.copytree(tiny_model, model)
-    # Scenarios whose tiny validation split holds both classes.
-    tune_model(model, built_tiny, resolve(TuneConfig, "tiny", overrides={"share": "none"}),
+    # Scenarios whose tiny validation split holds both classes; no bag heads (a kept head would
+    # shift the base vector of a dropped prompt, tested in test_bag_head).
+    cfg = resolve(TuneConfig, "tiny", overrides={"share": "none", "bag_head_step": 0})
+    tune_model(model, built_tiny, cfg,
                ["coupon_redemption", "daily_active_next_month"])  # fmt: skip
     snaps = pd.read_parquet(built_tiny / "snapshots.parquet")
     emb = Embedder.from_dir(model)
