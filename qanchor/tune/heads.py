@@ -57,7 +57,7 @@ def val_auc(
 def judge_head(
     adapter: ScenarioAdapter, x: np.ndarray, ids: list[str], head_inputs: list,
     train: tuple[list[int], pd.DataFrame], val: tuple[list[int], pd.DataFrame], seed: int,
-    enforce: bool = True,
+    enforce: bool,
 ) -> None:  # fmt: skip
     """Record whether ``adapter.head`` raises the validation probe AUC of the vectors ``x``, and
     (if ``enforce``) keep the head only if it does.

@@ -179,3 +179,23 @@ def test_the_guard_judges_a_head_and_drops_it_only_if_told(coupon_split, enforce
     raises = verdict["val_auc"]["with"] > verdict["val_auc"]["without"]
     assert verdict["kept"] == (raises or not enforce)
     assert (out.head is not None) == verdict["kept"]
+
+
+@pytest.mark.parametrize("enforce", [True, False])
+def test_a_head_that_cannot_raise_the_val_auc_is_dropped_only_if_enforced(enforce) -> None:
+    from qanchor.tune.adapters import ScenarioAdapter
+    from qanchor.tune.heads import judge_head
+
+    inputs, y, ids = _toy()
+    adapter = ScenarioAdapter("s", "q", torch.zeros(0, 4), _protos())
+    adapter.head = fit_bag_head(inputs[:80], y[:80], ids[:80], TERMS, _protos(), step=0.1)
+    # Vectors whose first coordinate is the label: the probe's val AUC is already 1.0.
+    x = np.random.default_rng(0).normal(0, 0.1, (len(y), 8))
+    x[:, 0] += y
+    frame = pd.DataFrame({"label": y})
+    train, val = (list(range(80)), frame[:80]), (list(range(80, 120)), frame[80:])
+    judge_head(adapter, x, ids, inputs, train, val, seed=0, enforce=enforce)
+    verdict = adapter.meta["val_guard"]["bag_head"]
+    assert verdict["val_auc"]["without"] == 1.0 and verdict["val_auc"]["with"] <= 1.0
+    assert verdict["kept"] is (not enforce)
+    assert (adapter.head is None) is enforce
