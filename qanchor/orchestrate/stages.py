@@ -22,8 +22,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from qanchor.config import resolve, shared_fields, to_dict
-from qanchor.errors import QAnchorError
 from qanchor.io import atomic_file
+from qanchor.orchestrate.embed_stage import cores as cores
+from qanchor.orchestrate.embed_stage import embed_all as embed_all
+from qanchor.orchestrate.embed_stage import embed_shard as embed_shard
 from qanchor.orchestrate.rundir import RunPaths, read_result, record
 
 log = logging.getLogger(__name__)
@@ -226,75 +228,3 @@ def register(run: str | Path, name: str = "qanchor") -> dict:
     version = registry.promote(tag, decision["reason"])
     return record(p, "register", {"registered": True, "tag": tag, "promoted": True,
                                    "path": str(version.path)})  # fmt: skip
-
-
-def embed_shard(run: str | Path, shard: int, num_shards: int, scenarios: list[str] | None = None) -> dict:  # fmt: skip
-    """Embed every ``num_shards``-th user (offset ``shard``) x the tuned scenarios into one file.
-
-    Users whose vectors this run's evaluation already computed (same model, same features, same
-    precision: ``eval/embeddings-fp32.parquet``) are copied from there, not embedded again; on a
-    build no larger than evaluation's ``max_users`` that is every user.
-    """
-    from qanchor.infer.engine import Embedder
-    from qanchor.infer.shards import reusable, vectors_file, write_embeddings
-    from qanchor.model.data import BuiltData
-    from qanchor.progress import bar
-
-    if not 0 <= shard < num_shards:
-        raise QAnchorError(f"shard {shard} is not in [0, {num_shards})")
-    p = RunPaths(Path(run))
-    data = BuiltData.load(p.built)
-    users = sorted(data.snapshots["user_id"])[shard::num_shards]
-    emb = Embedder.from_dir(p.model)
-    emb.load_users(data.snapshots[data.snapshots["user_id"].isin(users)], data.profiles)
-    names = list(scenarios or sorted(emb.adapters))
-    versions = emb.feature_versions()
-    done = reusable(p.eval / vectors_file(emb.engine.bf16), users, names, versions,
-                    emb.model_version)  # fmt: skip
-    todo = [u for u in users if u not in done]
-    fresh: dict = {}
-    # Blocks of 256 users under a bar: at 20,000 users a shard embeds for half an hour.
-    with bar(desc=f"embed shard {shard + 1}/{num_shards}", total=len(todo), unit="user") as shown:
-        for b in range(0, len(todo), 256):
-            ids = todo[b : b + 256]
-            fresh.update(zip(ids, emb.embed(ids, names), strict=True))
-            shown.update(len(ids))
-    path = p.embeddings / f"shard-{shard:05d}-of-{num_shards:05d}.parquet"
-    with atomic_file(path) as tmp:
-        write_embeddings(tmp, users, names, [done.get(u, fresh.get(u)) for u in users], versions,
-                         emb.model_version)  # fmt: skip
-    return record(p, f"embed-{shard}", {"path": str(path), "users": len(users), "scenarios": names,
-                                        "reused": len(done)})  # fmt: skip
-
-
-def embed_all(run: str | Path, workers: int | None = None) -> list[dict]:
-    """Every user x tuned scenario, in ``workers`` processes of one thread each (one shard each).
-
-    Default: one process per core this process may run on (:func:`cores`). Measured on 2 cores (fp32, small model, 2,000 users): two
-    one-thread processes embedded 7.9 users/s together, one two-thread process 6.4 (the suffix
-    passes are too small to keep two threads busy). Each process holds its own model copy.
-    """
-    n = workers or cores()
-    if n == 1:
-        return [embed_shard(run, 0, 1)]
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    # spawn, not fork: a forked child would inherit this process's torch thread pools.
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(n, mp_context=ctx, initializer=_one_thread) as pool:
-        return list(pool.map(embed_shard, [run] * n, range(n), [n] * n))
-
-
-def cores() -> int:
-    """The cores this process may run on (its CPU affinity; a container's share, not the
-    host's count where the platform reports it)."""
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def _one_thread() -> None:
-    import torch
-
-    torch.set_num_threads(1)

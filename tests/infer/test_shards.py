@@ -6,8 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
-from qanchor.infer.shards import COLUMNS, write_embeddings
+from qanchor.infer.shards import COLUMNS, EmbeddingWriter, write_embeddings
 
 
 def test_write_embeddings_round_trips_in_one_schema(tmp_path: Path) -> None:
@@ -28,3 +29,26 @@ def test_write_embeddings_round_trips_in_one_schema(tmp_path: Path) -> None:
     both = pd.read_parquet(tmp_path / "b.parquet")
     assert both["user_id"].tolist() == ["u1"] * 3 + ["u3"]
     pd.testing.assert_frame_equal(both.head(3), got.head(3))
+
+
+def test_the_block_writer_writes_what_write_embeddings_writes(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    users = [f"u{i:02d}" for i in range(10)]
+    vectors = rng.normal(size=(10, 3, 4)).astype(np.float32)
+    versions = {u: f"f{u}" for u in users}
+    write_embeddings(tmp_path / "whole.parquet", users, ["t", "r", "s"], vectors, versions, "m1")
+    out = EmbeddingWriter(tmp_path / "blocks.parquet", "m1")
+    for b in range(0, 10, 4):  # blocks of 4, 4, 2 users in user order
+        out.write(users[b : b + 4], ["t", "r", "s"], vectors[b : b + 4], versions)
+    with pytest.raises(ValueError, match="increasing user_id"):
+        out.write(["u00"], ["t", "r", "s"], vectors[:1], versions)  # before the last block
+    out.close()
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "blocks.parquet"),
+                                  pd.read_parquet(tmp_path / "whole.parquet"))  # fmt: skip
+
+
+def test_a_writer_given_no_users_leaves_a_file_with_the_schema(tmp_path: Path) -> None:
+    out = EmbeddingWriter(tmp_path / "empty.parquet", "m1")
+    out.close()
+    got = pd.read_parquet(tmp_path / "empty.parquet")
+    assert tuple(got.columns) == COLUMNS and len(got) == 0

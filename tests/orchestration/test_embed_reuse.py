@@ -75,8 +75,13 @@ def test_embed_copies_evaluated_users_and_matches_a_fresh_embedding(
     bare = RunPaths(tmp_path / "bare")
     for part in ("built", "model"):
         shutil.copytree(getattr(evaluated_run, part), getattr(bare, part))
-    fresh = stages.embed_shard(bare.root, 0, 1)
+    # Loaded and written in blocks of 16 users: the file must not depend on the block size.
+    fresh = stages.embed_shard(bare.root, 0, 1, block=16)
     assert fresh["reused"] == 0
+    written = pd.read_parquet(fresh["path"])
+    assert written[["user_id", "scenario"]].equals(
+        written.sort_values(["user_id", "scenario"])[["user_id", "scenario"]]
+    )
     a, b = _vectors(with_reuse), _vectors(pd.read_parquet(fresh["path"]))
     assert a.keys() == b.keys()
     # Equal up to float rounding: the evaluated users were embedded in other batches.
