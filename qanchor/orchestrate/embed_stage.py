@@ -1,8 +1,9 @@
 """The pipeline's embed stage: every user x tuned scenario, sharded over processes, streamed.
 
 A shard reads, embeds and writes its users one block at a time (:data:`LOAD_BLOCK`), so its
-memory is one block's inputs and vectors whatever the number of users: at 20,000 users the
-stage that held a whole shard's inputs and vectors (as Python floats) peaked at 11 GB.
+memory is one block's inputs and vectors whatever the number of users (at 20,000 users the
+stage that held a whole shard's inputs and vectors, as Python floats, peaked at 11 GB for the
+pipeline and its two shard processes together).
 
     embed_all("runs/r1")              # one one-thread process per core
     embed_shard("runs/r1", 0, 2)      # the first of two shards, in this process
