@@ -101,8 +101,9 @@ def embedding_table(
 class EmbeddingWriter:
     """:func:`write_embeddings` block by block, for writers whose users do not fit in memory.
 
-    Blocks must come in ``user_id`` order (each block's users sorted, all after the previous
-    block's) so the file keeps the schema's sort order; memory is one block's vectors.
+    Each block's users must all come after the previous block's (``user_id`` order; a block is
+    sorted when written), so the file keeps the schema's sort order; memory is one block's
+    vectors.
     """
 
     def __init__(self, path: str | Path, model_version: str) -> None:
@@ -116,14 +117,13 @@ class EmbeddingWriter:
     ) -> None:  # fmt: skip
         import pyarrow.parquet as pq
 
-        ids = list(user_ids)
-        if ids != sorted(ids) or (self._last is not None and ids and ids[0] <= self._last):
+        if len(user_ids) and self._last is not None and min(user_ids) <= self._last:
             raise ValueError("EmbeddingWriter: blocks must come in increasing user_id order")
         table = embedding_table(user_ids, scenarios, vectors, feature_versions, self.model_version)
         if self._writer is None:
             self._writer = pq.ParquetWriter(self.path, table.schema)
         self._writer.write_table(table)
-        self._last = ids[-1] if ids else self._last
+        self._last = max(user_ids) if len(user_ids) else self._last
 
     def close(self) -> None:
         """Finish the file (an empty file with the schema if nothing was written)."""

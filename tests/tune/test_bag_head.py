@@ -196,6 +196,6 @@ def test_a_head_that_cannot_raise_the_val_auc_is_dropped_only_if_enforced(enforc
     train, val = (list(range(80)), frame[:80]), (list(range(80, 120)), frame[80:])
     judge_head(adapter, x, ids, inputs, train, val, seed=0, enforce=enforce)
     verdict = adapter.meta["val_guard"]["bag_head"]
-    assert verdict["val_auc"]["without"] == 1.0 and verdict["val_auc"]["with"] <= 1.0
+    assert verdict["val_auc"]["without"] == 1.0  # so no head can raise it
     assert verdict["kept"] is (not enforce)
     assert (adapter.head is None) is enforce
