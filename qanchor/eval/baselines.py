@@ -117,17 +117,20 @@ def _sources(built: Path, snaps: pd.DataFrame) -> list[str]:
     return sorted({s for lst in snaps["event_source"] for s in lst})
 
 
-def _event_vectors(texts: list[str], encoder: str, max_length: int) -> np.ndarray:
+def _event_vectors(
+    texts: list[str], encoder: str, max_length: int, numbers: str = "keep"
+) -> np.ndarray:
     """[texts, dim] frozen event-encoder vectors from the disk cache pretraining fills.
 
     Same fingerprint as ``ModelConfig(encoder=encoder, encoder_max_length=max_length)``, so
     texts encoded once are never encoded again; the encoder is loaded only if some text is
-    missing from the cache (or, for no texts at all, to learn the width).
+    missing from the cache (or, for no texts at all, to learn the width). ``numbers``: how the
+    encoder reads numbers in texts, as the model's ``text_numbers``.
     """
     from qanchor.model.artifact import encoder_fingerprint
     from qanchor.model.backbones import cache_root, load_text_encoder
     from qanchor.model.config import ModelConfig
-    from qanchor.model.vectors import VectorCache
+    from qanchor.model.vectors import VectorCache, encoder_texts
 
     fingerprint = encoder_fingerprint(ModelConfig(encoder=encoder, encoder_max_length=max_length))
     loaded = []  # the encoder, once loaded
@@ -142,7 +145,8 @@ def _event_vectors(texts: list[str], encoder: str, max_length: int) -> np.ndarra
 
     if not texts:
         return np.zeros((0, text_encoder().dim), np.float32)
-    return VectorCache(cache_root() / "event_vectors", fingerprint).get(texts, encode)
+    cache = VectorCache(cache_root() / "event_vectors", fingerprint)
+    return cache.get(encoder_texts(texts, numbers), encode)
 
 
 def _mean_pool(
@@ -168,7 +172,7 @@ def _mean_pool(
 
 
 def text_mean_pool_features(
-    built_dir: str | Path, encoder: str = "default", max_length: int = 64
+    built_dir: str | Path, encoder: str = "default", max_length: int = 64, numbers: str = "keep"
 ) -> pd.DataFrame:
     """Per user, the count-weighted mean event-encoder vector over the WHOLE history.
 
@@ -195,7 +199,7 @@ def text_mean_pool_features(
     weights = sp.csr_matrix(
         (bags["count"].to_numpy(np.float64), (rows, cols)), shape=(len(user_ids), len(texts))
     )
-    vecs = _event_vectors(texts.tolist(), encoder, max_length)
+    vecs = _event_vectors(texts.tolist(), encoder, max_length, numbers)
     return _mean_pool(built, user_ids, weights, vecs, "text_mean_pool")
 
 
@@ -205,6 +209,7 @@ def text_mean_pool_recent_features(
     per_source: int = 32,
     caps: dict[str, int] | None = None,
     max_length: int = 64,
+    numbers: str = "keep",
 ) -> pd.DataFrame:
     """Per user, the mean event-encoder vector over the snapshot's most recent events.
 
@@ -231,5 +236,5 @@ def text_mean_pool_recent_features(
     weights = sp.csr_matrix(
         (np.ones(len(rows)), (rows, cols)), shape=(len(table.inputs), len(table.texts))
     )
-    vecs = _event_vectors(table.texts, encoder, max_length)
+    vecs = _event_vectors(table.texts, encoder, max_length, numbers)
     return _mean_pool(built, table.user_ids, weights, vecs, "text_mean_pool_recent")

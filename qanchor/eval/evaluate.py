@@ -125,6 +125,10 @@ def _feature_baselines(
     from qanchor.eval.probe import probe_scenarios
 
     enc = {"encoder": mcfg["encoder"], "max_length": mcfg["encoder_max_length"]}
+    # The model's view of numbers in texts (a model from before the option: exact texts); in the
+    # cache key only when rounded, so features cached for exact texts stay valid.
+    if mcfg.get("text_numbers", "keep") != "keep":
+        enc["numbers"] = mcfg["text_numbers"]
     hits = []
 
     def features(name: str, params: dict, compute):

@@ -89,7 +89,8 @@ class TextVectors:
         if self.model.cfg.encoder_lora_r:
             return None
         cache = self._vector_cache()
-        return torch.from_numpy(cache.get(texts, self._encode)).to(self.model.emb_token.device)
+        vecs = cache.get(self._viewed(texts), self._encode)
+        return torch.from_numpy(vecs).to(self.model.emb_token.device)
 
     def lookup(self, texts: list[str]) -> torch.Tensor:
         """[len(texts), d_enc] from the on-disk cache as loaded once, else encoded.
@@ -101,7 +102,7 @@ class TextVectors:
         with self._lock:  # requests may arrive together: load the cache once
             if self._cache is None:
                 self._cache = self._vector_cache()
-        vecs = self._cache.get(texts, self._encode, save=False, keep=False)
+        vecs = self._cache.get(self._viewed(texts), self._encode, save=False, keep=False)
         return torch.from_numpy(vecs).to(self.model.emb_token.device)
 
     def _vector_cache(self):  # noqa: ANN202 - a VectorCache
@@ -110,6 +111,11 @@ class TextVectors:
         from qanchor.model.vectors import VectorCache
 
         return VectorCache(cache_root() / "event_vectors", encoder_fingerprint(self.model.cfg))
+
+    def _viewed(self, texts: list[str]) -> list[str]:
+        from qanchor.model.vectors import encoder_texts
+
+        return encoder_texts(texts, self.model.cfg.text_numbers)
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         enc = self.model.text_encoder

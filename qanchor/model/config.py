@@ -46,6 +46,12 @@ class ModelConfig:
     max_query_tokens: int = option(48, "query text tokens kept")
     max_answer_tokens: int = option(200, "answer tokens kept (semantic tower and next-token loss)")
     encoder_max_length: int = option(64, "tokens per event text in the event encoder")
+    # "keep" is the default so a model saved before this field loads as it was trained.
+    text_numbers: str = option(
+        "keep",
+        "numbers in event texts as the event encoder reads them: 'keep', or 'round' (decimals "
+        "and 5+-digit integers to one significant digit: amounts stop making every text distinct)",
+    )
     user_tokens: bool = option(True, "insert the user and modal tokens (ablation switch)")
     user_skip: bool = option(
         False,
@@ -106,6 +112,7 @@ class PretrainConfig:
                 "lora_dropout": 0.0, "head_hidden": 32, "emb_dim": 16, "events_per_source": 3,
                 "max_query_tokens": 48, "max_answer_tokens": 64, "user_skip": True,
                 "whole_history": True, "bag_dim": 8,
+                "text_numbers": "round",
             },
             "runtime": {"bf16": "off"},
             "steps": 12, "batch_size": 8, "lr": 3e-3, "warmup_steps": 2, "checkpoint_every": 0,
@@ -120,6 +127,7 @@ class PretrainConfig:
                 "lora_alpha": 16, "lora_dropout": 0.05, "head_hidden": 256, "emb_dim": 128,
                 "events_per_source": 8, "max_query_tokens": 24, "max_answer_tokens": 40,
                 "user_skip": True, "whole_history": True, "bag_dim": 64,
+                "text_numbers": "round",
             },
             "steps": 200, "batch_size": 16, "lr": 1e-3, "warmup_steps": 15,
             "checkpoint_every": 50, "log_every": 5, "eval_users": 256, "eval_batch": 16,
@@ -132,6 +140,7 @@ class PretrainConfig:
                 "source_caps": {"bill": 250, "miniprogram": 150, "spm": 150, "app": 10,
                                 "search": 100},
                 "whole_history": True, "bag_dim": 128,
+                "text_numbers": "round",
             },
             "steps": 50_000, "batch_size": 2048, "lr": 2e-4, "warmup_steps": 500,
         },

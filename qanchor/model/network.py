@@ -241,6 +241,9 @@ class QAnchorModel(nn.Module):
 
     def event_vectors(self, texts: list[str]) -> torch.Tensor:
         """Encode event texts with the (possibly LoRA-tuned) text encoder, with gradients."""
+        from qanchor.model.vectors import encoder_texts
+
+        texts = encoder_texts(texts, self.cfg.text_numbers)
         toks = self.text_encoder.tokenize(texts, self.cfg.encoder_max_length)
         dev = self.emb_token.device
         return self.text_encoder(toks["input_ids"].to(dev), toks["attention_mask"].to(dev))

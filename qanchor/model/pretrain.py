@@ -99,7 +99,7 @@ def frozen_vectors(model: QAnchorModel, texts: list[str], rt: T.Runtime) -> torc
     import torch.distributed as dist
 
     from qanchor.model.backbones import cache_root
-    from qanchor.model.vectors import VectorCache
+    from qanchor.model.vectors import VectorCache, encoder_texts
 
     root, fp = cache_root() / "event_vectors", encoder_fingerprint(model.cfg)
 
@@ -108,7 +108,7 @@ def frozen_vectors(model: QAnchorModel, texts: list[str], rt: T.Runtime) -> torc
 
     if rt.world > 1 and not rt.is_main:
         dist.barrier()  # wait for rank 0 to fill the cache
-    vecs = VectorCache(root, fp).get(texts, encode)
+    vecs = VectorCache(root, fp).get(encoder_texts(texts, model.cfg.text_numbers), encode)
     if rt.world > 1 and rt.is_main:
         dist.barrier()
     return torch.from_numpy(vecs).to(rt.device)

@@ -8,12 +8,45 @@ have not seen. Layout: ``<root>/<fingerprint>/{keys.npy, vectors.npy}``, rewritt
 from __future__ import annotations
 
 import hashlib
+import math
 import os
+import re
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+NUMBER_VIEWS = ("keep", "round")
+# Decimals (with thousands separators) and integers of 5+ digits: amounts, prices and ids, which
+# make nearly every event text distinct. Shorter integers (ratings, years, counts) stay exact.
+_NUMBER = re.compile(r"\d[\d,]*\.\d+|\d{5,}")
+
+
+def _one_digit(match: re.Match) -> str:
+    x = float(match.group().replace(",", ""))
+    if x == 0:
+        return "0"
+    e = math.floor(math.log10(x))
+    r = round(x / 10**e) * 10.0**e  # round(9.6) = 10: one digit still, one magnitude up
+    return f"{r:.0f}" if e >= 0 else f"{r:.{-e}f}"
+
+
+def encoder_texts(texts: list[str], numbers: str) -> list[str]:
+    """The strings the frozen event encoder reads for ``texts`` (``ModelConfig.text_numbers``).
+
+    ``"round"`` rounds decimals and integers of 5+ digits to one significant digit ("paid 41.43
+    at CityMarket" -> "paid 40 at CityMarket"). Why: on a payment log the amount makes almost
+    every event text distinct (401,205 distinct texts for 20,000 synthetic users, 19 min to
+    encode on 2 fp32 cores), while a sentence encoder reads little of a number beyond its
+    magnitude; rounded, they are 20x fewer. The exact text still reaches the bag-of-events view
+    and the bag heads, and the amount the event's value.
+    """
+    if numbers == "keep":
+        return list(texts)
+    if numbers != "round":
+        raise ValueError(f"text_numbers must be one of {NUMBER_VIEWS}, got {numbers!r}")
+    return [_NUMBER.sub(_one_digit, t) for t in texts]
 
 
 def text_key(text: str) -> bytes:
