@@ -226,7 +226,9 @@ def text_mean_pool_recent_features(
 
     built = Path(built_dir)
     snaps = pd.read_parquet(built / "snapshots.parquet")
-    table = UserTable.from_snapshots(snaps, _sources(built, snaps), per_source, caps)
+    table = UserTable.from_snapshots(
+        snaps, _sources(built, snaps), per_source, caps, numbers=numbers
+    )
     rows, cols = [], []
     for r, inp in enumerate(table.inputs):
         ids = [t for _, text_ids in inp.events for t in text_ids]

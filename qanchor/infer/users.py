@@ -170,7 +170,7 @@ class InputBuilder:
         cfg = self.model.cfg
         return UserTable.from_snapshots(
             snapshots, cfg.sources, cfg.events_per_source, cfg.source_caps, profiles,
-            self.featurizer, cfg.whole_history, self.model.bag_vectorizer,
+            self.featurizer, cfg.whole_history, self.model.bag_vectorizer, cfg.text_numbers,
         )  # fmt: skip
 
 

@@ -42,13 +42,18 @@ class UserTable:
         featurizer: ProfileFeaturizer | None = None,
         whole_history: bool = False,
         bag_vectorizer: BagVectorizer | None = None,
+        numbers: str = "keep",
     ) -> UserTable:
         """Build from snapshot rows (list columns event_source/event_text, ordered by time).
 
         Sources the model does not know are ignored (a model reads what it was trained on).
         ``whole_history`` and ``bag_vectorizer`` read the ``bag_*`` list columns (a build's
-        whole-history bag) into ``UserInput.bag`` and ``UserInput.bag_vec``.
+        whole-history bag) into ``UserInput.bag`` and ``UserInput.bag_vec``. ``texts`` are
+        what the event encoder reads (``numbers``: ``ModelConfig.text_numbers``): events whose
+        texts differ only in rounded numbers share one text and one vector.
         """
+        from qanchor.model.vectors import encoder_texts
+
         caps = caps or {}
         long = snapshots[["user_id", "event_source", "event_text"]].explode(
             ["event_source", "event_text"]
@@ -61,7 +66,9 @@ class UserTable:
         all_texts = long["event_text"].astype(str).to_numpy()
         if bag is not None:
             all_texts = np.concatenate([all_texts, bag["text"].astype(str).to_numpy()])
-        texts, text_idx = np.unique(all_texts, return_inverse=True)
+        raw, text_idx = np.unique(all_texts, return_inverse=True)
+        texts, viewed = np.unique(encoder_texts(raw.tolist(), numbers), return_inverse=True)
+        text_idx = viewed.reshape(-1)[text_idx.reshape(-1)]
         src_idx = pd.Categorical(long["event_source"], categories=sources).codes
         user_ids = snapshots["user_id"].astype(str).tolist()
         events: dict[str, dict[int, list[int]]] = {u: {} for u in user_ids}

@@ -60,7 +60,7 @@ def prepare(built_dir: str | Path, cfg: PretrainConfig, rt: T.Runtime) -> Setup:
         )
     table = UserTable.from_snapshots(
         data.snapshots, mcfg.sources, mcfg.events_per_source, mcfg.source_caps, prof, featurizer,
-        mcfg.whole_history, model.bag_vectorizer,
+        mcfg.whole_history, model.bag_vectorizer, mcfg.text_numbers,
     )  # fmt: skip
     vectors = frozen_vectors(model, table.texts, rt) if mcfg.encoder_lora_r == 0 else None
     s = Setup(cfg, rt, data, model, featurizer, table, vectors)

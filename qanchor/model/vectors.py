@@ -43,7 +43,7 @@ def encoder_texts(texts: list[str], numbers: str) -> list[str]:
     and the bag heads, and the amount the event's value.
     """
     if numbers == "keep":
-        return list(texts)
+        return texts
     if numbers != "round":
         raise ValueError(f"text_numbers must be one of {NUMBER_VIEWS}, got {numbers!r}")
     return [_NUMBER.sub(_one_digit, t) for t in texts]

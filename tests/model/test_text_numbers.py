@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import pandas as pd
 import pytest
 import torch
 
@@ -69,3 +70,20 @@ def test_presets_round_and_a_model_saved_without_the_field_keeps_exact_texts(tin
     del cfg["model"]["text_numbers"]
     (old / "config.json").write_text(json.dumps(cfg))
     assert load_model(old)[0].cfg.text_numbers == "keep"
+
+
+def test_a_table_interns_the_rounded_texts_so_near_amounts_share_one_vector():
+    from qanchor.data.snapshots import snapshot_lists
+    from qanchor.model.data import UserTable
+
+    rows = [("u1", 1, "paid 41.43 at Deli"), ("u1", 2, "paid 38.10 at Deli"),
+            ("u2", 1, "paid 412.00 at Deli"), ("u2", 2, "rated Kolya (1996): 3 of 5")]  # fmt: skip
+    h = pd.DataFrame(rows, columns=["user_id", "day", "text"]).assign(source="bill", value=1.0)
+    h["ts"] = pd.to_datetime("2026-01-0" + h.pop("day").astype(str), utc=True)
+    wide = snapshot_lists(h, pd.Index(["u1", "u2"], name="user_id"), pd.Timestamp("2026-02-01"))
+    kept = UserTable.from_snapshots(wide, ["bill"], 5)
+    rounded = UserTable.from_snapshots(wide, ["bill"], 5, numbers="round")
+    assert len(kept.texts) == 4
+    assert rounded.texts == ["paid 40 at Deli", "paid 400 at Deli", "rated Kolya (1996): 3 of 5"]
+    u1 = [t for _, ids in rounded.inputs[0].events for t in ids]
+    assert u1 == [0, 0]  # both of u1's events read one text, in time order
