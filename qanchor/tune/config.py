@@ -47,6 +47,13 @@ class TuneConfig:
         "bounds its cost on large user bases (every user of a 2,000-user build). Not smaller: "
         "there a 600-user sample rejected 6 of 12 prompts (all users: 3), mean tuned AUC -0.005",
     )
+    train_users: int = option(
+        1500,
+        "training users the prompts and prototypes train on, a seeded sample shared by every "
+        "scenario (0: all): their prefixes stay in the prefix cache (1,500 users of the small "
+        "model: ~1 GB), so tuning costs the same on 2,000 or 100,000 users (at 20,000 the cache "
+        "thrashed and tuning took twice as long). Bag heads still fit on every training user",
+    )
     runtime: EmbedRuntimeConfig = nested(
         EmbedRuntimeConfig, "seed, precision, feature store and prefix cache budget of tuning"
     )

@@ -102,6 +102,7 @@ def tune_group(
             on_step()
     meta = {"n_prompt": cfg.n_prompt, "steps": cfg.steps, "shared_with": [s.name for s in group],
             "final_loss": float(np.mean(losses[-10:])) if losses else None,
+            "train_users": len({r for p in pools.values() for rows in p.values() for r in rows}),
             "seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
     return [
         ScenarioAdapter(
@@ -136,6 +137,7 @@ def tune_model(
     """
     from qanchor.data.contract import read_scenarios
     from qanchor.errors import QAnchorError
+    from qanchor.eval.probe import sample_users
     from qanchor.model.data import BuiltData
     from qanchor.tune.adapters import save_adapter
 
@@ -166,12 +168,13 @@ def tune_model(
     encoder = emb.model.text_encoder
     adapters = []
     groups = groups_for(chosen, positives, cfg, lambda t: encoder.encode(t).numpy())
+    steps_on = sample_users(train, cfg.train_users, cfg.runtime.seed)
     # One bar for the whole stage (not one per group): a line per scenario would be noise.
     with progress(total=len(groups) * cfg.steps, desc="tune", unit="step") as bar:
         for group in groups:
             log.info("tuning %s", [s.name for s in group])
             bar.set_postfix_str(group[0].name, refresh=False)
-            adapters += tune_group(emb, group, train, cfg, on_step=bar.update)
+            adapters += tune_group(emb, group, steps_on, cfg, on_step=bar.update)
     if cfg.bag_head_step > 0:
         fit_heads(emb, adapters, train, cfg.bag_head_step, cfg.runtime.seed)
     if cfg.val_guard:

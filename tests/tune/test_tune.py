@@ -109,6 +109,23 @@ def test_val_guard_embeds_at_most_guard_users_per_split(coupon_split) -> None:
     assert out.meta["val_guard"]["users"] == {"train": train["user_id"].nunique(), "val": n}
 
 
+def test_prompts_train_on_a_sample_of_train_users_and_heads_on_all(
+    tiny_model: Path, built_tiny: Path, tmp_path: Path
+) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    over = {"share": "none", "val_guard": False, "train_users": 10}
+    tune_model(
+        model, built_tiny, resolve(TuneConfig, "tiny", overrides=over), ["cash_loan_default"]
+    )
+    (a,) = load_adapters(model)
+    labels = pd.read_parquet(built_tiny / "labels.parquet")
+    train = labels[(labels["split"] == "train") & (labels["scenario"] == a.name)]
+    assert train["user_id"].nunique() > 10
+    assert a.meta["train_users"] == 10  # the prompt's steps drew from 10 users
+    assert a.meta["bag_head"]["train_users"] == train["user_id"].nunique()
+
+
 def test_unknown_scenario_is_a_clear_error(tiny_model: Path, built_tiny: Path) -> None:
     from qanchor.errors import QAnchorError
 
