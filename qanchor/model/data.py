@@ -68,7 +68,7 @@ class UserTable:
             all_texts = np.concatenate([all_texts, bag["text"].astype(str).to_numpy()])
         raw, text_idx = np.unique(all_texts, return_inverse=True)
         texts, viewed = np.unique(encoder_texts(raw.tolist(), numbers), return_inverse=True)
-        text_idx = viewed.reshape(-1)[text_idx.reshape(-1)]
+        text_idx = viewed[text_idx]
         src_idx = pd.Categorical(long["event_source"], categories=sources).codes
         user_ids = snapshots["user_id"].astype(str).tolist()
         events: dict[str, dict[int, list[int]]] = {u: {} for u in user_ids}
