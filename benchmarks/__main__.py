@@ -3,6 +3,7 @@
 python -m benchmarks            # all
 python -m benchmarks pretrain   # those whose module name contains "pretrain"
 python -m benchmarks quality -- --seeds 0 --datasets synthetic   # flags after -- go to each one
+python -m benchmarks.chain --help   # one benchmark's own flags
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ def main(argv: list[str]) -> int:
     names, flags = (
         (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
     )
+    if {"-h", "--help"} & set(names):  # not a name filter: it would run every benchmark
+        print(__doc__.strip())
+        print("benchmarks:", ", ".join(b.removeprefix("benchmarks.") for b in BENCHMARKS))
+        return 0
     selected = [b for b in BENCHMARKS if not names or any(a in b for a in names)]
     for module in selected:
         print(f"== {module}", flush=True)
