@@ -3,17 +3,19 @@
 Anchor tower sequence (one row per user-query pair)::
 
     "User:" <USER> <MODAL>xM " bill:" <EVENT>xn ... " profile:" <EVENT> " history:" <EVENT>
-                                                                            <- prefix (KV-cacheable)
-    "\\nQuery: <query>" <PROMPT>xP <USER_EMB>                                <- suffix (per scenario)
+    "\\nQuery:"                                                              <- prefix (KV-cacheable)
+    " <query>" <PROMPT>xP <USER_EMB>                                         <- suffix (per scenario)
     "\\nAnswer: <answer>" <eos>                                               <- training only
 
 Placeholders are not vocabulary tokens: each position carries a *kind*, and the model writes
 encoder outputs, soft prompts or the learned <USER_EMB> vector into the input embeddings at the
 positions of that kind. So no tokenizer surgery is needed and any causal LM works as backbone.
 The prefix depends only on the user, never on the query: that is what makes its KV cache
-shareable across scenarios. Event tokens are each source's most recent events; the modal and
-user tokens summarise the whole history (``UserInput.bag``, with ``ModelConfig.whole_history``),
-and the " history:" token is the bag-of-events channel (``UserInput.bag_vec``).
+shareable across scenarios. The "\\nQuery:" marker every query starts with closes the prefix, so
+it runs once per user instead of once per (user, scenario): the same token sequence, fewer
+tokens per suffix. Event tokens are each source's most recent events; the modal and user tokens
+summarise the whole history (``UserInput.bag``, with ``ModelConfig.whole_history``), and the
+" history:" token is the bag-of-events channel (``UserInput.bag_vec``).
 """
 
 from __future__ import annotations
@@ -111,11 +113,14 @@ class Layout:
             if present:
                 seg.ids += label + [self.pad]
                 seg.kinds += [TEXT] * len(label) + [EVENT]
+        seg.ids += self.query_ids
+        seg.kinds += [TEXT] * len(self.query_ids)
         return seg
 
     def suffix(self, query: str, n_prompt: int = 0) -> Segment:
-        """The query suffix: query text, soft prompt slots, then <USER_EMB>."""
-        q = self.query_ids + self._encode(" " + query)[: self.max_q]
+        """The query suffix: query text, soft prompt slots, then <USER_EMB> (after the prefix's
+        "\\nQuery:")."""
+        q = self._encode(" " + query)[: self.max_q]
         ids = q + [self.pad] * (n_prompt + 1)
         return Segment(ids, [TEXT] * len(q) + [PROMPT] * n_prompt + [USER_EMB], [], [])
 

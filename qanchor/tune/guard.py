@@ -68,7 +68,7 @@ def guard(
     at = {u: i for i, u in enumerate(ids)}
     # Raw vectors (no bag head): the stored pairs stay the model's own, heads apply on top.
     suffixes = [sfx for a in judged for sfx in (Suffix(a.query, a.prompt), Suffix(a.query))]
-    vecs = emb.embed_rows(emb.rows(ids), suffixes).numpy()  # [users, 2 * adapters, d]
+    vecs = _embed(emb, ids, suffixes)  # [users, 2 * adapters, d]
     if on_vectors is not None:
         on_vectors(ids, suffixes, vecs)
     head_inputs = [emb.table.inputs[r].head_input() for r in emb.rows(ids)]
@@ -91,6 +91,22 @@ def guard(
             judge_head(chosen, x, ids, head_inputs, *split, cfg.runtime.seed, cfg.bag_head_guard)
         out[a.name] = chosen
     return [out.get(a.name, a) for a in adapters]
+
+
+GUARD_CHUNK = 256  # users per embed call between progress updates (a multiple of 64-user blocks)
+
+
+def _embed(emb: Embedder, ids: list[str], suffixes: list[Suffix]) -> np.ndarray:
+    """[users, suffixes, d] raw vectors, with a progress bar: at 20,000 users the guard embeds
+    3,000 users x 24 suffixes, minutes that printed nothing."""
+    from qanchor.progress import bar
+
+    rows, out = emb.rows(ids), []
+    with bar(total=len(rows), desc="tune guard", unit="user") as shown:
+        for k in range(0, len(rows), GUARD_CHUNK):
+            out.append(emb.embed_rows(rows[k : k + GUARD_CHUNK], suffixes).numpy())
+            shown.update(len(out[-1]))
+    return np.concatenate(out)  # never empty: every judged scenario has users of both classes
 
 
 def _bare(

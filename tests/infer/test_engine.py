@@ -128,6 +128,25 @@ def test_pairs_match_the_cross_product(embedder: Embedder) -> None:
     torch.testing.assert_close(flat, torch.stack([grid[i, j] for i, j in pairs]), atol=1e-5, rtol=0)
 
 
+def test_pairs_run_grouped_by_suffix_length(embedder: Embedder, monkeypatch) -> None:
+    """Each forward pass pads its suffixes to its longest: pairs go shortest suffix first, so a
+    pass mixes at most the lengths at a boundary, not every suffix of the request."""
+    seen: list[list[int]] = []
+    inner = embedder.engine._suffix_pass
+
+    def spy(pre, parts, summary=None):
+        seen.append([p[0].shape[0] for p in parts])
+        return inner(pre, parts, summary)
+
+    monkeypatch.setattr(embedder.engine, "_suffix_pass", spy)
+    sfx = suffixes(embedder)
+    lengths = sorted({embedder.engine.suffix_embeds(s)[0].shape[0] for s in sfx})
+    assert len(lengths) == 3  # the three suffixes differ in length, so the order is visible
+    embedder.embed_rows(list(range(9)), sfx, block=9)
+    flat = [n for call in seen for n in call]
+    assert flat == sorted(flat) and len(flat) == 27
+
+
 def test_cache_entries_keep_the_user_token_for_the_head(embedder: Embedder) -> None:
     entry = embedder.prefixes([0])[0]
     assert embedder.model.cfg.user_skip and entry.user is not None
