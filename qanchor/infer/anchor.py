@@ -150,7 +150,8 @@ class AnchorEngine:
         time, so memory is flat in users; batch jobs that see each user once pass
         ``use_cache=False`` and leave the cache alone. Pairs run suffix by suffix, shortest
         first: a chunk pads its suffixes to its longest, and chunks that mixed every suffix
-        padded all of them to the longest query (tuned and bare suffixes of 14 to 28 tokens).
+        padded all of them to the longest query (synthetic: tuned and bare suffixes of 11 to 25
+        tokens).
         """
         parts = [self.suffix_embeds(s) for s in suffixes]
         by_length = sorted(range(len(suffixes)), key=lambda j: parts[j][0].shape[0])

@@ -8,7 +8,8 @@ children (a stage's worker processes) instead, every ``interval`` seconds::
         stages.evaluate(...)
     peak.mb   # the largest sample, in MiB
 
-A spike shorter than the interval can be missed; 50 ms is far below any stage's allocations.
+A spike shorter than the interval can be missed (50 ms is far below any stage's allocations), and
+so can a child process that lives less than a second (children are listed once a second).
 """
 
 from __future__ import annotations
