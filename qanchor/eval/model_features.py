@@ -124,18 +124,6 @@ def _apply_heads(
     return headed
 
 
-def _embed(emb, rows: list[int], suffixes: list, chunk: int, desc: str) -> np.ndarray:
-    """[rows, suffixes, d] vectors, ``chunk`` users at a time behind a progress bar."""
-    from qanchor.progress import bar as progress
-
-    parts = []
-    with progress(total=len(rows), desc=desc, unit="user") as bar:
-        for k in range(0, len(rows), chunk):
-            parts.append(emb.embed_rows(rows[k : k + chunk], suffixes, use_cache=False).numpy())
-            bar.update(len(rows[k : k + chunk]))
-    return np.concatenate(parts) if parts else np.zeros((0, len(suffixes), 1), np.float32)
-
-
 def _known(reuse: list[Path], model_dir: Path, emb, users: list[str], suffixes: list):
     """``(vectors [users, suffixes, d], known [users, suffixes])``: what ``reuse`` holds for this
     model, precision and these users' features, in an array the new vectors fill."""
@@ -154,12 +142,21 @@ def _fill(emb, vecs: np.ndarray, known: np.ndarray, rows: list[int], suffixes: l
           desc: str) -> int:  # fmt: skip
     """Embed the pairs not ``known`` into ``vecs``, users grouped by the suffixes they miss (all
     of them for users no earlier stage embedded); returns the prefixes computed."""
+    from qanchor.infer.engine import embed_rows_shown
+
     groups: dict[tuple, list[int]] = {}
     for i, missing in enumerate(~known):
         if missing.any():
             groups.setdefault(tuple(np.flatnonzero(missing)), []).append(i)
     for missing, who in groups.items():
-        got = _embed(emb, [rows[i] for i in who], [suffixes[j] for j in missing], chunk, desc)
+        got = embed_rows_shown(
+            emb,
+            [rows[i] for i in who],
+            [suffixes[j] for j in missing],
+            desc,
+            chunk,
+            use_cache=False,
+        )
         vecs[np.ix_(who, missing)] = got
     return sum(len(who) for who in groups.values())
 

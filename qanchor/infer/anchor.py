@@ -189,10 +189,10 @@ class AnchorEngine:
         # Batched by suffix length (as in embed_rows): less padding per forward pass.
         order = sorted(range(len(pairs)), key=lambda k: parts[pairs[k][1]][0].shape[0])
         for k in range(0, len(order), self.max_batch):
-            at = order[k : k + self.max_batch]
-            chunk = [pairs[a] for a in at]
+            where = order[k : k + self.max_batch]
+            chunk = [pairs[a] for a in where]
             u = self.suffix_forward([entries[i] for i, _ in chunk], [parts[j] for _, j in chunk])
-            out[at] = u.float().cpu()
+            out[where] = u.float().cpu()
         for j, sfx in enumerate(suffixes):
             at = [k for k, (_, jj) in enumerate(pairs) if jj == j]
             if sfx.head is not None and at:

@@ -188,3 +188,19 @@ class Embedder:
         users = self._users(users)
         sfx = [self.suffix(s, tuned) for s in scenarios]
         return self.engine.embed_rows(users, users.rows(user_ids), sfx, use_cache).numpy()
+
+
+def embed_rows_shown(
+    emb: Embedder, rows: list[int], suffixes: list[Suffix], desc: str, chunk: int = 256,
+    use_cache: bool = True,
+) -> np.ndarray:  # fmt: skip
+    """[rows, suffixes, d] :meth:`Embedder.embed_rows`, ``chunk`` users at a time behind a
+    progress bar (evaluation and the tuning guard embed thousands of users x 24 suffixes)."""
+    from qanchor.progress import bar as progress
+
+    parts = []
+    with progress(total=len(rows), desc=desc, unit="user") as bar:
+        for k in range(0, len(rows), chunk):
+            parts.append(emb.embed_rows(rows[k : k + chunk], suffixes, use_cache).numpy())
+            bar.update(len(rows[k : k + chunk]))
+    return np.concatenate(parts) if parts else np.zeros((0, len(suffixes), 1), np.float32)

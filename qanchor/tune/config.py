@@ -50,10 +50,9 @@ class TuneConfig:
     train_users: int = option(
         1500,
         "training users the prompts and prototypes train on, a seeded sample shared by every "
-        "scenario (0: all): their prefixes stay in the prefix cache (1,500 users of the small "
-        "model: ~1 GB), so tuning costs the same on 2,000 or 100,000 users (drawing from all "
-        "14,000 of a 20,000-user build, tuning took twice as long). Bag heads still fit on every "
-        "training user",
+        "scenario (0: all): their prefixes fit the prefix cache (1,500 users of the small "
+        "model: ~1 GB), so the prompt steps cost the same on 2,000 or 100,000 users. Bag heads "
+        "still fit on every training user",
     )
     runtime: EmbedRuntimeConfig = nested(
         EmbedRuntimeConfig, "seed, precision, feature store and prefix cache budget of tuning"

@@ -17,7 +17,7 @@ import pandas as pd
 
 from qanchor.data.contract import Scenario
 from qanchor.infer import pair_store
-from qanchor.infer.engine import Embedder, Suffix
+from qanchor.infer.engine import Embedder, Suffix, embed_rows_shown
 from qanchor.tune.adapters import ScenarioAdapter
 from qanchor.tune.config import TuneConfig
 from qanchor.tune.heads import judge_head, val_auc
@@ -68,7 +68,8 @@ def guard(
     at = {u: i for i, u in enumerate(ids)}
     # Raw vectors (no bag head): the stored pairs stay the model's own, heads apply on top.
     suffixes = [sfx for a in judged for sfx in (Suffix(a.query, a.prompt), Suffix(a.query))]
-    vecs = _embed(emb, ids, suffixes)  # [users, 2 * adapters, d]
+    # [users, 2 * adapters, d]; behind a bar: 3,000 users x 24 suffixes at 20,000 users
+    vecs = embed_rows_shown(emb, emb.rows(ids), suffixes, "tune guard")
     if on_vectors is not None:
         on_vectors(ids, suffixes, vecs)
     head_inputs = [emb.table.inputs[r].head_input() for r in emb.rows(ids)]
@@ -91,22 +92,6 @@ def guard(
             judge_head(chosen, x, ids, head_inputs, *split, cfg.runtime.seed, cfg.bag_head_guard)
         out[a.name] = chosen
     return [out.get(a.name, a) for a in adapters]
-
-
-GUARD_CHUNK = 256  # users per embed call between progress updates (a multiple of 64-user blocks)
-
-
-def _embed(emb: Embedder, ids: list[str], suffixes: list[Suffix]) -> np.ndarray:
-    """[users, suffixes, d] raw vectors, with a progress bar: at 20,000 users the guard embeds
-    3,000 users x 24 suffixes, minutes that printed nothing."""
-    from qanchor.progress import bar
-
-    rows, out = emb.rows(ids), []
-    with bar(total=len(rows), desc="tune guard", unit="user") as shown:
-        for k in range(0, len(rows), GUARD_CHUNK):
-            out.append(emb.embed_rows(rows[k : k + GUARD_CHUNK], suffixes).numpy())
-            shown.update(len(out[-1]))
-    return np.concatenate(out)  # never empty: every judged scenario has users of both classes
 
 
 def _bare(
