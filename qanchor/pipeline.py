@@ -128,7 +128,7 @@ def run_all(
 
 def _run_stages(plan: list, calls: dict) -> tuple[dict[str, Any], dict[str, float], dict[str, float]]:  # fmt: skip
     """Call each stage of ``plan`` in order: its result, seconds and peak memory (MB) by name."""
-    from qanchor.orchestrate.peak import PeakMemory
+    from qanchor.orchestrate.peak import PeakMemory, release_memory
 
     results: dict[str, Any] = {}
     timings: dict[str, float] = {}
@@ -143,6 +143,7 @@ def _run_stages(plan: list, calls: dict) -> tuple[dict[str, Any], dict[str, floa
         with PeakMemory() as peak:
             results[s.name] = calls[s.name](results)
         timings[s.name], peaks[s.name] = round(time.perf_counter() - t0, 1), peak.mb
+        release_memory()
         _say(s.name, f"done in {timings[s.name]:.1f} s, peak memory {peak.mb:,.0f} MB")
     return results, timings, peaks
 

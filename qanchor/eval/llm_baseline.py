@@ -62,17 +62,22 @@ def llm_untrained_features(
         for s, q in queries.items()
     }
     embed, pad = model.get_input_embeddings(), tok.pad_token_id
-    users, feats = list(texts), {s: [] for s in queries}
+    users = list(texts)
+    ids = {u: tok("User events:\n" + texts[u], add_special_tokens=False)["input_ids"]
+           [:max_prefix_tokens] for u in users}  # fmt: skip
+    # Batches of similar lengths: a batch is padded to its longest text, and at random order
+    # most rows carried padding (positions follow the mask, so the states do not change).
+    order = sorted(users, key=lambda u: len(ids[u]))
+    feats = {s: [] for s in queries}
     with progress(total=len(users), desc="embed llm_untrained", unit="user") as bar:
-        for k in range(0, len(users), batch):
-            chunk = users[k : k + batch]
-            ids = [tok("User events:\n" + texts[u], add_special_tokens=False)["input_ids"]
-                   [:max_prefix_tokens] for u in chunk]  # fmt: skip
-            for s, h in _last_states(engine, embed, ids, q_ids, pad).items():
+        for k in range(0, len(order), batch):
+            chunk = [ids[u] for u in order[k : k + batch]]
+            for s, h in _last_states(engine, embed, chunk, q_ids, pad).items():
                 feats[s].append(h)
             bar.update(len(chunk))
+    index = pd.Index(order, name="user_id")
     return {
-        s: pd.DataFrame(torch.cat(v).cpu().numpy(), index=pd.Index(users, name="user_id"))
+        s: pd.DataFrame(torch.cat(v).cpu().numpy(), index=index).reindex(users)
         for s, v in feats.items()
     }
 

@@ -56,19 +56,25 @@ def test_prefix_then_suffix_equals_the_full_forward(engine: KVEngine) -> None:
 
 
 def test_the_llm_baseline_is_the_last_state_of_text_then_query() -> None:
-    """``llm_untrained`` through the engine = one uncached pass over the user's text + query."""
+    """``llm_untrained`` through the engine = one uncached pass over the user's text + query,
+    whatever batch (of similar lengths, not input order) the user was run in."""
     snaps = pd.DataFrame(
         {
-            "user_id": ["a", "b"],
-            "event_source": [["web", "shop"], ["web"]],
-            "event_text": [["read news", "bought shoes"], ["checked the weather today"]],
+            "user_id": ["a", "b", "c"],
+            "event_source": [["web", "shop"], ["web"], ["shop"]],
+            "event_text": [["read news", "bought shoes"], ["checked the weather today"], ["hat"]],
         }
     )
     queries = {"buys": "Will they buy?", "reads": "Do they mostly read the news?"}
     feats = llm_untrained_features("tiny", None, snaps, queries, per_source=2, batch=2)
     model, tok = tiny_backbone()
-    texts = {"a": "shop: bought shoes\nweb: read news", "b": "web: checked the weather today"}
+    texts = {
+        "a": "shop: bought shoes\nweb: read news",
+        "b": "web: checked the weather today",
+        "c": "shop: hat",
+    }
     for s, q in queries.items():
+        assert list(feats[s].index) == ["a", "b", "c"]  # the callers' order, not the batches'
         for u, text in texts.items():
             full = "User events:\n" + text + "\nQuery: " + q + "\nAnswer:"
             ids = tok(full, add_special_tokens=False, return_tensors="pt")["input_ids"]
