@@ -46,14 +46,19 @@ def result_key(stage: str, kwargs: dict[str, Any]) -> str:
 @contextmanager
 def local_mode(pipeline_root: str | Path) -> Iterator[None]:
     """KFP's local mode with a subprocess runner in this very environment (no venv, no Docker)."""
+    import tempfile
+
     from kfp import local
 
-    local.init(
-        runner=local.SubprocessRunner(use_venv=False),
-        pipeline_root=str(pipeline_root),
-        raise_on_error=True,
-    )
-    with warnings.catch_warnings():
+    # Without a workspace root KFP makes a fresh temp directory per init and never removes it:
+    # one per stage task, piling up in /tmp week after week.
+    with tempfile.TemporaryDirectory(prefix="kfp-workspace-") as workspace, warnings.catch_warnings():  # fmt: skip
+        local.init(
+            runner=local.SubprocessRunner(use_venv=False),
+            pipeline_root=str(pipeline_root),
+            workspace_root=workspace,
+            raise_on_error=True,
+        )
         # The local runner warns that our base image is not a "python" one; it does not use it.
         warnings.filterwarnings("ignore", message=".*non-Python base image.*", category=RuntimeWarning)  # fmt: skip
         yield

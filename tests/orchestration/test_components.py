@@ -67,10 +67,16 @@ def test_single_stage_submission_keeps_the_gpu_request(tmp_path: Path) -> None:
 
 
 def test_sharded_embed_component_runs_locally(
-    built_tiny: Path, tiny_model: Path, tmp_path: Path
+    built_tiny: Path, tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The other components run through the local runner in test_retrain_dag.py's dag.test()."""
+    import tempfile
+
     from qanchor.orchestrate import stages
+
+    temp = tmp_path / "temp"  # where KFP's local mode makes its workspace
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
 
     run = RunPaths(tmp_path / "run")
     shutil.copytree(built_tiny, run.built)
@@ -80,6 +86,7 @@ def test_sharded_embed_component_runs_locally(
     assert tuned["adapters"][TWO_SCENARIOS[0]]["bytes"] > 0
     assert (run.model / "scenarios" / TWO_SCENARIOS[0] / "adapter.safetensors").is_file()
     shards = [run_stage("embed", run.root, shard=k, num_shards=2) for k in range(2)]
+    assert not list(temp.glob("kfp-workspace-*"))  # each task's workspace is removed after it
     frames = [pd.read_parquet(s["path"]) for s in shards]
     users = [set(f["user_id"]) for f in frames]
     assert not users[0] & users[1]
