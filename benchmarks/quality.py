@@ -2,15 +2,16 @@
 
     python -m benchmarks quality                       # defaults; `make bench` runs this
     python -m benchmarks.quality [--preset small] [--seeds 0,1,2]
-        [--datasets synthetic,movielens-100k] [--tag NAME --set pretrain.user_skip=false ...]
+        [--datasets synthetic,movielens-100k,cdnow] [--tag NAME --set pretrain.user_skip=false ...]
         [--out data/bench/quality] [--results benchmarks/results] [--force]
 
 Each (dataset, seed) is one ``run_all`` through evaluate (build -> pretrain -> tune -> evaluate;
 the model store is left alone) with that seed in
 every stage, in ``<out>/<preset>/<tag>/<dataset>/seed<N>``; a run whose ``eval/metrics.json``
 exists is reused unless ``--force`` (a ``small`` run takes about 15 minutes on 2 cores).
-Datasets: ``synthetic`` (``qanchor data synth --users 2000 --seed 0``) and ``movielens-100k``
-(imported at run time from the recbole wheel), both written once under ``<out>/datasets``.
+Datasets: ``synthetic`` (``qanchor data synth --users 2000 --seed 0``), ``movielens-100k`` (a
+ratings log, imported at run time from the recbole wheel) and ``cdnow`` (a purchase log of 23,570
+customers, from the lifetimes wheel), each written once under ``<out>/datasets``.
 ``--set stage.field=value`` changes one config field of one stage for an ablation, under its
 own ``--tag``. ``<results>/quality.json`` accumulates every tag's runs, and ``quality.md``
 shows the default tag's tables plus an ablation table when other tags exist.
@@ -27,7 +28,7 @@ from pathlib import Path
 from benchmarks.common import DATA, RESULTS, machine, write
 from benchmarks.quality_tables import render, summarize
 
-DATASETS = ("synthetic", "movielens-100k")
+DATASETS = ("synthetic", "movielens-100k", "cdnow")
 DEFAULT_TAG = "default"
 
 
@@ -81,9 +82,10 @@ def dataset_dir(name: str, root: Path) -> Path:
         from qanchor.data.synth import SynthConfig, synth
 
         return synth(SynthConfig(users=2000, seed=0), target)
+    from qanchor.data.cdnow import import_cdnow
     from qanchor.data.movielens import import_movielens_100k
 
-    return import_movielens_100k(target)
+    return {"movielens-100k": import_movielens_100k, "cdnow": import_cdnow}[name](target)
 
 
 def bf16_used(run_dir: Path) -> bool:

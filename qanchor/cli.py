@@ -45,10 +45,12 @@ def _cmd_build(args: argparse.Namespace) -> None:
 
 
 def _cmd_import(args: argparse.Namespace) -> None:
+    from qanchor.data.cdnow import import_cdnow
     from qanchor.data.movielens import import_movielens_100k
 
     t0 = time.perf_counter()
-    out = import_movielens_100k(args.out)
+    importer = {"movielens-100k": import_movielens_100k, "cdnow": import_cdnow}[args.dataset]
+    out = importer(args.out)
     print(f"wrote {args.dataset} to {out} in {time.perf_counter() - t0:.1f}s ({out / 'README.md'})")
     print(f"next: qanchor data build --input {out} --out <built dir> --preset small")
 
@@ -185,7 +187,12 @@ def _add_data(top: argparse._SubParsersAction) -> None:
         _cmd_import,
         required={"--out": "output dataset directory"},
     )
-    p.add_argument("dataset", choices=["movielens-100k"], help="which public dataset")
+    p.add_argument(
+        "dataset",
+        choices=["movielens-100k", "cdnow"],
+        help="which public dataset: movielens-100k (ratings: 782 users with long histories), "
+        "cdnow (purchases: 23,570 customers with a few orders each)",
+    )
 
 
 def _add_training(top: argparse._SubParsersAction) -> None:

