@@ -100,18 +100,37 @@ def check_labels(labels: pd.DataFrame) -> None:
 
 
 def sample_users(labels: pd.DataFrame, max_users: int, seed: int = 0) -> pd.DataFrame:
-    """The label rows of at most ``max_users`` users, a seeded uniform sample (0: all users).
+    """The label rows of at most ``max_users`` users, a seeded sample (0: all users).
 
     Evaluation embeds every evaluated user once per model; past a few thousand users the AUCs
     barely tighten while the cost keeps growing with the user base, so large builds are
     evaluated on a sample. Every model reads the same sample (the gate's rescoring too: same
-    labels, same seed, same users), so their comparison stays paired.
+    labels, same seed, same users), so their comparison stays paired. The sample is the
+    ``max_users`` first users in :func:`ranked` order.
     """
     users = pd.unique(labels["user_id"])
     if not max_users or len(users) <= max_users:
         return labels
-    keep = np.random.default_rng(seed).choice(len(users), size=max_users, replace=False)
-    return labels[labels["user_id"].isin(users[np.sort(keep)])].reset_index(drop=True)
+    keep = set(ranked(users, seed)[:max_users])
+    return labels[labels["user_id"].isin(keep)].reset_index(drop=True)
+
+
+def ranked(users, seed: int = 0) -> list[str]:  # noqa: ANN001 (any iterable of ids)
+    """``users`` in a seeded pseudo-random order that does not depend on who else is listed.
+
+    A user's place comes from a hash of the seed and its id alone, so the first n of a subset
+    are the subset's members among the first m of the whole, for a large enough m: tuning's
+    samples (training users, validation users) fall inside evaluation's sample of all users,
+    and evaluation reads their vectors back instead of embedding them again.
+    """
+    import hashlib
+
+    # Keyed apart from the build's split hash (qanchor.data.split.hash_unit: "{salt}:{id}"):
+    # the same key would rank users by split, and a sample would take the test users first.
+    def key(u: str) -> bytes:
+        return hashlib.blake2b(f"sample:{seed}:{u}".encode(), digest_size=8).digest()
+
+    return sorted(set(users), key=key)
 
 
 def train_test(labels: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -107,8 +107,9 @@ def _bare(
 
 
 def _sample_users(labels: pd.DataFrame, known: set[str], n: int, seed: int) -> set[str]:
-    """At most ``n`` (0: all) of the labelled users that are loaded, a seeded sample."""
-    users = sorted(set(labels["user_id"]) & known)
-    if not n or len(users) <= n:
-        return set(users)
-    return set(np.random.default_rng(seed).choice(users, size=n, replace=False).tolist())
+    """At most ``n`` (0: all) of the labelled users that are loaded, a seeded sample
+    (:func:`qanchor.eval.probe.ranked`: inside evaluation's sample, which reuses its vectors)."""
+    from qanchor.eval.probe import ranked
+
+    users = set(labels["user_id"]) & known
+    return users if not n or len(users) <= n else set(ranked(users, seed)[:n])

@@ -27,6 +27,30 @@ def test_sample_users_keeps_whole_users_seeded_and_all_when_under_the_cap() -> N
     assert set(sample_users(labels, 20, seed=4)["user_id"]) != set(a["user_id"])
 
 
+def test_a_sample_of_some_users_falls_inside_the_sample_of_all() -> None:
+    # Tuning samples training (and validation) users; evaluation samples all users with the
+    # same seed and reads the tuned users' vectors back only where the samples overlap.
+    labels = _labels(300)
+    some = labels[labels["user_id"].isin([f"u{i:03d}" for i in range(0, 300, 3)])]  # 100 users
+    everyone = set(sample_users(labels, 150, seed=1)["user_id"])
+    part = set(sample_users(some, 30, seed=1)["user_id"])
+    assert len(part) == 30 and part <= everyone
+    assert not set(sample_users(some, 30, seed=2)["user_id"]) <= everyone  # the seed matters
+
+
+def test_the_sample_is_independent_of_the_build_split() -> None:
+    # The build splits users by a keyed hash of their ids; a sample ranked by the same hash
+    # took the test users first (every test user in a two-thirds sample).
+    from qanchor.data.split import assign_splits
+
+    ids = pd.Series([f"u{i:05d}" for i in range(3000)])
+    split = assign_splits(ids, None, 0.1, 0.2, salt=0)
+    labels = pd.DataFrame({"user_id": ids, "scenario": "a", "label": 0, "split": split.to_numpy()})
+    for seed in (0, 1):
+        shares = sample_users(labels, 1500, seed)["split"].value_counts(normalize=True)
+        assert abs(shares["test"] - 0.2) < 0.04 and abs(shares["val"] - 0.1) < 0.03, seed
+
+
 def test_every_model_and_the_gate_score_the_same_sampled_users(
     tiny_model: Path, built_tiny: Path, tmp_path: Path
 ) -> None:
