@@ -150,6 +150,7 @@ def build_dataset(input_dir: str | Path, out_dir: str | Path, cfg: BuildConfig) 
         ds = dataclasses.replace(ds, source_specs={})
     cutoff = resolve_cutoff(ds.events, cfg)
     history, future = cut_events(ds.events, cutoff, cfg.future_days, cfg.history_days)
+    ds = dataclasses.replace(ds, events=_remnant(ds.events))
     with atomic_dir(out_dir) as tmp:
         tables = _build_tables(ds, history, future, cutoff, cfg)
         warnings = build_warnings(ds, tables, history, future, cutoff, cfg)
@@ -167,6 +168,20 @@ def build_dataset(input_dir: str | Path, out_dir: str | Path, cfg: BuildConfig) 
         write_report(tmp, ds, tables, history, future, manifest)
     log.info("built %s in %.1fs", out_dir, time.perf_counter() - t0)
     return Path(out_dir)
+
+
+def _remnant(events: pd.DataFrame) -> pd.DataFrame:
+    """What the build still reads of the raw log once it is cut: one event per source (the
+    sources) and the latest event (the warnings name it).
+
+    History and future are copies, so keeping the whole log beside them through snapshots and
+    pairs cost its size again: on 100,000 synthetic users (11.8 M events) it was resident
+    until the end of the build.
+    """
+    if events.empty:
+        return events
+    keep = events.drop_duplicates("source").index.union([events["ts"].idxmax()])
+    return events.loc[keep].reset_index(drop=True)
 
 
 def select_scenarios(ds: Dataset, names: list[str]) -> Dataset:
@@ -223,6 +238,12 @@ def _given_split(labels: pd.DataFrame) -> pd.Series | None:
     return labels.dropna(subset=["split"]).drop_duplicates("user_id").set_index("user_id")["split"]
 
 
+# Users whose pair statistics are computed at once: the per-user tables of all 100,000
+# synthetic users at once (history with action keys, action tables, their rows as tuples) took
+# ~2.4 GB on top of the build's tables.
+PAIR_CHUNK = 10_000
+
+
 def _pairs(
     ds: Dataset,
     history: pd.DataFrame,
@@ -231,30 +252,40 @@ def _pairs(
     cutoff: pd.Timestamp,
     cfg: BuildConfig,
 ) -> pd.DataFrame:
-    """D_future for every user, D_uqa topics, and the dataset's own qa pairs."""
-    hist = history.assign(action=stats.action_keys(history["text"], cfg.action_words))
-    fut = future.assign(action=stats.action_keys(future["text"], cfg.action_words))
-    hstats = stats.user_stats(hist, cutoff, cfg.recent_days, cfg.top_k)
-    fstats = stats.user_stats(
-        fut, cutoff + pd.Timedelta(days=cfg.future_days), cfg.recent_days, cfg.future_max_items
-    )
-    hbins = stats.count_bins(stats.source_counts(hist)) if len(hist) else {}
-    fbins = stats.count_bins(stats.source_counts(fut)) if len(fut) else {}
+    """D_future for every user, D_uqa topics, and the dataset's own qa pairs.
+
+    Users are taken :data:`PAIR_CHUNK` at a time (the pairs do not depend on it): what a pair says of a
+    user depends only on its own events, the population's count bins and the windows' starts.
+    """
+    hbins = stats.count_bins(stats.source_counts(history)) if len(history) else {}
+    fbins = stats.count_bins(stats.source_counts(future)) if len(future) else {}
+    starts = [h["ts"].min() if len(h) else None for h in (history, future)]
     profiles = ds.profiles.set_index("user_id").to_dict("index") if ds.profiles is not None else {}
     gen = pairs_mod.TemplateGenerator(hbins, salt=cfg.seed, sources=ds.source_specs)
     rows = []
-    for uid, split in zip(users["user_id"], users["split"], strict=True):
-        answer = pairs_mod.future_answer(fstats.get(uid), fbins, cfg.future_max_items)
-        rows.append((uid, split, "future", "future", pairs_mod.FUTURE_QUERY, answer))
-        st = hstats.get(uid)
-        if st is not None:
-            st.profile = profiles.get(uid, {})
-            rows += [
-                (uid, split, p.kind, p.topic, p.query, p.answer)
-                for p in gen.generate(st, cfg.uqa_per_user)
-            ]
+    for at in range(0, len(users), PAIR_CHUNK):
+        part = users.iloc[at : at + PAIR_CHUNK]
+        hist, fut = (_with_actions(ev[ev["user_id"].isin(part["user_id"])], cfg)
+                     for ev in (history, future))  # fmt: skip
+        hstats = stats.user_stats(hist, cutoff, cfg.recent_days, cfg.top_k, starts[0])
+        fstats = stats.user_stats(fut, cutoff + pd.Timedelta(days=cfg.future_days),
+                                  cfg.recent_days, cfg.future_max_items, starts[1])  # fmt: skip
+        for uid, split in zip(part["user_id"], part["split"], strict=True):
+            answer = pairs_mod.future_answer(fstats.get(uid), fbins, cfg.future_max_items)
+            rows.append((uid, split, "future", "future", pairs_mod.FUTURE_QUERY, answer))
+            st = hstats.get(uid)
+            if st is not None:
+                st.profile = profiles.get(uid, {})
+                rows += [
+                    (uid, split, p.kind, p.topic, p.query, p.answer)
+                    for p in gen.generate(st, cfg.uqa_per_user)
+                ]
     out = pd.DataFrame(rows, columns=["user_id", "split", "kind", "topic", "query", "answer"])
     if ds.qa is not None:
         qa = ds.qa.merge(users[["user_id", "split"]], on="user_id").assign(kind="qa", topic="qa")
         out = pd.concat([out, qa[out.columns]], ignore_index=True)
     return out
+
+
+def _with_actions(events: pd.DataFrame, cfg: BuildConfig) -> pd.DataFrame:
+    return events.assign(action=stats.action_keys(events["text"], cfg.action_words))

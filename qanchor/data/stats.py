@@ -121,9 +121,14 @@ class UserStats:
 
 
 def user_stats(
-    events: pd.DataFrame, cutoff: pd.Timestamp, recent_days: int, top_k: int
-) -> dict[str, UserStats]:
-    """Compute :class:`UserStats` for every user in ``events`` (needs an ``action`` column)."""
+    events: pd.DataFrame, cutoff: pd.Timestamp, recent_days: int, top_k: int,
+    start: pd.Timestamp | None = None,
+) -> dict[str, UserStats]:  # fmt: skip
+    """Compute :class:`UserStats` for every user in ``events`` (needs an ``action`` column).
+
+    ``start``: the window's first time, from which activity trends count thirds (default: the
+    first event here; pass the whole window's when ``events`` hold only some of the users).
+    """
     stats: dict[str, UserStats] = {}
     # Timestamps left out: iterating them is slow.
     cols = ["user_id", "source", "action", "n", "value_sum", "value_n"]
@@ -136,14 +141,15 @@ def user_stats(
                 lst.append(Action(action, int(n), float(vsum), int(vn)))
     if not stats:  # e.g. an empty future window: the time stats below need a timestamp
         return stats
-    _add_time_stats(events, cutoff, stats)
+    _add_time_stats(events, cutoff, stats, start)
     _add_recent(events, cutoff, recent_days, top_k, stats)
     return stats
 
 
 def _add_time_stats(
-    events: pd.DataFrame, cutoff: pd.Timestamp, stats: dict[str, UserStats]
-) -> None:
+    events: pd.DataFrame, cutoff: pd.Timestamp, stats: dict[str, UserStats],
+    start: pd.Timestamp | None = None,
+) -> None:  # fmt: skip
     ts = events["ts"]
     hour, day = ts.dt.hour, ts.dt.floor("D")
     bucket = pd.cut(
@@ -155,7 +161,7 @@ def _add_time_stats(
     active = day.groupby(events["user_id"]).nunique()
     last = ts.groupby(events["user_id"]).max()
     # Activity trend: first third of the history window against the last third.
-    start = ts.min()
+    start = ts.min() if start is None else start
     frac = (ts - start) / max(cutoff - start, pd.Timedelta(seconds=1))
     early = (frac < 1 / 3).groupby(events["user_id"]).sum()
     late = (frac >= 2 / 3).groupby(events["user_id"]).sum()
