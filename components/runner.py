@@ -52,7 +52,8 @@ def local_mode(pipeline_root: str | Path) -> Iterator[None]:
 
     # Without a workspace root KFP makes a fresh temp directory per init and never removes it:
     # one per stage task, piling up in /tmp week after week.
-    with tempfile.TemporaryDirectory(prefix="kfp-workspace-") as workspace, warnings.catch_warnings():  # fmt: skip
+    scratch = tempfile.TemporaryDirectory(prefix="kfp-workspace-")
+    with scratch as workspace, warnings.catch_warnings():
         local.init(
             runner=local.SubprocessRunner(use_venv=False),
             pipeline_root=str(pipeline_root),

@@ -254,8 +254,9 @@ def _pairs(
 ) -> pd.DataFrame:
     """D_future for every user, D_uqa topics, and the dataset's own qa pairs.
 
-    Users are taken :data:`PAIR_CHUNK` at a time (the pairs do not depend on it): what a pair says of a
-    user depends only on its own events, the population's count bins and the windows' starts.
+    Users are taken :data:`PAIR_CHUNK` at a time (the pairs do not depend on it): what a pair
+    says of a user depends only on its own events, the population's count bins and the
+    windows' starts.
     """
     hbins = stats.count_bins(stats.source_counts(history)) if len(history) else {}
     fbins = stats.count_bins(stats.source_counts(future)) if len(future) else {}

@@ -55,11 +55,12 @@ def convert(master: pd.DataFrame) -> dict[str, object]:
     # A day, not a time: noon keeps every order inside its calendar day in any time zone.
     ts = pd.to_datetime(master["date"], format="%Y%m%d", utc=True) + pd.Timedelta(hours=12)
     plural = cds.ne(1).map({True: "s", False: ""})
+    price = dollars.map("{:.2f}".format)
     events = pd.DataFrame({
         "user_id": "c" + master["customer"].str.zfill(5),
         "ts": ts,
         "source": "purchase",
-        "text": "bought " + cds.astype(str) + " CD" + plural + " for $" + dollars.map("{:.2f}".format),
+        "text": "bought " + cds.astype(str) + " CD" + plural + " for $" + price,
         "value": dollars,
     })  # fmt: skip
     last_day = events["ts"].max().floor("D") + pd.Timedelta(days=1)
@@ -112,7 +113,8 @@ def _readme(tables: dict) -> str:
         "ships it (the CD retailer's log as P. Fader and B. Hardie distribute it for research).",
         "Do not commit or publish this directory.",
         "",
-        f"- {ev['user_id'].nunique()} customers with a purchase before the cutoff, {len(ev)} orders",
+        f"- {ev['user_id'].nunique()} customers with a purchase before the cutoff,"
+        f" {len(ev)} orders",
         f"- cutoff {tables['cutoff']:%Y-%m-%d} (what `qanchor data build` derives by default;"
         " every scenario is about the 30 days after it)",
         "",
