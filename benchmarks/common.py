@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import platform
 import resource
+import time
 from pathlib import Path
 
 import torch
@@ -30,6 +31,19 @@ def bench_dataset(users: int = 2000, seed: int = 0) -> Path:
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def matmul_flops_per_s(
+    n: int = 1024, seconds: float = 2.0, dtype: torch.dtype = torch.float32
+) -> float:
+    """What this CPU sustains on a large matmul of ``dtype`` (the attainable peak)."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    reps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        a @ b
+        reps += 1
+    return 2 * n**3 * reps / (time.perf_counter() - t0)
 
 
 def cpu_model() -> str:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks.common import bench_dataset, write
+from benchmarks.common import bench_dataset, matmul_flops_per_s, write
 from benchmarks.multi_scenario import small_model
 
 SCENARIOS, SHARD_USERS, CHANGED = 10, 100, 0.01
@@ -32,19 +32,6 @@ PEAK_BF16 = {"A100": 312e12, "H100": 989e12}  # dense bf16 tensor-core peak, FLO
 MFU = 0.30  # assumed model-FLOP utilisation of batched inference on a GPU
 PAPER_CAPS = {"bill": 250, "miniprogram": 150, "spm": 150, "app": 10, "search": 100}
 PAPER_PROMPT_TOKENS = 6  # tuned soft prompt in every suffix
-
-
-def matmul_flops_per_s(n: int = 1024, seconds: float = 2.0) -> float:
-    """What this CPU sustains on a large fp32 matmul (the attainable peak for the efficiency)."""
-    import torch
-
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    reps, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        a @ b
-        reps += 1
-    return 2 * n**3 * reps / (time.perf_counter() - t0)
 
 
 def with_new_event(snaps: pd.DataFrame, users: list[str]) -> pd.DataFrame:
