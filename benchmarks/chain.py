@@ -8,7 +8,9 @@ Each size runs ``qanchor run --preset small`` (every stage, through gate, regist
 in its own process on synthetic users (``qanchor data synth``, timed apart), with its own model
 store, so a size's peak memory is its own. ``run.json`` gives each stage's seconds and peak
 resident memory (process + children); the table adds seconds per 1,000 users and the ratio of
-that to the smallest size's (1.0 = linear in users). Writes benchmarks/results/chain.{md,json}
+that to the smallest size's (1.0 = linear in users). The embed stage copies the vectors of users
+evaluation already embedded, so its rate is per user it embedded; where it embedded none (every
+user was in evaluation's sample), the finished run's users are embedded again afresh, timed. Writes benchmarks/results/chain.{md,json}
 (a size measured earlier is kept unless measured again).
 """
 
@@ -56,11 +58,36 @@ def run_one(users: int, bf16: str, steps: int | None, out: Path) -> dict:
     env = {**os.environ, "BENTOML_HOME": str(store)}
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-c", code, json.dumps(over)], check=True, env=env)
+    wall = round(time.perf_counter() - t0, 1)
     run = json.loads((out / "run.json").read_text())
+    embedded, embed_s = fresh_embedding(out, run["seconds"].get("embed", 0.0), env)
     return {"users": users, "bf16": bf16, "pretrain_steps": steps or "preset (200)",
-            "synth_s": synth_s, "wall_s": round(time.perf_counter() - t0, 1),
+            "synth_s": synth_s, "wall_s": wall,
             "seconds": run["seconds"], "total_s": run["total_seconds"],
-            "peak_rss_mb": run["peak_rss_mb"], "gate": (run.get("gate") or {}).get("reason")}  # fmt: skip
+            "peak_rss_mb": run["peak_rss_mb"], "gate": (run.get("gate") or {}).get("reason"),
+            "embedded_users": embedded, "embed_fresh_s": embed_s}  # fmt: skip
+
+
+def fresh_embedding(out: Path, embed_s: float, env: dict) -> tuple[int, float]:
+    """(users the embed stage embedded afresh, its seconds); if none, a timed fresh re-embed."""
+    shards = [json.loads(p.read_text()) for p in (out / "stages").glob("embed-*.json")]
+    embedded = sum(r["users"] - r["reused"] for r in shards)
+    if embedded:
+        return embedded, embed_s
+    code = "import sys; from qanchor.orchestrate.embed_stage import embed_all; "
+    code += "embed_all(sys.argv[1], reuse=False)"
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code, str(out)], check=True, env=env)
+    return sum(r["users"] for r in shards), round(time.perf_counter() - t0, 1)
+
+
+def per_1000(row: dict, stage: str) -> float | None:
+    """Seconds per 1,000 users of ``stage``; embed per user embedded afresh (None: unmeasured)."""
+    if stage != "embed":
+        return row["seconds"].get(stage, 0) / row["users"] * 1000
+    if not row.get("embedded_users"):
+        return None  # a row measured before the fresh re-embed existed
+    return row["embed_fresh_s"] / row["embedded_users"] * 1000
 
 
 def table(rows: list[dict]) -> str:
@@ -87,10 +114,14 @@ def table(rows: list[dict]) -> str:
     for r in rows:
         cells = []
         for s in PER_USER:
-            per = r["seconds"].get(s, 0) / r["users"] * 1000
-            ref = base["seconds"].get(s, 0) / base["users"] * 1000
-            cells.append(f"{per:.1f} ({per / ref:.2f}x)" if ref else f"{per:.1f}")
+            per, ref = per_1000(r, s), per_1000(base, s)
+            if per is None:
+                cells.append("–")
+            else:
+                cells.append(f"{per:.1f} ({per / ref:.2f}x)" if ref else f"{per:.1f}")
         lines.append(f"| {r['users']:,} | " + " | ".join(cells) + " |")
+    lines += ["", "Embed: seconds per 1,000 users embedded afresh (the stage, or a timed re-embed "
+              "where the stage copied every user from evaluation)."]  # fmt: skip
     lines += ["", "Peak memory per stage (MB):", "",
               "| users | " + " | ".join(stages) + " |", "|---" * (len(stages) + 1) + "|"]  # fmt: skip
     for r in rows:

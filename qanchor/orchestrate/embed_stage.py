@@ -23,13 +23,14 @@ EMBED_BLOCK = 256  # users per embedding call under the progress bar
 
 def embed_shard(
     run: str | Path, shard: int, num_shards: int, scenarios: list[str] | None = None,
-    block: int = LOAD_BLOCK,
+    block: int = LOAD_BLOCK, reuse: bool = True,
 ) -> dict:  # fmt: skip
     """Embed every ``num_shards``-th user (offset ``shard``) x the tuned scenarios into one file.
 
     Users whose vectors this run's evaluation already computed (same model, same features, same
     precision: ``eval/embeddings-fp32.parquet``) are copied from there, not embedded again; on a
-    build no larger than evaluation's ``max_users`` that is every user. ``block`` users are
+    build no larger than evaluation's ``max_users`` that is every user. ``reuse=False`` embeds
+    every user afresh (the same vectors: for measuring the embedding rate). ``block`` users are
     loaded at a time (the result does not depend on it).
     """
     import pandas as pd
@@ -47,7 +48,7 @@ def embed_shard(
     profiles = tabular_frame(*built_tables(p.built))  # one small row per user
     emb = Embedder.from_dir(p.model)
     names = list(scenarios or sorted(emb.adapters))
-    reuse = p.eval / vectors_file(emb.engine.bf16)
+    earlier = p.eval / vectors_file(emb.engine.bf16)
     path = p.embeddings / f"shard-{shard:05d}-of-{num_shards:05d}.parquet"
     reused = 0
     with atomic_file(path) as tmp, bar(desc=f"embed shard {shard + 1}/{num_shards}",
@@ -57,7 +58,7 @@ def embed_shard(
             ids = users[b : b + block]
             _load(emb, snapshots, ids, profiles)
             versions = emb.feature_versions()
-            done = reusable(reuse, ids, names, versions, emb.model_version)
+            done = reusable(earlier, ids, names, versions, emb.model_version) if reuse else {}
             reused += len(done)
             shown.update(len(done))
             todo = [u for u in ids if u not in done]
@@ -79,7 +80,7 @@ def _load(emb, snapshots: Path, ids: list[str], profiles) -> None:  # noqa: ANN0
     emb.load_users(rows, None if profiles is None else profiles[profiles["user_id"].isin(ids)])
 
 
-def embed_all(run: str | Path, workers: int | None = None) -> list[dict]:
+def embed_all(run: str | Path, workers: int | None = None, reuse: bool = True) -> list[dict]:
     """Every user x tuned scenario, in ``workers`` processes of one thread each (one shard each).
 
     Default: one process per core this process may run on (:func:`cores`). Measured on 2 cores
@@ -89,14 +90,15 @@ def embed_all(run: str | Path, workers: int | None = None) -> list[dict]:
     """
     n = workers or cores()
     if n == 1:
-        return [embed_shard(run, 0, 1)]
+        return [embed_shard(run, 0, 1, reuse=reuse)]
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
+    from functools import partial
 
     # spawn, not fork: a forked child would inherit this process's torch thread pools.
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(n, mp_context=ctx, initializer=_one_thread) as pool:
-        return list(pool.map(embed_shard, [run] * n, range(n), [n] * n))
+        return list(pool.map(partial(embed_shard, run, num_shards=n, reuse=reuse), range(n)))
 
 
 def cores() -> int:

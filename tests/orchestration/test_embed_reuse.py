@@ -86,6 +86,12 @@ def test_embed_copies_evaluated_users_and_matches_a_fresh_embedding(
     assert a.keys() == b.keys()
     # Equal up to float rounding: the evaluated users were embedded in other batches.
     np.testing.assert_allclose(np.stack([a[k] for k in b]), np.stack(list(b.values())), atol=1e-5)
+    # Told not to reuse (to measure the embedding rate), the stage ignores evaluation's file.
+    again = stages.embed_shard(evaluated_run.root, 0, 1, reuse=False)
+    assert again["reused"] == 0
+    c = _vectors(pd.read_parquet(again["path"]))
+    assert c.keys() == b.keys()
+    np.testing.assert_allclose(np.stack([c[k] for k in b]), np.stack(list(b.values())), atol=1e-5)
 
 
 def test_only_current_complete_vectors_are_reusable(tmp_path: Path) -> None:
