@@ -48,19 +48,19 @@ def evaluate(
     from qanchor.model.data import BuiltData
     from qanchor.tune.adapters import load_adapters
 
-    model_dir, data = Path(model_dir), BuiltData.load(built_dir, cfg.runtime.feature_repo)
-    scen = read_scenarios(data.root / "scenarios.yaml")
-    labels, config = _evaluated(data.root, cfg), read_config(model_dir)
-    mcfg = config["model"]
+    model_dir, labels = Path(model_dir), _evaluated(Path(built_dir), cfg)
+    config, evaluated = read_config(model_dir), sorted(set(labels["user_id"]))
+    # Only the evaluated sample's rows: memory follows max_users, not the build's size.
+    data = BuiltData.load(built_dir, cfg.runtime.feature_repo, users=evaluated)
+    scen, mcfg = read_scenarios(data.root / "scenarios.yaml"), config["model"]
     if any(b in cfg.baselines for b in BAG_BASELINES):
         read_bags(data.root)  # fail before the expensive embedding if the build lacks the bag
     from qanchor.progress import bar as progress
 
-    evaluated = sorted(set(labels["user_id"]))
     embedded = qanchor_features(model_dir, data, scen, cfg.runtime.bf16, users=evaluated, reuse=reuse)  # fmt: skip
     times = embedded.times
     times.pop("bare_query_scenarios")
-    times["users_evaluated"] = _users_line(len(evaluated), data.users["user_id"].nunique(), cfg)
+    times["users_evaluated"] = _users_line(len(evaluated), data.root, cfg)
     results, clock = {}, [time.perf_counter()]
     # One step per model, each timed (a baseline's features and probe; qanchor's probes only:
     # their shared embedding is timed above).
@@ -176,12 +176,12 @@ def rescore(
     from qanchor.eval.probe import probe_scenarios
     from qanchor.model.data import BuiltData
 
-    data = BuiltData.load(built_dir, cfg.runtime.feature_repo)
+    labels = _evaluated(Path(built_dir), cfg)
+    users = sorted(set(labels["user_id"]))
+    data = BuiltData.load(built_dir, cfg.runtime.feature_repo, users=users)
     scen = read_scenarios(data.root / "scenarios.yaml")
-    labels = _evaluated(data.root, cfg)
     got = qanchor_features(
-        Path(model_dir), data, scen, cfg.runtime.bf16, base=False,
-        users=sorted(set(labels["user_id"])),
+        Path(model_dir), data, scen, cfg.runtime.bf16, base=False, users=users
     )  # fmt: skip
     # The probe's default seed, as evaluate() uses: the same model gives the same scores.
     return probe_scenarios(got.tuned, labels), got.times["bare_query_scenarios"]
@@ -190,12 +190,14 @@ def rescore(
 def _evaluated(built: Path, cfg: EvalConfig) -> pd.DataFrame:
     """The label rows evaluation scores: the build's, of at most ``cfg.max_users`` users."""
     from qanchor.eval.probe import sample_users
+    from qanchor.model.data import require_built
 
-    labels = pd.read_parquet(Path(built) / "labels.parquet")
+    labels = pd.read_parquet(require_built(built) / "labels.parquet")
     return sample_users(labels, cfg.max_users, cfg.runtime.seed)
 
 
-def _users_line(evaluated: int, total: int, cfg: EvalConfig) -> str:
+def _users_line(evaluated: int, built: Path, cfg: EvalConfig) -> str:
+    total = pd.read_parquet(built / "users.parquet", columns=["user_id"])["user_id"].nunique()
     sample = f" (a seeded sample, max_users {cfg.max_users:,})" if evaluated < total else ""
     return f"{evaluated:,} of {total:,}{sample}"
 

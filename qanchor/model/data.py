@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -162,6 +163,18 @@ def _profile_features(
     return featurizer.transform(frame)
 
 
+def require_built(root: str | Path) -> Path:
+    """``root`` as a Path, or a clear error if it is not a built dataset directory."""
+    from qanchor.errors import QAnchorError
+
+    root = Path(root)
+    if not (root / "manifest.json").is_file():
+        raise QAnchorError(
+            f"{root}: not a built dataset (no manifest.json); run `qanchor data build` first"
+        )
+    return root
+
+
 @dataclass
 class BuiltData:
     """What pretraining reads from a built dataset directory."""
@@ -174,7 +187,10 @@ class BuiltData:
     profiles: pd.DataFrame | None  # the tabular source: profile + activity aggregates
 
     @classmethod
-    def load(cls, root: str | Path, feature_repo: str | Path | None = None) -> BuiltData:
+    def load(
+        cls, root: str | Path, feature_repo: str | Path | None = None,
+        users: Collection[str] | None = None,
+    ) -> BuiltData:  # fmt: skip
         """Read a built dataset; with ``feature_repo``, user snapshots come from the feature store.
 
         The feature-store path reads each user's events and profile point-in-time at the user's
@@ -182,30 +198,39 @@ class BuiltData:
         features apply``; ``qanchor run --feature-repo`` does it), so training reads exactly
         what the store would have served at that time. The first read is saved and reused by
         later stages (:mod:`qanchor.features.training`).
+
+        ``users``: read only these users' rows (a filtered parquet read), so a stage that looks
+        at a sample holds the sample, not the build (100,000 synthetic users: 2.3 GB to load
+        whole). None: every user.
         """
         import json
 
-        from qanchor.errors import QAnchorError
+        root = require_built(root)
+        from qanchor.data.user_rows import read_user_rows
 
-        root = Path(root)
-        if not (root / "manifest.json").is_file():
-            raise QAnchorError(
-                f"{root}: not a built dataset (no manifest.json); run `qanchor data build` first"
-            )
-        users = pd.read_parquet(root / "users.parquet")
+        frame = pd.read_parquet(root / "users.parquet")
+        wanted = None  # every user
+        if users is not None and not frame["user_id"].isin(set(users)).all():
+            frame = frame[frame["user_id"].isin(set(users))].reset_index(drop=True)
+            wanted = frame["user_id"].tolist()
+
+        def read(name: str) -> pd.DataFrame:
+            path = root / name
+            return pd.read_parquet(path) if wanted is None else read_user_rows(path, wanted)
+
         if feature_repo:
             from qanchor.features import FeatureStoreConfig
             from qanchor.features.training import training_snapshots
 
             cfg = FeatureStoreConfig(data=str(root), repo=str(feature_repo))
-            feats = training_snapshots(cfg, users[["user_id", "cutoff"]])
+            feats = training_snapshots(cfg, frame[["user_id", "cutoff"]])
             snapshots, profiles = feats.snapshots, feats.tabular
         else:
-            snapshots = pd.read_parquet(root / "snapshots.parquet")
-            profiles = tabular_frame(*built_tables(root))
+            snapshots = read("snapshots.parquet")
+            profiles = tabular_frame(*built_tables(root, wanted))
         manifest = json.loads((root / "manifest.json").read_text())
-        pairs = pd.read_parquet(root / "pairs.parquet")
-        return cls(root, manifest, users, snapshots, pairs, profiles)
+        pairs = read("pairs.parquet")
+        return cls(root, manifest, frame, snapshots, pairs, profiles)
 
     @property
     def sources(self) -> list[str]:

@@ -120,8 +120,18 @@ def tabular_frame(*tables: pd.DataFrame | None) -> pd.DataFrame | None:
     return out
 
 
-def built_tables(built_dir: str | Path) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
-    """A built dataset's ``(profiles, aggregates)`` tables, None where the file is absent."""
-    paths = (Path(built_dir) / "profiles.parquet", Path(built_dir) / "aggregates.parquet")
-    profiles, aggregates = (pd.read_parquet(p) if p.is_file() else None for p in paths)
+def built_tables(
+    built_dir: str | Path, users: list[str] | None = None
+) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """A built dataset's ``(profiles, aggregates)`` tables, None where the file is absent;
+    with ``users``, only their rows."""
+    from qanchor.data.user_rows import read_user_rows
+
+    def read(path: Path) -> pd.DataFrame | None:
+        if not path.is_file():
+            return None
+        return pd.read_parquet(path) if users is None else read_user_rows(path, users)
+
+    profiles = read(Path(built_dir) / "profiles.parquet")
+    aggregates = read(Path(built_dir) / "aggregates.parquet")
     return profiles, aggregates

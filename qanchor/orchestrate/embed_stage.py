@@ -73,10 +73,10 @@ def embed_shard(
 
 
 def _load(emb, snapshots: Path, ids: list[str], profiles) -> None:  # noqa: ANN001
-    """Load only ``ids``' snapshot rows into ``emb`` (a filtered read, not the whole file)."""
-    import pandas as pd
+    """Load only ``ids``' snapshot rows into ``emb`` (their row groups, not the whole file)."""
+    from qanchor.data.user_rows import read_user_rows
 
-    rows = pd.read_parquet(snapshots, filters=[("user_id", "in", ids)])
+    rows = read_user_rows(snapshots, ids)
     emb.load_users(rows, None if profiles is None else profiles[profiles["user_id"].isin(ids)])
 
 

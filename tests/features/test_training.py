@@ -62,6 +62,28 @@ def test_built_data_from_the_store_equals_the_parquet(
     assert np.abs(np.stack([x.bag_vec for x in a.inputs])).sum() > 0
 
 
+def test_a_sample_of_users_reads_their_rows_only(
+    built_tiny: Path, repo_copy: Path, tmp_path: Path
+) -> None:
+    """Evaluation loads its sample, not the build: the same rows as the whole, filtered."""
+    root = copy(built_tiny, tmp_path / "built")
+    assert main(["features", "apply", "--data", str(root), "--repo", str(repo_copy)]) == 0
+    whole = BuiltData.load(root)
+    sample = sorted(whole.users["user_id"])[::3]
+    for repo in (None, repo_copy):
+        part = BuiltData.load(root, feature_repo=repo, users=sample)
+        assert sorted(part.users["user_id"]) == sample
+        assert sorted(part.snapshots["user_id"]) == sample
+        kept = whole.snapshots[whole.snapshots["user_id"].isin(sample)]
+        assert as_lists(part.snapshots) == as_lists(kept)
+        assert sorted(part.profiles["user_id"]) == sample
+        assert_profiles_equal(part.profiles, whole.profiles)
+        assert set(part.pairs["user_id"]) <= set(sample) and len(part.pairs) > 0
+    # Every user asked for: the whole build, read as without a sample.
+    every = BuiltData.load(root, users=list(whole.users["user_id"]))
+    assert as_lists(every.snapshots) == as_lists(whole.snapshots)
+
+
 def test_reading_an_unapplied_store_says_what_to_run(
     built_tiny: Path, repo_copy: Path, tmp_path: Path
 ) -> None:
