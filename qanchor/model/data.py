@@ -210,8 +210,9 @@ class BuiltData:
 
         frame = pd.read_parquet(root / "users.parquet")
         wanted = None  # every user
-        if users is not None and not frame["user_id"].isin(set(users)).all():
-            frame = frame[frame["user_id"].isin(set(users))].reset_index(drop=True)
+        asked = None if users is None else frame["user_id"].isin(set(users))
+        if asked is not None and not asked.all():
+            frame = frame[asked].reset_index(drop=True)
             wanted = frame["user_id"].tolist()
 
         def read(name: str) -> pd.DataFrame:
