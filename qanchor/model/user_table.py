@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from qanchor.data.bag import BagVectorizer, count_matrix
 from qanchor.data.snapshots import keep_recent
@@ -162,8 +163,27 @@ def fit_bag_vectorizer(
 ) -> BagVectorizer:
     """The bag-of-events vectorizer (TF-IDF + SVD to ``dim``) fitted on training users only."""
     train = snapshots[snapshots["user_id"].isin(train_users)]
-    texts, counts = count_matrix(train["user_id"].astype(str).tolist(), _bag_rows(train, sources))
-    return BagVectorizer.fit(texts, counts, dim=dim, seed=seed)
+    return BagVectorizer.fit(*snapshot_counts(train, sources), dim=dim, seed=seed)
+
+
+def snapshot_counts(
+    snapshots: pd.DataFrame, sources: list[str], block: int = BLOCK_USERS
+) -> tuple[list[str], sp.csr_matrix]:
+    """``count_matrix`` of the snapshots' whole-history bags, exploded ``block`` users at a time
+    (at 70,000 training users, exploding them at once peaked at ~8 GB)."""
+    parts = [
+        count_matrix(b["user_id"].astype(str).tolist(), _bag_rows(b, sources))
+        for b in (snapshots.iloc[a : a + block] for a in range(0, len(snapshots), block))
+    ]
+    if len(parts) == 1:
+        return parts[0]
+    texts = sorted(set().union(*(t for t, _ in parts)))  # as one block's np.unique sorts them
+    at = {t: i for i, t in enumerate(texts)}
+    mats = []
+    for t, m in parts:
+        remap = np.array([at[x] for x in t], dtype=np.int64)
+        mats.append(sp.csr_matrix((m.data, remap[m.indices], m.indptr), (m.shape[0], len(texts))))
+    return texts, sp.vstack(mats, format="csr") if mats else sp.csr_matrix((0, 0))
 
 
 def _user_bags(

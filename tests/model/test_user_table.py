@@ -8,6 +8,7 @@ import numpy as np
 
 from qanchor.model.data import BuiltData, UserTable, fit_bag_vectorizer
 from qanchor.model.profile import ProfileFeaturizer
+from qanchor.model.user_table import snapshot_counts
 
 
 def test_a_table_built_in_blocks_equals_one_built_at_once(built_tiny: Path) -> None:
@@ -36,3 +37,12 @@ def test_no_users_give_an_empty_table(built_tiny: Path) -> None:
     data = BuiltData.load(built_tiny)
     table = UserTable.from_snapshots(data.snapshots.iloc[:0], data.sources, 3, block=4)
     assert (table.user_ids, table.texts, table.inputs) == ([], [], [])
+
+
+def test_bag_counts_read_in_blocks_equal_one_read(built_tiny: Path) -> None:
+    data = BuiltData.load(built_tiny)
+    whole_texts, whole = snapshot_counts(data.snapshots, data.sources, block=10**6)
+    texts, counts = snapshot_counts(data.snapshots, data.sources, block=7)
+    assert texts == whole_texts and len(texts) > 10
+    np.testing.assert_array_equal(counts.toarray(), whole.toarray())
+    assert counts.shape == (len(data.snapshots), len(texts)) and counts.sum() > 0
