@@ -171,7 +171,7 @@ def test_the_stage_commands_keep_their_flags_and_gain_the_model_ones() -> None:
     assert (cfg.model.lora_r, cfg.model.bag_dim, cfg.model.encoder_max_length) == (3, 0, 32)
     assert cfg.model.lora_targets == ["q_proj", "v_proj"] and (cfg.steps, cfg.device) == (7, "cpu")
     assert cfg.runtime == RuntimeConfig(seed=5, bf16="on", feature_repo="fr")
-    assert cfg.model.backbone_layers == 6  # the rest is the `small` preset
+    assert cfg.model.backbone_layers == 4  # the rest is the `small` preset
     runtime = ["--seed", "2", "--bf16", "off", "--cache-mb", "64", "--feature-repo", "fr"]
     tune = cli_config(TuneConfig, ["tune", "--model", "m", "--data", "d", *runtime])
     evaluate = cli_config(EvalConfig, ["evaluate", "--model", "m", "--data", "d", "--out", "o", *runtime])  # fmt: skip
