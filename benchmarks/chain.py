@@ -61,7 +61,9 @@ def run_one(users: int, bf16: str, steps: int | None, out: Path) -> dict:
     wall = round(time.perf_counter() - t0, 1)
     run = json.loads((out / "run.json").read_text())
     embedded, embed_s = fresh_embedding(out, run["seconds"].get("embed", 0.0), env)
+    layers = json.loads((out / "model" / "config.json").read_text())["model"]["backbone_layers"]
     return {"users": users, "bf16": bf16, "pretrain_steps": steps or "preset (200)",
+            "commit": commit(), "backbone_layers": layers,
             "synth_s": synth_s, "wall_s": wall,
             "seconds": run["seconds"], "total_s": run["total_seconds"],
             "peak_rss_mb": run["peak_rss_mb"], "gate": (run.get("gate") or {}).get("reason"),
@@ -79,6 +81,12 @@ def fresh_embedding(out: Path, embed_s: float, env: dict) -> tuple[int, float]:
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-c", code, str(out)], check=True, env=env)
     return sum(r["users"] for r in shards), round(time.perf_counter() - t0, 1)
+
+
+def commit() -> str:
+    """The checked-out commit (short hash; "unknown" outside a git checkout)."""
+    got = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return got.stdout.strip() or "unknown"
 
 
 def per_1000(row: dict, stage: str) -> float | None:
@@ -100,14 +108,17 @@ def table(rows: list[dict]) -> str:
         f"{os.cpu_count()} cores, precision: bf16 `{base['bf16']}` (fp32 when off). "
         "Seconds per stage, then peak resident memory per stage (process + children).",
         "",
-        "| users | pretrain steps | " + " | ".join(stages) + " | total s | peak MB (max stage) |",
-        "|---" * (len(stages) + 4) + "|",
+        "| users | commit (backbone layers) | pretrain steps | "
+        + " | ".join(stages)
+        + " | total s | peak MB (max stage) |",
+        "|---" * (len(stages) + 5) + "|",
     ]
     for r in rows:
         secs = " | ".join(f"{r['seconds'].get(s, float('nan')):.0f}" for s in stages)
         peak = max(r["peak_rss_mb"].values())
         worst = max(r["peak_rss_mb"], key=r["peak_rss_mb"].get)
-        lines.append(f"| {r['users']:,} | {r['pretrain_steps']} | {secs} | {r['total_s']:.0f} | "
+        made = f"{r.get('commit', '?')} ({r.get('backbone_layers', '?')})"
+        lines.append(f"| {r['users']:,} | {made} | {r['pretrain_steps']} | {secs} | {r['total_s']:.0f} | "
                      f"{peak:,.0f} ({worst}) |")  # fmt: skip
     lines += ["", "Seconds per 1,000 users (and ratio to the first row; 1.0 = linear):", "",
               "| users | " + " | ".join(PER_USER) + " |", "|---" * (len(PER_USER) + 1) + "|"]  # fmt: skip
@@ -121,7 +132,8 @@ def table(rows: list[dict]) -> str:
                 cells.append(f"{per:.1f} ({per / ref:.2f}x)" if ref else f"{per:.1f}")
         lines.append(f"| {r['users']:,} | " + " | ".join(cells) + " |")
     lines += ["", "Embed: seconds per 1,000 users embedded afresh (the stage, or a timed re-embed "
-              "where the stage copied every user from evaluation)."]  # fmt: skip
+              "where the stage copied every user from evaluation). Ratios compare rows of "
+              "different commits or backbone depths only as far as those allow."]  # fmt: skip
     lines += ["", "Peak memory per stage (MB):", "",
               "| users | " + " | ".join(stages) + " |", "|---" * (len(stages) + 1) + "|"]  # fmt: skip
     for r in rows:
