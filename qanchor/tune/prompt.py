@@ -155,9 +155,9 @@ def tune_model(
     emb = Embedder.from_dir(
         model_dir, cache_bytes=cfg.runtime.cache_mb << 20, bf16=cfg.runtime.bf16
     )
-    # Only tuned users' rows, dropped once their inputs are built (the build's: 1.8 GB at 100k).
+    # Only tuned users' rows, dropped once built (a whole 100k build left the process at 1.8 GB).
     data = BuiltData.load(root, cfg.runtime.feature_repo, users=sorted(users))
-    emb.load_users(data.snapshots[data.snapshots["user_id"].isin(users)], data.profiles)
+    emb.load_users(data.snapshots, data.profiles)
     del data
     # A scenario whose training users hold one class has nothing to separate: its adapter
     # would be noise registered as tuned. It is left without one (served with its query).
