@@ -219,8 +219,10 @@ OLD_PRETRAIN = {**{k: v for k, v in OLD_MODEL.items() if k not in
 
 
 def test_a_model_saved_before_nesting_still_reads() -> None:
-    # The tiny preset as it was then: exact texts (the records have no text_numbers, and read
-    # back as "keep", the way those models were trained).
-    tiny = resolve(PretrainConfig, "tiny", overrides={"text_numbers": "keep"})
+    # The tiny preset as it was then: exact texts and the whole vocabulary's next-token loss (the
+    # records have no text_numbers or lm_shortlist, and read back as "keep" and False, the way
+    # those models were trained).
+    then = {"text_numbers": "keep", "lm_shortlist": False}
+    tiny = resolve(PretrainConfig, "tiny", overrides=then)
     assert ModelConfig(**OLD_MODEL) == tiny.model_config(["app", "bill"], 96)  # load_model's read
     assert apply_overrides(PretrainConfig(), OLD_PRETRAIN) == tiny  # the flat pretrain record

@@ -12,8 +12,14 @@ those are mostly false negatives (two users with the same future, the same answe
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from qanchor.model.layout import Layout
 
 
 def info_nce(
@@ -51,18 +57,37 @@ def info_nce(
 
 
 def next_token_loss(
-    hidden: torch.Tensor, labels: torch.Tensor, lm_head: torch.nn.Module
-) -> torch.Tensor:
+    hidden: torch.Tensor, labels: torch.Tensor, lm_head: torch.nn.Module,
+    vocab: torch.Tensor | None = None,
+) -> torch.Tensor:  # fmt: skip
     """Mean next-token cross-entropy where ``labels`` != -100 (position t predicts t+1).
 
     Only scored positions are projected to the vocabulary: the LM head over every position
     would cost more than the rest of the step on a small backbone with a 50k vocabulary.
+
+    ``vocab`` (sorted token ids, :func:`answer_vocab`): the softmax runs over these tokens only,
+    a target-vocabulary shortlist (Jean et al., 2015). Labels outside it are not scored.
     """
     scored = labels[:, 1:] != -100
-    if not bool(scored.any()):
+    target = labels[:, 1:][scored]
+    if vocab is not None:
+        at = torch.searchsorted(vocab, target).clamp(max=len(vocab) - 1)
+        target = torch.where(vocab[at] == target, at, -100)
+    if not bool((target != -100).any()):
         return hidden.sum() * 0.0  # keeps the graph connected when nothing is scored
-    logits = lm_head(hidden[:, :-1][scored]).float()
-    return F.cross_entropy(logits, labels[:, 1:][scored])
+    h = hidden[:, :-1][scored]
+    if vocab is None:
+        logits = lm_head(h)
+    else:
+        bias = None if lm_head.bias is None else lm_head.bias[vocab]
+        logits = F.linear(h, lm_head.weight[vocab], bias)
+    return F.cross_entropy(logits.float(), target, ignore_index=-100)
+
+
+def answer_vocab(layout: Layout, answers: Iterable[str]) -> torch.Tensor:
+    """The sorted distinct token ids the next-token loss scores in ``answers`` (eos included)."""
+    ids = {t for a in answers for t in layout.answer(a).labels if t != -100}
+    return torch.tensor(sorted(ids), dtype=torch.long)
 
 
 def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:

@@ -212,9 +212,11 @@ class QAnchorModel(nn.Module):
         return h[batch.kinds == L.USER_EMB]
 
     def anchor(
-        self, batch: L.Batch, ev_vecs: torch.Tensor, bag_vecs: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """u (normalised) at <USER_EMB>, and the next-token loss if the batch has labels."""
+        self, batch: L.Batch, ev_vecs: torch.Tensor, bag_vecs: torch.Tensor | None = None,
+        lm_vocab: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
+        """u (normalised) at <USER_EMB>, and the next-token loss if the batch has labels
+        (over ``lm_vocab`` only when given: :func:`qanchor.model.losses.next_token_loss`)."""
         from qanchor.model.losses import next_token_loss
 
         emb, user = self.embeds_and_user(batch, ev_vecs, bag_vecs)
@@ -223,7 +225,8 @@ class QAnchorModel(nn.Module):
         u = self.head(h[batch.kinds == L.USER_EMB], "anchor", user)
         lm_loss = None
         if batch.labels is not None:
-            lm_loss = next_token_loss(h, batch.labels, self.causal_lm.get_output_embeddings())
+            head = self.causal_lm.get_output_embeddings()
+            lm_loss = next_token_loss(h, batch.labels, head, lm_vocab)
         return u, lm_loss
 
     def semantic(

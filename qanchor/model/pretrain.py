@@ -25,7 +25,7 @@ from qanchor.model import trainer as T
 from qanchor.model.artifact import build_model, encoder_fingerprint, save_model, trainable_state
 from qanchor.model.config import PretrainConfig
 from qanchor.model.data import BuiltData, PairSampler, UserTable, fit_bag_vectorizer
-from qanchor.model.losses import gather_with_grad, info_nce
+from qanchor.model.losses import answer_vocab, gather_with_grad, info_nce
 from qanchor.model.network import QAnchorModel
 from qanchor.model.profile import ProfileFeaturizer
 from qanchor.model.retrieval import retrieval_accuracy
@@ -44,6 +44,7 @@ class Setup:
     featurizer: ProfileFeaturizer
     table: UserTable
     vectors: torch.Tensor | None  # frozen event vectors of table.texts, or None (encoder trains)
+    lm_vocab: torch.Tensor | None = None  # the next-token softmax's shortlist (None: every token)
 
 
 def prepare(built_dir: str | Path, cfg: PretrainConfig, rt: T.Runtime) -> Setup:
@@ -66,7 +67,11 @@ def prepare(built_dir: str | Path, cfg: PretrainConfig, rt: T.Runtime) -> Setup:
     # Training reads users through the table: the frames would stay resident for the whole run
     # for nothing (loading a whole 100,000-user build left the process at 1.8 GB).
     data.snapshots, data.profiles = data.snapshots.iloc[:0], None
-    s = Setup(cfg, rt, data, model, featurizer, table, vectors)
+    lm_vocab = None
+    if cfg.lm_shortlist:
+        answers = data.pairs.loc[data.pairs["split"] == "train", "answer"].unique()
+        lm_vocab = answer_vocab(model.layout, answers).to(rt.device)
+    s = Setup(cfg, rt, data, model, featurizer, table, vectors, lm_vocab)
     calibrate_head(s)
     return s
 
@@ -144,7 +149,7 @@ def micro_step(
         L.pad([[1] * len(x) for x in sem], 0).to(s.rt.device),
     )
     with s.rt.autocast():
-        u, lm = s.model.anchor(batch, *batch_vectors(s, batch))
+        u, lm = s.model.anchor(batch, *batch_vectors(s, batch), lm_vocab=s.lm_vocab)
         v = s.model.semantic(sem_ids, sem_mask)
     u_all, world = gather_with_grad(u)
     v_all, _ = gather_with_grad(v)

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from qanchor.model.losses import gather_with_grad, info_nce, next_token_loss
+from qanchor.model.losses import answer_vocab, gather_with_grad, info_nce, next_token_loss
 
 
 def manual_nce(u, v, t, keep_uv, keep_uu, keep_vv):
@@ -95,6 +95,33 @@ def test_next_token_loss_equals_full_cross_entropy() -> None:
     assert next_token_loss(hidden, labels, head).item() == pytest.approx(expected.item(), rel=1e-6)
     nothing = torch.full_like(labels, -100)
     assert next_token_loss(hidden, nothing, head).item() == 0.0
+
+
+def test_next_token_loss_over_a_shortlist_is_the_softmax_over_its_tokens() -> None:
+    g = torch.Generator().manual_seed(4)
+    head = torch.nn.Linear(8, 11, bias=True)
+    hidden = torch.randn(2, 5, 8, generator=g)
+    labels = torch.tensor([[-100, -100, 3, 9, 5], [-100, 9, 2, -100, -100]])
+    vocab = torch.tensor([3, 5, 9])  # 2 is outside: that position is not scored
+    logits = head(hidden)[:, :-1][:, :, vocab]
+    local = torch.tensor([[-100, 0, 2, 1], [2, -100, -100, -100]])
+    expected = F.cross_entropy(logits.reshape(-1, 3), local.reshape(-1), ignore_index=-100)
+    got = next_token_loss(hidden, labels, head, vocab)
+    assert got.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert got.item() < next_token_loss(hidden, labels, head).item()  # fewer tokens compete
+    outside = torch.tensor([[-100, 2, 2, -100, -100]] * 2)
+    assert next_token_loss(hidden, outside, head, vocab).item() == 0.0
+
+
+def test_answer_vocab_is_every_scored_answer_token_and_eos() -> None:
+    from qanchor.model.layout import Layout
+    from qanchor.model.tiny import byte_tokenizer
+
+    lay = Layout(byte_tokenizer(), ["bill"], False, False, 48, 64)
+    vocab = answer_vocab(lay, ["spends on groceries", "groceries again"])
+    scored = {t for a in ("spends on groceries", "groceries again")
+              for t in lay.answer(a).labels if t != -100}  # fmt: skip
+    assert vocab.tolist() == sorted(scored) and lay.eos in scored
 
 
 def test_gather_is_identity_without_a_process_group() -> None:
