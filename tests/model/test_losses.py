@@ -117,11 +117,12 @@ def test_answer_vocab_is_every_scored_answer_token_and_eos() -> None:
     from qanchor.model.layout import Layout
     from qanchor.model.tiny import byte_tokenizer
 
-    lay = Layout(byte_tokenizer(), ["bill"], False, False, 48, 64)
+    tok = byte_tokenizer()
+    lay = Layout(tok, ["bill"], False, False, 48, 64)
     vocab = answer_vocab(lay, ["spends on groceries", "groceries again"])
-    scored = {t for a in ("spends on groceries", "groceries again")
-              for t in lay.answer(a).labels if t != -100}  # fmt: skip
-    assert vocab.tolist() == sorted(scored) and lay.eos in scored
+    # Read off the tokenizer, not the layout: the answers' own tokens and eos, not "\nAnswer:".
+    words = tok(" spends on groceries groceries again", add_special_tokens=False)["input_ids"]
+    assert vocab.tolist() == sorted({*words, lay.eos})
 
 
 def test_gather_is_identity_without_a_process_group() -> None:
