@@ -97,5 +97,6 @@ def _last_states(
     out = {}
     for s, qi in q_ids.items():
         q = torch.tensor([qi] * len(ids), device=dev)
-        out[s] = engine.suffix(prefix, embed(q), torch.ones_like(q))[:, -1].float()
+        last = torch.full((len(ids),), len(qi) - 1, device=dev)
+        out[s] = engine.suffix_at(prefix, embed(q), torch.ones_like(q), last).float()
     return out

@@ -226,9 +226,8 @@ class AnchorEngine:
         smask = torch.tensor(
             [[1] * p[0].shape[0] + [0] * (ls - p[0].shape[0]) for p in parts], device=self.device
         )
-        h = self.kv.suffix(pre, emb, smask)
         at = torch.tensor([p[1] for p in parts], device=self.device)
-        h = h[torch.arange(len(parts), device=self.device), at]
+        h = self.kv.suffix_at(pre, emb, smask, at)
         # The small head stays in fp32 in both paths (its standardisation is precision-sensitive).
         return self.model.head(h.float(), "anchor", summary)
 

@@ -9,6 +9,7 @@ Example::
     engine = KVEngine(causal_lm.model, bf16=False, device=torch.device("cpu"))
     pre = engine.prefix(embeds, mask)              # [B, Lp, d] left-padded -> PrefixKV
     h = engine.suffix(pre, sfx_embeds, sfx_mask)   # [B, Ls, d] hidden states of the suffixes
+    u = engine.suffix_at(pre, sfx_embeds, sfx_mask, at)  # [B, d]: h[b, at[b]], cheaper
     # the same h, recomputing the prefix: engine.forward(cat(prefix, suffix) right-padded, mask)
 
 The engine keeps nothing between calls (the decoder's weights and the precision only), so
@@ -85,8 +86,11 @@ class KVEngine:
         """The states of left-padded prefixes [B, Lp, d] with their mask [B, Lp]."""
         from transformers import DynamicCache
 
+        from qanchor.model.decoder import prefill
+
         cache = DynamicCache()
-        self.forward(embeds, mask, past_key_values=cache, use_cache=True)
+        with autocast(self.bf16, self.device):
+            prefill(self.decoder, embeds, mask, position_ids(mask), cache)
         return PrefixKV([(layer.keys, layer.values) for layer in cache.layers], mask)
 
     def suffix(self, prefix: PrefixKV, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -109,6 +113,25 @@ class KVEngine:
                 use_cache=True,
             )
         return out.last_hidden_state
+
+    def suffix_at(
+        self, prefix: PrefixKV, embeds: torch.Tensor, mask: torch.Tensor, at: torch.Tensor
+    ) -> torch.Tensor:
+        """[B, d]: :meth:`suffix`'s states at one position ``at[b]`` of each row, the last
+        layer computed there only (:mod:`qanchor.model.decoder`)."""
+        from transformers import DynamicCache
+
+        from qanchor.model.decoder import hidden_at
+
+        n = prefix.mask.shape[1]
+        full = torch.cat([prefix.mask, mask], dim=1)
+        keep = torch.zeros_like(mask, dtype=torch.bool)
+        keep[torch.arange(len(at), device=keep.device), at] = True
+        with autocast(self.bf16, self.device):
+            return hidden_at(
+                self.decoder, embeds, full, position_ids(full)[:, n:], keep,
+                DynamicCache(prefix.kv),
+            )  # fmt: skip
 
     def forward(self, embeds: torch.Tensor, mask: torch.Tensor, **kw) -> torch.Tensor:
         """[B, L, d] last-layer states of whole sequences: the uncached reference."""

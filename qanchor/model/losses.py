@@ -62,25 +62,41 @@ def next_token_loss(
 ) -> torch.Tensor:  # fmt: skip
     """Mean next-token cross-entropy where ``labels`` != -100 (position t predicts t+1).
 
+    ``hidden`` [B, L, d] holds every position; :func:`token_loss` takes the scored ones only.
+    """
+    scored = scored_positions(labels)
+    return token_loss(hidden[scored], labels[:, 1:][scored[:, :-1]], lm_head, vocab)
+
+
+def scored_positions(labels: torch.Tensor) -> torch.Tensor:
+    """[B, L] bool: the positions whose next token is scored (``labels[:, t + 1]`` != -100)."""
+    scored = torch.zeros_like(labels, dtype=torch.bool)
+    scored[:, :-1] = labels[:, 1:] != -100
+    return scored
+
+
+def token_loss(
+    hidden: torch.Tensor, target: torch.Tensor, lm_head: torch.nn.Module,
+    vocab: torch.Tensor | None = None,
+) -> torch.Tensor:  # fmt: skip
+    """Mean cross-entropy of states [N, d] against their next tokens [N].
+
     Only scored positions are projected to the vocabulary: the LM head over every position
     would cost more than the rest of the step on a small backbone with a 50k vocabulary.
 
     ``vocab`` (sorted token ids, :func:`answer_vocab`): the softmax runs over these tokens only,
     a target-vocabulary shortlist (Jean et al., 2015). Labels outside it are not scored.
     """
-    scored = labels[:, 1:] != -100
-    target = labels[:, 1:][scored]
     if vocab is not None:
         at = torch.searchsorted(vocab, target).clamp(max=len(vocab) - 1)
         target = torch.where(vocab[at] == target, at, -100)
     if not bool((target != -100).any()):
         return hidden.sum() * 0.0  # keeps the graph connected when nothing is scored
-    h = hidden[:, :-1][scored]
     if vocab is None:
-        logits = lm_head(h)
+        logits = lm_head(hidden)
     else:
         bias = None if lm_head.bias is None else lm_head.bias[vocab]
-        logits = F.linear(h, lm_head.weight[vocab], bias)
+        logits = F.linear(hidden, lm_head.weight[vocab], bias)
     return F.cross_entropy(logits.float(), target, ignore_index=-100)
 
 

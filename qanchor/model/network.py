@@ -203,13 +203,23 @@ class QAnchorModel(nn.Module):
         )
         return out.last_hidden_state
 
+    def hidden_at(
+        self, embeds: torch.Tensor, attention_mask: torch.Tensor, keep: torch.Tensor
+    ) -> torch.Tensor:
+        """``hidden(...)[keep]`` [N, d], the last layer computed at ``keep`` only
+        (:mod:`qanchor.model.decoder`)."""
+        from qanchor.model.decoder import hidden_at
+
+        pos = position_ids(attention_mask)
+        return hidden_at(self.causal_lm.model, embeds, attention_mask, pos, keep)
+
     # --- towers ---------------------------------------------------------------------------
     def anchor_hidden(
         self, batch: L.Batch, ev_vecs: torch.Tensor, bag_vecs: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Backbone hidden state at <USER_EMB>, before the head [B, d_llm]."""
-        h = self.hidden(self.input_embeds(batch, ev_vecs, bag_vecs), batch.attention_mask)
-        return h[batch.kinds == L.USER_EMB]
+        emb = self.input_embeds(batch, ev_vecs, bag_vecs)
+        return self.hidden_at(emb, batch.attention_mask, batch.kinds == L.USER_EMB)
 
     def anchor(
         self, batch: L.Batch, ev_vecs: torch.Tensor, bag_vecs: torch.Tensor | None = None,
@@ -217,16 +227,22 @@ class QAnchorModel(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
         """u (normalised) at <USER_EMB>, and the next-token loss if the batch has labels
         (over ``lm_vocab`` only when given: :func:`qanchor.model.losses.next_token_loss`)."""
-        from qanchor.model.losses import next_token_loss
+        from qanchor.model.losses import scored_positions, token_loss
 
         emb, user = self.embeds_and_user(batch, ev_vecs, bag_vecs)
-        h = self.hidden(emb, batch.attention_mask)
+        at_user = batch.kinds == L.USER_EMB
+        scored = (
+            torch.zeros_like(at_user) if batch.labels is None else scored_positions(batch.labels)
+        )
+        keep = at_user | scored
+        h = self.hidden_at(emb, batch.attention_mask, keep)
         # One <USER_EMB> per row, in row order (the layout puts exactly one in each suffix).
-        u = self.head(h[batch.kinds == L.USER_EMB], "anchor", user)
+        u = self.head(h[at_user[keep]], "anchor", user)
         lm_loss = None
         if batch.labels is not None:
             head = self.causal_lm.get_output_embeddings()
-            lm_loss = next_token_loss(h, batch.labels, head, lm_vocab)
+            target = batch.labels[:, 1:][scored[:, :-1]]
+            lm_loss = token_loss(h[scored[keep]], target, head, lm_vocab)
         return u, lm_loss
 
     def semantic(
@@ -237,9 +253,10 @@ class QAnchorModel(nn.Module):
         With ``raw`` the pooled hidden state is returned instead (for head calibration).
         """
         emb = self.causal_lm.get_input_embeddings()(answer_ids)
-        h = self.hidden(emb, attention_mask)
         last = attention_mask.long().sum(1) - 1
-        pooled = h[torch.arange(h.shape[0], device=h.device), last]
+        keep = torch.zeros_like(attention_mask, dtype=torch.bool)
+        keep[torch.arange(keep.shape[0], device=keep.device), last] = True
+        pooled = self.hidden_at(emb, attention_mask, keep)
         return pooled if raw else self.head(pooled, "semantic")
 
     def event_vectors(self, texts: list[str]) -> torch.Tensor:

@@ -44,6 +44,10 @@ def test_prefix_then_suffix_equals_the_full_forward(engine: KVEngine) -> None:
         at = slice(len(p), len(p) + len(s))
         torch.testing.assert_close(h[b, : len(s)], full[b, at], atol=1e-5, rtol=0)
     assert not torch.allclose(h[0, 0], h[1, 0])  # rows differ, so the check is not vacuous
+    # One position per row, the last layer computed there only: the same states.
+    at = torch.tensor([2, 0, 3])
+    u = engine.suffix_at(states, *padded(sfx, left=False), at)
+    torch.testing.assert_close(u, h[torch.arange(3), at], atol=1e-5, rtol=0)
     # Split into unpadded rows and restacked in another order and batch: the same suffix states.
     rows = states.rows()
     assert [n for _, n in rows] == [5, 9, 2] and rows[0][0][0][0].shape[1] == 5

@@ -127,6 +127,29 @@ def test_towers_give_normalised_embeddings_of_the_configured_size(model) -> None
     torch.testing.assert_close(v[0], alone[0], atol=1e-5, rtol=1e-5)  # padding does not leak
 
 
+def test_towers_equal_the_full_pass_read_at_their_positions(model) -> None:
+    """The towers compute the last layer only where they read it (qanchor.model.decoder):
+    <USER_EMB> and the scored answer tokens, the answer's last token."""
+    from qanchor.model.losses import answer_vocab, next_token_loss
+
+    answers = ["pays bills on time", "stops using the app"]
+    b = make_batch(model, answers=answers)
+    ev = vectors(b, model.text_encoder.dim)
+    vocab = answer_vocab(model.layout, answers)
+    emb, user = model.embeds_and_user(b, *ev)
+    h = model.hidden(emb, b.attention_mask)
+    head = model.causal_lm.get_output_embeddings()
+    for v in (None, vocab):
+        u, lm = model.anchor(b, *ev, lm_vocab=v)
+        torch.testing.assert_close(u, model.head(h[b.kinds == L.USER_EMB], "anchor", user))
+        torch.testing.assert_close(lm, next_token_loss(h, b.labels, head, v))
+    ids = L.pad([model.layout.semantic(a) for a in answers], model.layout.pad)
+    mask = L.pad([[1] * len(model.layout.semantic(a)) for a in answers], 0)
+    last = mask.sum(1) - 1
+    pooled = model.hidden(model.causal_lm.get_input_embeddings()(ids), mask)[torch.arange(2), last]
+    torch.testing.assert_close(model.semantic(ids, mask, raw=True), pooled)
+
+
 def test_the_embedding_does_not_see_the_answer(model) -> None:
     with_a = make_batch(model, answers=["first answer", "second"])
     other = make_batch(model, answers=["something else entirely", "x"])
@@ -164,7 +187,7 @@ def test_user_shortcut_feeds_the_user_token_to_the_head(model) -> None:
     torch.testing.assert_close(emb[b.kinds == L.EVENT][[4, 9]], user[:, d:])
     h = model.hidden(emb, b.attention_mask)[b.kinds == L.USER_EMB]
     with_user = model.head(h, "anchor", user)
-    torch.testing.assert_close(model.anchor(b, *ev)[0], with_user)
+    torch.testing.assert_close(model.anchor(b, *ev)[0], with_user)  # last layer at USER_EMB only
     assert (with_user - model.head(h, "anchor", user.flip(0))).abs().max() > 1e-3
 
 
