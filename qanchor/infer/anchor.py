@@ -22,12 +22,11 @@ import torch
 
 from qanchor.infer.kv import KVEngine, PrefixKV
 from qanchor.infer.prefix_cache import PrefixCache, PrefixEntry
+from qanchor.infer.suffix_pass import Part, suffix_states
 from qanchor.infer.users import TextVectors, UserInputs
 from qanchor.model import layout as L
 from qanchor.model.network import QAnchorModel
 from qanchor.model.precision import use_bf16
-
-Part = tuple[torch.Tensor, int]  # a suffix's [Ls, d_llm] input embeddings, index of <USER_EMB>
 
 
 @dataclass
@@ -68,7 +67,7 @@ class AnchorEngine:
 
     # --- suffixes -------------------------------------------------------------------------
     def suffix_embeds(self, sfx: Suffix) -> Part:
-        """[Ls, d_llm] input embeddings of a suffix and the index of its <USER_EMB>."""
+        """A suffix's [Ls, d_llm] input embeddings, the index of its <USER_EMB>, its text."""
         n_prompt = 0 if sfx.prompt is None else sfx.prompt.shape[0]
         seg = self.model.layout.suffix(sfx.query, n_prompt)
         ids = torch.tensor(seg.ids, device=self.device)
@@ -77,7 +76,7 @@ class AnchorEngine:
         if n_prompt:
             emb = emb.masked_scatter((kinds == L.PROMPT).unsqueeze(-1), sfx.prompt.to(emb))
         emb = torch.where((kinds == L.USER_EMB).unsqueeze(-1), self.model.emb_token.to(emb), emb)
-        return emb, len(seg.ids) - 1
+        return Part(emb, len(seg.ids) - 1, seg.kinds.count(L.TEXT), sfx.query)
 
     # --- prefixes -------------------------------------------------------------------------
     @torch.no_grad()
@@ -144,31 +143,22 @@ class AnchorEngine:
     ) -> torch.Tensor:  # fmt: skip
         """[len(rows), len(suffixes), d] embeddings: each prefix once, suffixes batched.
 
-        Users go in blocks: a block's prefix states are computed (or fetched), stacked
-        (left-padded) once, and every chunk of (user, scenario) pairs gathers its rows from that
-        stack by index, instead of re-stacking per pair. Only one block's states are held at a
-        time, so memory is flat in users; batch jobs that see each user once pass
-        ``use_cache=False`` and leave the cache alone. Pairs run suffix by suffix, shortest
-        first: a chunk pads its suffixes to its longest, and chunks that mixed every suffix
-        padded all of them to the longest query (synthetic: tuned and bare suffixes of 11 to 25
-        tokens).
+        Users go in blocks: a block's prefix states are computed (or fetched) and stacked
+        (left-padded) once, each query text runs once on them and every suffix's tail on that
+        (:mod:`qanchor.infer.suffix_pass`). Only one block's states are held at a time, so
+        memory is flat in users; batch jobs that see each user once pass ``use_cache=False``
+        and leave the cache alone.
         """
         parts = [self.suffix_embeds(s) for s in suffixes]
-        by_length = sorted(range(len(suffixes)), key=lambda j: parts[j][0].shape[0])
         out = torch.empty(len(rows), len(suffixes), self.model.cfg.emb_dim)
         head_inputs = []
         for b in range(0, len(rows), block):
             entries = self.prefixes(users, rows[b : b + block], use_cache)
             head_inputs += [e.head_input for e in entries]
             pre, summary = self._stack(entries)
-            pairs = [(i, j) for j in by_length for i in range(min(block, len(rows) - b))]
-            for k in range(0, len(pairs), self.max_batch):
-                chunk = pairs[k : k + self.max_batch]
-                idx = torch.tensor([i for i, _ in chunk], device=self.device)
-                sub_summary = None if summary is None else summary[idx]
-                u = self._suffix_pass(pre.select(idx), [parts[j] for _, j in chunk], sub_summary)
-                for (i, j), vec in zip(chunk, u, strict=True):
-                    out[b + i, j] = vec.float().cpu()
+            n = len(entries)
+            u = self._suffix_pass(pre, [(i, p) for p in parts for i in range(n)], summary)
+            out[b : b + n] = u.float().cpu().view(len(parts), n, -1).transpose(0, 1)
         _with_heads(out, suffixes, [users.table.user_ids[r] for r in rows], head_inputs)
         return out
 
@@ -186,8 +176,8 @@ class AnchorEngine:
         entries = self.prefixes(users, rows)
         parts = [self.suffix_embeds(s) for s in suffixes]
         out = torch.empty(len(pairs), self.model.cfg.emb_dim)
-        # Batched by suffix length (as in embed_rows): less padding per forward pass.
-        order = sorted(range(len(pairs)), key=lambda k: parts[pairs[k][1]][0].shape[0])
+        # Grouped by query text: a pass runs each text once for the pairs that share it.
+        order = sorted(range(len(pairs)), key=lambda k: (parts[pairs[k][1]].query, pairs[k][1]))
         for k in range(0, len(order), self.max_batch):
             where = order[k : k + self.max_batch]
             chunk = [pairs[a] for a in where]
@@ -205,7 +195,7 @@ class AnchorEngine:
     def suffix_forward(self, entries: list[PrefixEntry], parts: list[Part]) -> torch.Tensor:
         """u for each (prefix entry, suffix embeddings) pair; gradients flow into the suffix."""
         pre, summary = self._stack(entries)
-        return self._suffix_pass(pre, parts, summary)
+        return self._suffix_pass(pre, list(enumerate(parts)), summary)
 
     def _stack(self, entries: list[PrefixEntry]) -> tuple[PrefixKV, torch.Tensor | None]:
         """The entries' states left-padded to the longest, and their summaries for the head
@@ -217,17 +207,12 @@ class AnchorEngine:
         return pre, summary
 
     def _suffix_pass(
-        self, pre: PrefixKV, parts: list[Part], summary: torch.Tensor | None = None
+        self, pre: PrefixKV, pairs: list[tuple[int, Part]], summary: torch.Tensor | None = None
     ) -> torch.Tensor:
-        ls = max(p[0].shape[0] for p in parts)
-        emb = torch.stack(
-            [torch.cat([p[0], p[0].new_zeros(ls - p[0].shape[0], p[0].shape[1])]) for p in parts]
-        )
-        smask = torch.tensor(
-            [[1] * p[0].shape[0] + [0] * (ls - p[0].shape[0]) for p in parts], device=self.device
-        )
-        at = torch.tensor([p[1] for p in parts], device=self.device)
-        h = self.kv.suffix_at(pre, emb, smask, at)
+        """u for each (row of ``pre``, suffix) pair."""
+        h = suffix_states(self.kv, pre, pairs, self.max_batch)
+        if summary is not None:
+            summary = summary[torch.tensor([i for i, _ in pairs], device=summary.device)]
         # The small head stays in fp32 in both paths (its standardisation is precision-sensitive).
         return self.model.head(h.float(), "anchor", summary)
 

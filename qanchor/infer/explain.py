@@ -27,7 +27,7 @@ def explain(
     model, device = engine.model, engine.device
     lm = model.causal_lm
     entry = engine.prefixes(users, users.rows([user_id]))[0]
-    sfx, _ = engine.suffix_embeds(Suffix(query))
+    sfx = engine.suffix_embeds(Suffix(query)).embeds
     marker = lm.get_input_embeddings()(torch.tensor(model.layout.answer_ids, device=device))
     cache = DynamicCache([(k[None], v[None]) for k, v in entry.kv])
     x, n, out = torch.cat([sfx, marker])[None], entry.length, []

@@ -93,6 +93,21 @@ class KVEngine:
             prefill(self.decoder, embeds, mask, position_ids(mask), cache)
         return PrefixKV([(layer.keys, layer.values) for layer in cache.layers], mask)
 
+    def extend(self, prefix: PrefixKV, embeds: torch.Tensor) -> PrefixKV:
+        """``prefix`` followed by ``embeds`` [B, n, d] (real tokens in every row), as a longer
+        prefix; ``prefix`` is not modified."""
+        from transformers import DynamicCache
+
+        from qanchor.model.decoder import prefill
+
+        n = prefix.mask.shape[1]
+        new = torch.ones(embeds.shape[:2], dtype=prefix.mask.dtype, device=prefix.mask.device)
+        full = torch.cat([prefix.mask, new], dim=1)
+        cache = DynamicCache(prefix.kv)
+        with autocast(self.bf16, self.device):
+            prefill(self.decoder, embeds, full, position_ids(full)[:, n:], cache)
+        return PrefixKV([(layer.keys, layer.values) for layer in cache.layers], full)
+
     def suffix(self, prefix: PrefixKV, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """[B, Ls, d] last-layer states of right-padded suffixes after row-aligned prefixes.
 

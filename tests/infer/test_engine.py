@@ -128,23 +128,66 @@ def test_pairs_match_the_cross_product(embedder: Embedder) -> None:
     torch.testing.assert_close(flat, torch.stack([grid[i, j] for i, j in pairs]), atol=1e-5, rtol=0)
 
 
-def test_pairs_run_grouped_by_suffix_length(embedder: Embedder, monkeypatch) -> None:
-    """Each forward pass pads its suffixes to its longest: pairs go shortest suffix first, so a
-    pass mixes at most the lengths at a boundary, not every suffix of the request."""
-    seen: list[list[int]] = []
-    inner = embedder.engine._suffix_pass
+def test_a_query_text_runs_once_per_block_and_each_suffix_its_tail(
+    embedder: Embedder, monkeypatch
+) -> None:
+    """The bare query and its tuned prompt share the query text's states: a block of users runs
+    that text once, then each of the two only its prompt and <USER_EMB> (no padding); a text
+    no other suffix shares runs in one pass with its suffix."""
+    kv = embedder.engine.kv
+    texts: list[tuple[int, int]] = []
+    tails: list[tuple[int, int]] = []
+    extend, suffix_at = kv.extend, kv.suffix_at
 
-    def spy(pre, parts, summary=None):
-        seen.append([p[0].shape[0] for p in parts])
-        return inner(pre, parts, summary)
+    def spy_extend(pre, embeds):
+        texts.append(tuple(embeds.shape[:2]))
+        return extend(pre, embeds)
 
-    monkeypatch.setattr(embedder.engine, "_suffix_pass", spy)
+    def spy_tail(pre, embeds, mask, at):
+        tails.append(tuple(embeds.shape[:2]))
+        assert bool(mask.all()) and bool((at == embeds.shape[1] - 1).all())
+        return suffix_at(pre, embeds, mask, at)
+
+    monkeypatch.setattr(kv, "extend", spy_extend)
+    monkeypatch.setattr(kv, "suffix_at", spy_tail)
     sfx = suffixes(embedder)
-    lengths = sorted({embedder.engine.suffix_embeds(s)[0].shape[0] for s in sfx})
-    assert len(lengths) == 3  # the three suffixes differ in length, so the order is visible
-    embedder.embed_rows(list(range(9)), sfx, block=9)
-    flat = [n for call in seen for n in call]
-    assert flat == sorted(flat) and len(flat) == 27
+    sfx.append(Suffix(sfx[1].query))  # the second query bare, beside its prompt
+    got = embedder.embed_rows(list(range(9)), sfx, block=9)
+    parts = [embedder.engine.suffix_embeds(s) for s in sfx]
+    assert texts == [(9, parts[1].n_text)]  # the shared text, once
+    # the shared text's tails: 4 tokens (3 prompt tokens) and 1 (bare); the other two suffixes
+    # whole; 9 users in passes of at most 7 (max_batch)
+    lengths = [4, 1, parts[0].embeds.shape[0], parts[2].embeds.shape[0]]
+    assert sorted(tails) == sorted((m, n) for n in lengths for m in (7, 2))
+    monkeypatch.undo()
+    torch.testing.assert_close(got, embedder.embed_rows_uncached(list(range(9)), sfx),
+                               atol=1e-4, rtol=0)  # fmt: skip
+    assert (got[:, 1] - got[:, 3]).abs().max() > 1e-3  # the prompt matters: not one suffix
+
+
+def test_tuning_passes_give_the_one_pass_suffix_and_its_prompt_gradient(
+    embedder: Embedder,
+) -> None:
+    """Tuning's forward (text without gradients, then the prompt's tail) = the whole suffix in
+    one pass, in u and in the gradient that reaches the prompt."""
+    eng = embedder.engine
+    d = embedder.model.causal_lm.config.hidden_size
+    prompt = (torch.randn(3, d, generator=torch.Generator().manual_seed(1)) * 0.2).requires_grad_()
+    entries = embedder.prefixes([0, 1, 2])
+    part = embedder.suffix_embeds(Suffix("Churn next month?", prompt))
+    w = torch.randn(3, embedder.model.cfg.emb_dim, generator=torch.Generator().manual_seed(2))
+    u = embedder.suffix_forward(entries, [part] * 3)
+    (u * w).sum().backward()
+    grad, prompt.grad = prompt.grad.clone(), None
+    pre, summary = eng._stack(entries)
+    ones = torch.ones(3, part.embeds.shape[0], dtype=torch.long)
+    part = embedder.suffix_embeds(Suffix("Churn next month?", prompt))  # a fresh graph
+    h = eng.kv.suffix(pre, part.embeds.expand(3, -1, -1), ones)[:, part.at]
+    want = eng.model.head(h.float(), "anchor", summary)
+    (want * w).sum().backward()
+    torch.testing.assert_close(u, want, atol=1e-5, rtol=0)
+    assert grad.abs().max() > 0
+    torch.testing.assert_close(grad, prompt.grad, atol=1e-5, rtol=1e-4)
 
 
 def test_cache_entries_keep_the_user_token_for_the_head(embedder: Embedder) -> None:
