@@ -61,11 +61,11 @@ class BuiltData:
         root = require_built(root)
         from qanchor.data.user_rows import read_user_rows
 
-        frame = pd.read_parquet(root / "users.parquet")
-        wanted = None  # every user
-        asked = None if users is None else frame["user_id"].isin(set(users))
+        every = pd.read_parquet(root / "users.parquet")
+        frame, wanted = every, None  # every user
+        asked = None if users is None else every["user_id"].isin(set(users))
         if asked is not None and not asked.all():
-            frame = frame[asked].reset_index(drop=True)
+            frame = every[asked].reset_index(drop=True)
             wanted = frame["user_id"].tolist()
 
         def read(name: str) -> pd.DataFrame:
@@ -77,7 +77,8 @@ class BuiltData:
             from qanchor.features.training import training_snapshots
 
             cfg = FeatureStoreConfig(data=str(root), repo=str(feature_repo))
-            feats = training_snapshots(cfg, frame[["user_id", "cutoff"]])
+            # Every user's join, saved once for all stages; this stage keeps its own users.
+            feats = training_snapshots(cfg, every[["user_id", "cutoff"]], users=wanted)
             snapshots, profiles = feats.snapshots, feats.tabular
         else:
             snapshots = read("snapshots.parquet")

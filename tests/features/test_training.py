@@ -79,6 +79,16 @@ def test_a_sample_of_users_reads_their_rows_only(
         assert sorted(part.profiles["user_id"]) == sample
         assert_profiles_equal(part.profiles, whole.profiles)
         assert set(part.pairs["user_id"]) <= set(sample) and len(part.pairs) > 0
+    # One point-in-time join whatever the subset: the sample's read saved every user's rows,
+    # and another sample (tuning's users beside evaluation's) is read from that copy.
+    (saved,) = (root / "feature_store" / "saved").iterdir()
+    other = sorted(whole.users["user_id"])[1::2]
+    part = BuiltData.load(root, feature_repo=repo_copy, users=other)
+    assert [p.name for p in (root / "feature_store" / "saved").iterdir()] == [saved.name]
+    assert as_lists(part.snapshots) == as_lists(
+        whole.snapshots[whole.snapshots["user_id"].isin(other)]
+    )
+    assert sorted(part.profiles["user_id"]) == other
     # Every user asked for: the whole build, read as without a sample.
     every = BuiltData.load(root, users=list(whole.users["user_id"]))
     assert as_lists(every.snapshots) == as_lists(whole.snapshots)
