@@ -49,12 +49,7 @@ def training_snapshots(
         for name in PARTS:
             if (frame := getattr(feats, name)) is not None:
                 frame.to_parquet(Path(tmp) / f"{name}.parquet", index=False)
-    if users is None:
-        return feats
-    keep = set(users)
-    frames = {n: f[f["user_id"].isin(keep)].reset_index(drop=True)
-              for n in PARTS if (f := getattr(feats, n)) is not None}  # fmt: skip
-    return UserFeatures(**frames)
+    return feats if users is None else _load(saved, users)
 
 
 def _load(saved: Path, users: Collection[str] | None = None) -> UserFeatures:

@@ -76,7 +76,7 @@ class AnchorEngine:
         if n_prompt:
             emb = emb.masked_scatter((kinds == L.PROMPT).unsqueeze(-1), sfx.prompt.to(emb))
         emb = torch.where((kinds == L.USER_EMB).unsqueeze(-1), self.model.emb_token.to(emb), emb)
-        return Part(emb, len(seg.ids) - 1, seg.kinds.count(L.TEXT), sfx.query)
+        return Part(emb, seg.kinds.count(L.TEXT), sfx.query)
 
     # --- prefixes -------------------------------------------------------------------------
     @torch.no_grad()
@@ -234,14 +234,14 @@ class AnchorEngine:
         out = torch.empty(len(rows), len(suffixes), self.model.cfg.emb_dim)
         for k in range(0, len(pairs), self.max_batch):
             chunk = pairs[k : k + self.max_batch]
-            seqs = [torch.cat([pre[i, : lengths[i]], parts[j][0]]) for i, j in chunk]
+            seqs = [torch.cat([pre[i, : lengths[i]], parts[j].embeds]) for i, j in chunk]
             m = max(len(x) for x in seqs)
             emb = torch.stack([torch.cat([x, x.new_zeros(m - len(x), x.shape[1])]) for x in seqs])
             mask = torch.tensor(
                 [[1] * len(x) + [0] * (m - len(x)) for x in seqs], device=self.device
             )
             h = self.kv.forward(emb, mask)
-            at = torch.tensor([lengths[i] + parts[j][1] for i, j in chunk], device=self.device)
+            at = torch.tensor([lengths[i] + parts[j].at for i, j in chunk], device=self.device)
             h_at = h[torch.arange(len(chunk), device=self.device), at].float()
             rows_at = torch.tensor([i for i, _ in chunk], device=self.device)
             u = self.model.head(h_at, "anchor", summary[rows_at])

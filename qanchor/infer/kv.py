@@ -84,26 +84,23 @@ class KVEngine:
 
     def prefix(self, embeds: torch.Tensor, mask: torch.Tensor) -> PrefixKV:
         """The states of left-padded prefixes [B, Lp, d] with their mask [B, Lp]."""
-        from transformers import DynamicCache
-
-        from qanchor.model.decoder import prefill
-
-        cache = DynamicCache()
-        with autocast(self.bf16, self.device):
-            prefill(self.decoder, embeds, mask, position_ids(mask), cache)
-        return PrefixKV([(layer.keys, layer.values) for layer in cache.layers], mask)
+        return self._prefill([], embeds, mask)
 
     def extend(self, prefix: PrefixKV, embeds: torch.Tensor) -> PrefixKV:
         """``prefix`` followed by ``embeds`` [B, n, d] (real tokens in every row), as a longer
         prefix; ``prefix`` is not modified."""
+        new = torch.ones(embeds.shape[:2], dtype=prefix.mask.dtype, device=prefix.mask.device)
+        return self._prefill(prefix.kv, embeds, torch.cat([prefix.mask, new], dim=1))
+
+    def _prefill(self, kv: list[LayerKV], embeds: torch.Tensor, full: torch.Tensor) -> PrefixKV:
+        """Cached states ``kv`` (possibly none) followed by ``embeds``' ([B, n, d]; ``full`` is
+        the mask over both) as one prefix: the last layer only stores keys and values."""
         from transformers import DynamicCache
 
         from qanchor.model.decoder import prefill
 
-        n = prefix.mask.shape[1]
-        new = torch.ones(embeds.shape[:2], dtype=prefix.mask.dtype, device=prefix.mask.device)
-        full = torch.cat([prefix.mask, new], dim=1)
-        cache = DynamicCache(prefix.kv)
+        cache = DynamicCache(kv) if kv else DynamicCache()
+        n = full.shape[1] - embeds.shape[1]
         with autocast(self.bf16, self.device):
             prefill(self.decoder, embeds, full, position_ids(full)[:, n:], cache)
         return PrefixKV([(layer.keys, layer.values) for layer in cache.layers], full)
@@ -136,12 +133,11 @@ class KVEngine:
         layer computed there only (:mod:`qanchor.model.decoder`)."""
         from transformers import DynamicCache
 
-        from qanchor.model.decoder import hidden_at
+        from qanchor.model.decoder import hidden_at, one_per_row
 
         n = prefix.mask.shape[1]
         full = torch.cat([prefix.mask, mask], dim=1)
-        keep = torch.zeros_like(mask, dtype=torch.bool)
-        keep[torch.arange(len(at), device=keep.device), at] = True
+        keep = one_per_row(mask, at)
         with autocast(self.bf16, self.device):
             return hidden_at(
                 self.decoder, embeds, full, position_ids(full)[:, n:], keep,

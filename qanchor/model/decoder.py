@@ -43,11 +43,7 @@ def hidden_at(
         cache: a ``DynamicCache`` holding the first ``n_past`` positions; it gets the new ones.
     """
     if not sparse_ok(decoder):
-        out = decoder(
-            inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids,
-            past_key_values=cache, use_cache=cache is not None,
-        )  # fmt: skip
-        return out.last_hidden_state[keep]
+        return _full(decoder, embeds, mask, position_ids, cache)[keep]
     idx, valid = _slots(keep, mask[:, -keep.shape[1] :])
     h = _run(decoder, embeds, mask, position_ids, cache, idx)
     return h[valid]
@@ -59,12 +55,25 @@ def prefill(
 ) -> None:  # fmt: skip
     """Put every layer's keys and values of ``embeds`` into ``cache``; no output is computed."""
     if not sparse_ok(decoder):
-        decoder(
-            inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids,
-            past_key_values=cache, use_cache=True,
-        )  # fmt: skip
-        return
-    _run(decoder, embeds, mask, position_ids, cache, None)
+        _full(decoder, embeds, mask, position_ids, cache)
+    else:
+        _run(decoder, embeds, mask, position_ids, cache, None)
+
+
+def one_per_row(like: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
+    """[B, L] bool, shaped like ``like``: position ``at[b]`` of each row b (a ``keep``)."""
+    keep = torch.zeros(like.shape, dtype=torch.bool, device=like.device)
+    keep[torch.arange(len(at), device=like.device), at] = True
+    return keep
+
+
+def _full(decoder, embeds, mask, position_ids, cache) -> torch.Tensor:
+    """The whole pass as transformers runs it: [B, L, d] last-layer states."""
+    out = decoder(
+        inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids,
+        past_key_values=cache, use_cache=cache is not None,
+    )  # fmt: skip
+    return out.last_hidden_state
 
 
 def _slots(keep: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

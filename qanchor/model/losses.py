@@ -64,15 +64,16 @@ def next_token_loss(
 
     ``hidden`` [B, L, d] holds every position; :func:`token_loss` takes the scored ones only.
     """
-    scored = scored_positions(labels)
-    return token_loss(hidden[scored], labels[:, 1:][scored[:, :-1]], lm_head, vocab)
+    scored, target = next_tokens(labels)
+    return token_loss(hidden[scored], target, lm_head, vocab)
 
 
-def scored_positions(labels: torch.Tensor) -> torch.Tensor:
-    """[B, L] bool: the positions whose next token is scored (``labels[:, t + 1]`` != -100)."""
+def next_tokens(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """[B, L] bool: the positions whose next token is scored (``labels[:, t + 1]`` != -100),
+    and those next tokens [N] in ``hidden[scored]`` order."""
     scored = torch.zeros_like(labels, dtype=torch.bool)
     scored[:, :-1] = labels[:, 1:] != -100
-    return scored
+    return scored, labels[:, 1:][scored[:, :-1]]
 
 
 def token_loss(

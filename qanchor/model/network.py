@@ -227,13 +227,13 @@ class QAnchorModel(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
         """u (normalised) at <USER_EMB>, and the next-token loss if the batch has labels
         (over ``lm_vocab`` only when given: :func:`qanchor.model.losses.next_token_loss`)."""
-        from qanchor.model.losses import scored_positions, token_loss
+        from qanchor.model.losses import next_tokens, token_loss
 
         emb, user = self.embeds_and_user(batch, ev_vecs, bag_vecs)
         at_user = batch.kinds == L.USER_EMB
-        scored = (
-            torch.zeros_like(at_user) if batch.labels is None else scored_positions(batch.labels)
-        )
+        scored, target = torch.zeros_like(at_user), None
+        if batch.labels is not None:
+            scored, target = next_tokens(batch.labels)
         keep = at_user | scored
         h = self.hidden_at(emb, batch.attention_mask, keep)
         # One <USER_EMB> per row, in row order (the layout puts exactly one in each suffix).
@@ -241,7 +241,6 @@ class QAnchorModel(nn.Module):
         lm_loss = None
         if batch.labels is not None:
             head = self.causal_lm.get_output_embeddings()
-            target = batch.labels[:, 1:][scored[:, :-1]]
             lm_loss = token_loss(h[scored[keep]], target, head, lm_vocab)
         return u, lm_loss
 
@@ -252,11 +251,11 @@ class QAnchorModel(nn.Module):
 
         With ``raw`` the pooled hidden state is returned instead (for head calibration).
         """
+        from qanchor.model.decoder import one_per_row
+
         emb = self.causal_lm.get_input_embeddings()(answer_ids)
         last = attention_mask.long().sum(1) - 1
-        keep = torch.zeros_like(attention_mask, dtype=torch.bool)
-        keep[torch.arange(keep.shape[0], device=keep.device), last] = True
-        pooled = self.hidden_at(emb, attention_mask, keep)
+        pooled = self.hidden_at(emb, attention_mask, one_per_row(attention_mask, last))
         return pooled if raw else self.head(pooled, "semantic")
 
     def event_vectors(self, texts: list[str]) -> torch.Tensor:
