@@ -28,7 +28,8 @@ from qanchor.model.data import BuiltData, PairSampler, UserTable, fit_bag_vector
 from qanchor.model.losses import answer_vocab, gather_with_grad, info_nce
 from qanchor.model.network import QAnchorModel
 from qanchor.model.profile import ProfileFeaturizer
-from qanchor.model.retrieval import retrieval_accuracy
+from qanchor.model.retrieval import KINDS, retrieval_accuracy
+from qanchor.model.sample import pretrain_users
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,8 @@ class Setup:
 
 def prepare(built_dir: str | Path, cfg: PretrainConfig, rt: T.Runtime) -> Setup:
     """Load data, fit the profile featurizer on training users, build the model and vectors."""
-    data = BuiltData.load(built_dir, cfg.runtime.feature_repo)
+    users = pretrain_users(built_dir, cfg.max_users, cfg.eval_users, cfg.runtime.seed)
+    data = BuiltData.load(built_dir, cfg.runtime.feature_repo, users=users)
     train = set(data.split_users("train"))
     prof = data.profiles
     featurizer = ProfileFeaturizer.fit(None if prof is None else prof[prof["user_id"].isin(train)])
@@ -194,8 +196,8 @@ def pretrain(
         kind: retrieval_accuracy(
             s.model, s.table, s.data.pairs, s.data.split_users("test"), cfg.eval_users, cfg.eval_batch, rt.device,
             kind=kind, vectors=s.vectors,
-        )  # D_future (predict the next period) and topic pairs (describe the history)
-        for kind in ("future", "uqa")
+        )
+        for kind in KINDS
     }  # fmt: skip
     if rt.is_main:
         from qanchor.features.spec import FeatureSpec

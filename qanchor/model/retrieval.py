@@ -38,6 +38,17 @@ def embed_pairs(
     return u.float(), v.float()
 
 
+# D_future pairs (predict the next period) and topic pairs (describe the history).
+KINDS = ("future", "uqa")
+
+
+def retrieval_rows(pairs: pd.DataFrame, users, max_users: int, kind: str) -> pd.DataFrame:  # noqa: ANN001
+    """The pairs :func:`retrieval_accuracy` scores: one per user of ``users`` that has a pair of
+    ``kind``, the first ``max_users`` users by sorted id."""
+    sel = pairs[(pairs["kind"] == kind) & pairs["user_id"].isin(users)].drop_duplicates("user_id")
+    return sel.sort_values("user_id").head(max_users)
+
+
 def retrieval_accuracy(
     model: QAnchorModel, table: UserTable, pairs: pd.DataFrame, users: list[str], max_users: int,
     group: int, device: torch.device, kind: str = "future", vectors: torch.Tensor | None = None,
@@ -48,8 +59,7 @@ def retrieval_accuracy(
     ``group``; within a group every user's u is scored against every v. Chance is 1/group.
     """
     index = table.index()
-    sel = pairs[(pairs["kind"] == kind) & pairs["user_id"].isin(users)].drop_duplicates("user_id")
-    sel = sel.sort_values("user_id").head(max_users)
+    sel = retrieval_rows(pairs, users, max_users, kind)
     n = len(sel) - len(sel) % group
     if n == 0:
         return {

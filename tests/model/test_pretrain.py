@@ -144,3 +144,32 @@ def test_the_head_statistics_are_saved_and_loaded(
         legacy, _, _ = load_model(old)
     assert "calibration statistics" in caplog.text
     assert torch.equal(legacy.head.anchor_shift, torch.zeros_like(legacy.head.anchor_shift))
+
+
+def test_a_user_cap_reads_a_sample_of_training_users_and_every_retrieval_user(
+    built_tiny: Path,
+) -> None:
+    import pandas as pd
+    import torch
+
+    from qanchor.eval.probe import ranked
+    from qanchor.model import trainer as T
+    from qanchor.model.pretrain import prepare
+    from qanchor.model.retrieval import KINDS, retrieval_rows
+    from qanchor.model.sample import pretrain_users
+
+    users = pd.read_parquet(built_tiny / "users.parquet")
+    train = users.loc[users["split"] == "train", "user_id"]
+    assert pretrain_users(built_tiny, len(train), 4) is None  # no more than the cap: all
+    cfg = tiny(max_users=10, eval_users=4)
+    s = prepare(built_tiny, cfg, T.Runtime(torch.device("cpu")))
+    read, scored = set(s.table.user_ids), set()
+    # The retrieval check scores the same users as with the whole build loaded.
+    whole = pd.read_parquet(built_tiny / "pairs.parquet")
+    test = users.loc[users["split"] == "test", "user_id"]
+    for kind in KINDS:
+        expected = retrieval_rows(whole, test, 4, kind)["user_id"].tolist()
+        got = retrieval_rows(s.data.pairs, s.data.split_users("test"), 4, kind)
+        assert expected and got["user_id"].tolist() == expected
+        scored.update(expected)
+    assert read == set(ranked(train)[:10]) | scored  # no other user's rows
