@@ -3,6 +3,7 @@
     python -m benchmarks chain                                   # 2k, 20k, 100k users, fp32
     python -m benchmarks.chain --users 2000 20000 --bf16 off
     python -m benchmarks.chain --users 100000 --steps 50         # fewer pretraining steps
+    python -m benchmarks.chain --users 100000 --sample-embed 20  # embed 1/20 of the users
 
 Each size runs ``qanchor run --preset small`` (every stage, through gate, register and embed)
 in its own process on synthetic users (``qanchor data synth``, timed apart), with its own model
@@ -12,6 +13,12 @@ that to the smallest size's (1.0 = linear in users). The embed stage copies the 
 evaluation already embedded, so its rate is per user it embedded; where it embedded none (every
 user was in evaluation's sample), the finished run's users are embedded again afresh, timed. Writes benchmarks/results/chain.{md,json}
 (a size measured earlier is kept unless measured again).
+
+``--sample-embed K`` (sizes >= ``--steps-from``): the run stops after register, and the embed
+stage is measured on one of its K shards, embedded afresh in one one-thread process (the stage
+runs one such process per core, each streaming its shard in blocks): its seconds, users and peak
+memory are reported beside the row, not as the stage's. At 100,000 users the whole stage would
+take ~2 h on 2 fp32 cores.
 """
 
 from __future__ import annotations
@@ -43,14 +50,16 @@ def dataset(users: int, seed: int = 0) -> tuple[Path, float]:
     return raw, round(time.perf_counter() - t0, 1)
 
 
-def run_one(users: int, bf16: str, steps: int | None, out: Path) -> dict:
-    """One size through the whole chain in a child process; its run.json plus the setup."""
+def run_one(users: int, bf16: str, steps: int | None, out: Path, sample: int = 0) -> dict:
+    """One size through the whole chain in a child process; its run.json plus the setup.
+    ``sample`` > 0: through register, then one of ``sample`` embed shards (:func:`embed_sample`)."""
     raw, synth_s = dataset(users)
     over = {"pretrain": {"steps": steps}} if steps else {}
+    through = "register" if sample else "embed"
     code = (
         "import json, sys; from qanchor.pipeline import run_all; "
         f"run_all({str(raw)!r}, {str(out)!r}, 'small', seed=0, bf16={bf16!r}, "
-        f"model_name='qanchor-bench', overrides=json.loads(sys.argv[1]))"
+        f"model_name='qanchor-bench', overrides=json.loads(sys.argv[1]), through={through!r})"
     )
     store = out.parent / f"bentoml-{users}"
     for old in (out, Path(f"{out}.ckpt"), store):  # a fresh run: no checkpoint to resume, no
@@ -60,14 +69,38 @@ def run_one(users: int, bf16: str, steps: int | None, out: Path) -> dict:
     subprocess.run([sys.executable, "-c", code, json.dumps(over)], check=True, env=env)
     wall = round(time.perf_counter() - t0, 1)
     run = json.loads((out / "run.json").read_text())
-    embedded, embed_s = fresh_embedding(out, run["seconds"].get("embed", 0.0), env)
+    if sample:
+        embedded, embed_s = 0, 0.0
+        run["embed_sample"] = embed_sample(out, sample, env)
+    else:
+        embedded, embed_s = fresh_embedding(out, run["seconds"].get("embed", 0.0), env)
     layers = json.loads((out / "model" / "config.json").read_text())["model"]["backbone_layers"]
     return {"users": users, "bf16": bf16, "pretrain_steps": steps or "preset (200)",
             "commit": commit(), "backbone_layers": layers,
             "synth_s": synth_s, "wall_s": wall,
             "seconds": run["seconds"], "total_s": run["total_seconds"],
             "peak_rss_mb": run["peak_rss_mb"], "gate": (run.get("gate") or {}).get("reason"),
-            "embedded_users": embedded, "embed_fresh_s": embed_s}  # fmt: skip
+            "embedded_users": embedded, "embed_fresh_s": embed_s,
+            "embed_sample": run.get("embed_sample")}  # fmt: skip
+
+
+def embed_sample(out: Path, shards: int, env: dict) -> dict:
+    """Shard 0 of ``shards`` of the embed stage, afresh, in one one-thread child process: its
+    users, seconds and peak resident memory."""
+    code = "\n".join([
+        "import json, sys, time, torch",
+        "torch.set_num_threads(1)",
+        "from qanchor.orchestrate.embed_stage import embed_shard",
+        "from qanchor.orchestrate.peak import PeakMemory",
+        "t0 = time.perf_counter()",
+        "with PeakMemory() as peak:",
+        "    r = embed_shard(sys.argv[1], 0, int(sys.argv[2]), reuse=False)",
+        "print(json.dumps({'users': r['users'], 'seconds': round(time.perf_counter() - t0, 1),",
+        "                  'peak_mb': peak.mb, 'shards': int(sys.argv[2])}))",
+    ])  # fmt: skip
+    got = subprocess.run([sys.executable, "-c", code, str(out), str(shards)], check=True,
+                         env=env, capture_output=True, text=True)  # fmt: skip
+    return json.loads(got.stdout.strip().splitlines()[-1])
 
 
 def fresh_embedding(out: Path, embed_s: float, env: dict) -> tuple[int, float]:
@@ -114,7 +147,7 @@ def table(rows: list[dict]) -> str:
         "|---" * (len(stages) + 5) + "|",
     ]
     for r in rows:
-        secs = " | ".join(f"{r['seconds'].get(s, float('nan')):.0f}" for s in stages)
+        secs = " | ".join(f"{r['seconds'][s]:.0f}" if s in r["seconds"] else "–" for s in stages)
         peak = max(r["peak_rss_mb"].values())
         worst = max(r["peak_rss_mb"], key=r["peak_rss_mb"].get)
         made = f"{r.get('commit', '?')} ({r.get('backbone_layers', '?')})"
@@ -134,10 +167,20 @@ def table(rows: list[dict]) -> str:
     lines += ["", "Embed: seconds per 1,000 users embedded afresh (the stage, or a timed re-embed "
               "where the stage copied every user from evaluation). Ratios compare rows of "
               "different commits or backbone depths only as far as those allow."]  # fmt: skip
+    for r in rows:
+        if r.get("embed_sample"):
+            e = r["embed_sample"]
+            lines += ["", f"{r['users']:,} users ran through register; the embed stage was "
+                      f"measured on 1 of its {e['shards']} shards, afresh, in one one-thread "
+                      f"process: {e['users']:,} users in {e['seconds']:,.0f} s "
+                      f"({e['seconds'] / e['users'] * 1000:.1f} s per 1,000 users in that "
+                      f"process), peak {e['peak_mb']:,.0f} MB (the stage runs one such process "
+                      "per core)."]  # fmt: skip
     lines += ["", "Peak memory per stage (MB):", "",
               "| users | " + " | ".join(stages) + " |", "|---" * (len(stages) + 1) + "|"]  # fmt: skip
     for r in rows:
-        cells = " | ".join(f"{r['peak_rss_mb'].get(s, 0):,.0f}" for s in stages)
+        cells = " | ".join(f"{r['peak_rss_mb'][s]:,.0f}" if s in r["peak_rss_mb"] else "–"
+                           for s in stages)  # fmt: skip
         lines.append(f"| {r['users']:,} | {cells} |")
     return "\n".join(lines)
 
@@ -149,14 +192,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=None,
                    help="pretraining steps of sizes >= --steps-from (default: the preset's)")  # fmt: skip
     p.add_argument("--steps-from", type=int, default=100000)
+    p.add_argument("--sample-embed", type=int, default=0, metavar="K",
+                   help="sizes >= --steps-from: through register, then 1 of K embed shards")  # fmt: skip
     p.add_argument("--out", type=Path, default=DATA / "chain-runs")
     args = p.parse_args(argv)
     previous = RESULTS / "chain.json"
     kept = json.loads(previous.read_text())["runs"] if previous.is_file() else []
     rows = {r["users"]: r for r in kept if r["bf16"] == args.bf16}
     for n in args.users:
-        steps = args.steps if args.steps and n >= args.steps_from else None
-        rows[n] = run_one(n, args.bf16, steps, args.out / f"users-{n}")
+        large = n >= args.steps_from
+        steps = args.steps if args.steps and large else None
+        sample = args.sample_embed if large else 0
+        rows[n] = run_one(n, args.bf16, steps, args.out / f"users-{n}", sample)
         ordered = [rows[k] for k in sorted(rows)]
         write("chain", {"runs": ordered}, table(ordered))
 

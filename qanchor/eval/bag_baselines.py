@@ -16,6 +16,7 @@ Example::
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -33,15 +34,12 @@ TFIDF_CS = (0.01, 0.1, 1.0, 10.0, 100.0)
 TFIDF_MAX_ITER = 3000
 
 
-def read_bags(built_dir: str | Path) -> tuple[list[str], pd.DataFrame]:
-    """The snapshot users and their whole-history bags as long rows.
-
-    Returns:
-        ``(user_ids, bags)``: every user of snapshots.parquet in file order, and rows
-        ``user_id, source, text, count`` (users with an empty bag have no rows).
+def require_bags(built_dir: str | Path) -> Path:
+    """The build's snapshots.parquet, checked to hold the whole-history bag columns.
 
     Raises:
-        QAnchorError: if the build predates the bag columns (it must be rebuilt).
+        QAnchorError: if there is no snapshots.parquet, or the build predates the bag columns
+            (it must be rebuilt).
     """
     import pyarrow.parquet as pq
 
@@ -54,7 +52,38 @@ def read_bags(built_dir: str | Path) -> tuple[list[str], pd.DataFrame]:
             f"{path}: no whole-history bag columns {missing} (built by an older qanchor); "
             f"rebuild it with `qanchor data build --input <dataset> --out {built_dir}`"
         )
-    snaps = pd.read_parquet(path, columns=["user_id", *BAG_COLUMNS])
+    return path
+
+
+def read_bags(
+    built_dir: str | Path, users: Collection[str] | None = None
+) -> tuple[list[str], pd.DataFrame]:
+    """The snapshot users and their whole-history bags as long rows.
+
+    Args:
+        built_dir: a built dataset directory.
+        users: read only these users' rows (their row groups: memory follows them, not the
+            build); None: every user.
+
+    Returns:
+        ``(user_ids, bags)``: the users read, in file order, and rows
+        ``user_id, source, text, count`` (users with an empty bag have no rows).
+
+    Raises:
+        QAnchorError: see :func:`require_bags`.
+    """
+    from qanchor.data.user_rows import read_user_rows
+
+    path, columns = require_bags(built_dir), ["user_id", *BAG_COLUMNS]
+    if users is None:
+        snaps = pd.read_parquet(path, columns=columns)
+    else:
+        snaps = read_user_rows(path, users, columns=columns)
+    return bag_rows(snaps)
+
+
+def bag_rows(snaps: pd.DataFrame) -> tuple[list[str], pd.DataFrame]:
+    """:func:`read_bags`' result from snapshot rows holding ``user_id`` and the bag columns."""
     long = snaps.explode(list(BAG_COLUMNS)).dropna(subset=["bag_text"])
     bags = pd.DataFrame(
         {

@@ -18,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -109,12 +110,13 @@ def gbdt_features(
     return out
 
 
-def _sources(built: Path, snaps: pd.DataFrame) -> list[str]:
+def _sources(built: Path) -> list[str]:
     """Event sources of the dataset: the manifest's list, else those seen in the snapshots."""
     manifest = built / "manifest.json"
     if manifest.is_file() and "sources" in (meta := json.loads(manifest.read_text())):
         return list(meta["sources"])
-    return sorted({s for lst in snaps["event_source"] for s in lst})
+    seen = pd.read_parquet(built / "snapshots.parquet", columns=["event_source"])["event_source"]
+    return sorted({s for lst in seen for s in lst})
 
 
 def _event_vectors(
@@ -149,25 +151,43 @@ def _event_vectors(
     return cache.get(encoder_texts(texts, numbers), encode)
 
 
-def _mean_pool(
-    built: Path, user_ids: list[str], weights, vecs: np.ndarray, name: str
-) -> pd.DataFrame:
-    """Rows of ``weights`` [users, texts] normalised to sum 1, times ``vecs``, as a frame.
+# Users per block of the text pools: their memory follows a block, not the build (pooling a
+# whole 20,000-user build at once peaked at 2.7 GB, its whole-history bags exploded together).
+POOL_BLOCK = 4096
+
+
+def _snapshot_blocks(built: Path, columns: list[str] | None = None):
+    """snapshots.parquet as frames of :data:`POOL_BLOCK` users (rows) each."""
+    import pyarrow.parquet as pq
+
+    for batch in pq.ParquetFile(built / "snapshots.parquet").iter_batches(
+        POOL_BLOCK, columns=columns
+    ):
+        yield batch.to_pandas()
+
+
+def _mean_pool(built: Path, blocks, vectors, name: str) -> pd.DataFrame:  # noqa: ANN001
+    """Per block of users, given as (user ids, weights [users, texts], the texts), the rows of
+    the weights normalised to sum 1 times the texts' ``vectors(texts)``; one frame.
 
     Users with no weight (no events) get zeros, and so do users of users.parquet that have no
     snapshot row; the frame is indexed by user_id with columns ``dim0..``.
     """
     import scipy.sparse as sp
 
-    totals = np.asarray(weights.sum(1), dtype=np.float64).ravel()
-    inv = np.divide(1.0, totals, out=np.zeros_like(totals), where=totals > 0)
-    pooled = sp.diags(inv) @ sp.csr_matrix(weights, dtype=np.float64) @ vecs
-    frame = pd.DataFrame(np.asarray(pooled, np.float32), index=pd.Index(user_ids, name="user_id"))
-    frame.columns = [f"dim{i}" for i in range(vecs.shape[1])]
+    frames = []
+    for user_ids, weights, texts in blocks:
+        totals = np.asarray(weights.sum(1), dtype=np.float64).ravel()
+        inv = np.divide(1.0, totals, out=np.zeros_like(totals), where=totals > 0)
+        pooled = sp.diags(inv) @ sp.csr_matrix(weights, dtype=np.float64) @ vectors(texts)
+        frames.append(pd.DataFrame(np.asarray(pooled, np.float32), index=pd.Index(user_ids)))
+    dim = frames[0].shape[1] if frames else vectors([]).shape[1]
+    frame = pd.concat(frames) if frames else pd.DataFrame(np.zeros((0, dim), np.float32))
+    frame.index.name, frame.columns = "user_id", [f"dim{i}" for i in range(dim)]
     users = built / "users.parquet"
     if users.is_file():
         frame = frame.reindex(pd.read_parquet(users)["user_id"], fill_value=0.0)
-    log.info("%s: %d users x %d dims from %d texts", name, *frame.shape, weights.shape[1])
+    log.info("%s: %d users x %d dims", name, *frame.shape)
     return frame
 
 
@@ -189,18 +209,25 @@ def text_mean_pool_features(
     """
     import scipy.sparse as sp
 
-    from qanchor.eval.bag_baselines import read_bags
+    from qanchor.eval.bag_baselines import BAG_COLUMNS, bag_rows, require_bags
 
     built = Path(built_dir)
-    user_ids, bags = read_bags(built)
-    # Vectors are per text (the cache key), so one text under two sources is one column.
-    texts, cols = np.unique(bags["text"].to_numpy(dtype=str), return_inverse=True)
-    rows = pd.Index(user_ids).get_indexer(bags["user_id"])
-    weights = sp.csr_matrix(
-        (bags["count"].to_numpy(np.float64), (rows, cols)), shape=(len(user_ids), len(texts))
+    require_bags(built)
+
+    def blocks():
+        for snaps in _snapshot_blocks(built, ["user_id", *BAG_COLUMNS]):
+            user_ids, bags = bag_rows(snaps)
+            # Vectors are per text (the cache key), so one text under two sources is one column.
+            texts, cols = np.unique(bags["text"].to_numpy(dtype=str), return_inverse=True)
+            rows = pd.Index(user_ids).get_indexer(bags["user_id"])
+            counts = bags["count"].to_numpy(np.float64)
+            shape = (len(user_ids), len(texts))
+            yield user_ids, sp.csr_matrix((counts, (rows, cols)), shape=shape), texts.tolist()
+
+    vectors = functools.partial(
+        _event_vectors, encoder=encoder, max_length=max_length, numbers=numbers
     )
-    vecs = _event_vectors(texts.tolist(), encoder, max_length, numbers)
-    return _mean_pool(built, user_ids, weights, vecs, "text_mean_pool")
+    return _mean_pool(built, blocks(), vectors, "text_mean_pool")
 
 
 def text_mean_pool_recent_features(
@@ -225,18 +252,25 @@ def text_mean_pool_recent_features(
     from qanchor.model.data import UserTable
 
     built = Path(built_dir)
-    snaps = pd.read_parquet(built / "snapshots.parquet")
-    table = UserTable.from_snapshots(
-        snaps, _sources(built, snaps), per_source, caps, numbers=numbers
+    sources = _sources(built)
+
+    def blocks():
+        for snaps in _snapshot_blocks(built):
+            table = UserTable.from_snapshots(snaps, sources, per_source, caps, numbers=numbers)
+            rows, cols = [], []
+            for r, inp in enumerate(table.inputs):
+                ids = [t for _, text_ids in inp.events for t in text_ids]
+                rows += [r] * len(ids)
+                cols += ids
+            # One weight per event: a text seen twice among the recent events counts twice.
+            shape = (len(table.inputs), len(table.texts))
+            yield (
+                table.user_ids,
+                sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=shape),
+                table.texts,
+            )
+
+    vectors = functools.partial(
+        _event_vectors, encoder=encoder, max_length=max_length, numbers=numbers
     )
-    rows, cols = [], []
-    for r, inp in enumerate(table.inputs):
-        ids = [t for _, text_ids in inp.events for t in text_ids]
-        rows += [r] * len(ids)
-        cols += ids
-    # One weight per event: a text seen twice among the recent events counts twice.
-    weights = sp.csr_matrix(
-        (np.ones(len(rows)), (rows, cols)), shape=(len(table.inputs), len(table.texts))
-    )
-    vecs = _event_vectors(table.texts, encoder, max_length, numbers)
-    return _mean_pool(built, table.user_ids, weights, vecs, "text_mean_pool_recent")
+    return _mean_pool(built, blocks(), vectors, "text_mean_pool_recent")

@@ -39,7 +39,7 @@ def evaluate(
     """Run every model and baseline; returns the directory holding metrics.json and report.md.
     ``reuse``: (user, suffix) vectors computed before (:mod:`qanchor.infer.pair_store`)."""
     from qanchor.data.contract import read_scenarios
-    from qanchor.eval.bag_baselines import read_bags
+    from qanchor.eval.bag_baselines import require_bags
     from qanchor.eval.probe import probe_scenarios, scores_frame
     from qanchor.eval.report import add_details, write_metrics, write_report
     from qanchor.eval.verdict import verdict
@@ -54,7 +54,7 @@ def evaluate(
     data = BuiltData.load(built_dir, cfg.runtime.feature_repo, users=evaluated)
     scen, mcfg = read_scenarios(data.root / "scenarios.yaml"), config["model"]
     if any(b in cfg.baselines for b in BAG_BASELINES):
-        read_bags(data.root)  # fail before the expensive embedding if the build lacks the bag
+        require_bags(data.root)  # fail before the expensive embedding if the build lacks the bag
     from qanchor.progress import bar as progress
 
     embedded = qanchor_features(model_dir, data, scen, cfg.runtime.bf16, users=evaluated, reuse=reuse)  # fmt: skip
@@ -106,8 +106,7 @@ def _run_baselines(
     from qanchor.eval.baselines import gbdt_features
 
     if "tfidf_lr" in cfg.baselines:
-        _, bags = read_bags(data.root)
-        bags = bags[bags["user_id"].isin(labels["user_id"])]
+        _, bags = read_bags(data.root, users=set(labels["user_id"]))
         scored("tfidf_lr", tfidf_lr_probe(bags, labels, seed=cfg.runtime.seed))
     if "gbdt_features" in cfg.baselines:
         scored("gbdt_features", gbdt_features(data.root, seed=cfg.runtime.seed, labels=labels))

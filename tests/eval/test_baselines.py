@@ -165,3 +165,20 @@ def test_whole_history_baselines_need_the_bag_columns(built300: Path, tmp_path: 
     )
     with pytest.raises(QAnchorError, match="rebuild it with `qanchor data build"):
         text_mean_pool_features(built, encoder="tiny")
+
+
+def test_text_pools_do_not_depend_on_the_user_block(
+    built300: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Blocks of users bound the pools' memory; a user's features must not depend on them.
+    from qanchor.eval import baselines
+
+    monkeypatch.setenv("QANCHOR_CACHE", str(tmp_path / "cache"))
+    whole = [text_mean_pool_features(built300, encoder="tiny"),
+             text_mean_pool_recent_features(built300, encoder="tiny", per_source=3)]  # fmt: skip
+    monkeypatch.setattr(baselines, "POOL_BLOCK", 7)  # 43 blocks, the last one partial
+    blocked = [text_mean_pool_features(built300, encoder="tiny"),
+               text_mean_pool_recent_features(built300, encoder="tiny", per_source=3)]  # fmt: skip
+    for a, b in zip(whole, blocked, strict=True):
+        assert list(a.index) == list(b.index) and (a.abs().sum(1) > 0).mean() > 0.9
+        np.testing.assert_allclose(a.to_numpy(), b.to_numpy(), atol=1e-6)
