@@ -64,7 +64,8 @@ def embed_shard(
             todo = [u for u in ids if u not in done]
             for k in range(0, len(todo), EMBED_BLOCK):
                 part = todo[k : k + EMBED_BLOCK]
-                done.update(zip(part, emb.embed(part, names), strict=True))
+                # No prefix cache: each user is embedded once, every scenario in one call.
+                done.update(zip(part, emb.embed(part, names, use_cache=False), strict=True))
                 shown.update(len(part))
             out.write(ids, names, [done[u] for u in ids], versions)
         out.close()
