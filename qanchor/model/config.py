@@ -109,7 +109,7 @@ class PretrainConfig:
     log_every: int = option(10, "steps between progress-bar updates of the loss")
     eval_users: int = option(512, "held-out users for the retrieval check at the end")
     eval_batch: int = option(16, "candidates per retrieval batch (chance = 1/eval_batch)")
-    max_users: int = option(
+    max_train_users: int = option(
         0,
         "training users pretraining reads, a seeded sample (0: all): it samples a fixed number "
         "of pairs, so past that many users more only add memory and setup time",
@@ -151,7 +151,7 @@ class PretrainConfig:
             },
             "steps": 200, "batch_size": 16, "lr": 1e-3, "warmup_steps": 15,
             "checkpoint_every": 50, "log_every": 5, "eval_users": 256, "eval_batch": 16,
-            "lm_shortlist": True, "max_users": 20_000,
+            "lm_shortlist": True, "max_train_users": 20_000,
         },
         "paper": {
             "model": {

@@ -50,7 +50,7 @@ class Setup:
 
 def prepare(built_dir: str | Path, cfg: PretrainConfig, rt: T.Runtime) -> Setup:
     """Load data, fit the profile featurizer on training users, build the model and vectors."""
-    users = pretrain_users(built_dir, cfg.max_users, cfg.eval_users, cfg.runtime.seed)
+    users = pretrain_users(built_dir, cfg.max_train_users, cfg.eval_users, cfg.runtime.seed)
     data = BuiltData.load(built_dir, cfg.runtime.feature_repo, users=users)
     train = set(data.split_users("train"))
     prof = data.profiles

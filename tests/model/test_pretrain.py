@@ -161,7 +161,7 @@ def test_a_user_cap_reads_a_sample_of_training_users_and_every_retrieval_user(
     users = pd.read_parquet(built_tiny / "users.parquet")
     train = users.loc[users["split"] == "train", "user_id"]
     assert pretrain_users(built_tiny, len(train), 4) is None  # no more than the cap: all
-    cfg = tiny(max_users=10, eval_users=4)
+    cfg = tiny(max_train_users=10, eval_users=4)
     s = prepare(built_tiny, cfg, T.Runtime(torch.device("cpu")))
     read, scored = set(s.table.user_ids), set()
     # The retrieval check scores the same users as with the whole build loaded.
