@@ -18,7 +18,7 @@ user was in evaluation's sample), the finished run's users are embedded again af
 stage is measured on one of its K shards, embedded afresh in one one-thread process (the stage
 runs one such process per core, each streaming its shard in blocks): its seconds, users and peak
 memory are reported beside the row, not as the stage's. At 100,000 users the whole stage would
-take ~2 h on 2 fp32 cores.
+take ~1.5 h on 2 fp32 cores (measured: 113 s per 1,000 users in one process).
 """
 
 from __future__ import annotations
