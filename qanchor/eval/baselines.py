@@ -18,7 +18,6 @@ Example::
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import re
@@ -166,14 +165,20 @@ def _snapshot_blocks(built: Path, columns: list[str] | None = None):
         yield batch.to_pandas()
 
 
-def _mean_pool(built: Path, blocks, vectors, name: str) -> pd.DataFrame:  # noqa: ANN001
+def _mean_pool(
+    built: Path, blocks, name: str, encoder: str, max_length: int, numbers: str
+) -> pd.DataFrame:
     """Per block of users, given as (user ids, weights [users, texts], the texts), the rows of
-    the weights normalised to sum 1 times the texts' ``vectors(texts)``; one frame.
+    the weights normalised to sum 1 times the texts' event-encoder vectors (:func:`_event_vectors`
+    with ``encoder``, ``max_length``, ``numbers``); one frame.
 
     Users with no weight (no events) get zeros, and so do users of users.parquet that have no
     snapshot row; the frame is indexed by user_id with columns ``dim0..``.
     """
     import scipy.sparse as sp
+
+    def vectors(texts: list[str]) -> np.ndarray:
+        return _event_vectors(texts, encoder, max_length, numbers)
 
     frames = []
     for user_ids, weights, texts in blocks:
@@ -224,10 +229,7 @@ def text_mean_pool_features(
             shape = (len(user_ids), len(texts))
             yield user_ids, sp.csr_matrix((counts, (rows, cols)), shape=shape), texts.tolist()
 
-    vectors = functools.partial(
-        _event_vectors, encoder=encoder, max_length=max_length, numbers=numbers
-    )
-    return _mean_pool(built, blocks(), vectors, "text_mean_pool")
+    return _mean_pool(built, blocks(), "text_mean_pool", encoder, max_length, numbers)
 
 
 def text_mean_pool_recent_features(
@@ -270,7 +272,4 @@ def text_mean_pool_recent_features(
                 table.texts,
             )
 
-    vectors = functools.partial(
-        _event_vectors, encoder=encoder, max_length=max_length, numbers=numbers
-    )
-    return _mean_pool(built, blocks(), vectors, "text_mean_pool_recent")
+    return _mean_pool(built, blocks(), "text_mean_pool_recent", encoder, max_length, numbers)
