@@ -18,15 +18,13 @@ from pathlib import Path
 import pandas as pd
 
 from qanchor.config import to_dict
-from qanchor.data import pairs as pairs_mod
-from qanchor.data import snapshots, stats
 from qanchor.data.build_config import BuildConfig
+from qanchor.data.build_tables import build_tables
 from qanchor.data.contract import write_scenarios
 from qanchor.data.loader import Dataset, load_dataset, write_quarantine
 from qanchor.data.manifest import write_manifest, write_report
 from qanchor.data.sources import write_sources
-from qanchor.data.split import assign_splits
-from qanchor.data.user_rows import ROW_GROUP_ROWS
+from qanchor.data.user_rows import write_user_rows
 from qanchor.errors import QAnchorError
 from qanchor.io import atomic_dir
 
@@ -142,6 +140,10 @@ def _with_model_spec(cfg: BuildConfig) -> BuildConfig:
                                max_bag_texts=spec.max_bag_texts or cfg.max_bag_texts)  # fmt: skip
 
 
+# The tables the manifest and report read whole once written; the others are dropped then.
+REPORTED = ("users.parquet", "labels.parquet", "pairs.parquet")
+
+
 def build_dataset(input_dir: str | Path, out_dir: str | Path, cfg: BuildConfig) -> Path:
     """Build a training-ready dataset directory from a contract dataset. Returns ``out_dir``."""
     t0 = time.perf_counter()
@@ -153,19 +155,30 @@ def build_dataset(input_dir: str | Path, out_dir: str | Path, cfg: BuildConfig) 
     history, future = cut_events(ds.events, cutoff, cfg.future_days, cfg.history_days)
     ds = dataclasses.replace(ds, events=_remnant(ds.events))
     with atomic_dir(out_dir) as tmp:
-        tables = _build_tables(ds, history, future, cutoff, cfg)
+        tables = build_tables(ds, history, future, cutoff, cfg)
         warnings = build_warnings(ds, tables, history, future, cutoff, cfg)
         for w in warnings:
             log.warning("%s", w)
-        for name, df in tables.items():
+        rows = {}
+        for name in list(tables):
             # Row groups of a few thousand rows, in user order: a block of users reads its own.
-            df.to_parquet(tmp / name, index=False, row_group_size=ROW_GROUP_ROWS)
+            rows[name] = write_user_rows(tables[name], tmp / name)
+            if name not in REPORTED:
+                del tables[name]
         write_scenarios(ds.scenarios, tmp / "scenarios.yaml")
         # Every source of the events with its effective spec (neutral where undeclared).
         write_sources([ds.source_spec(s) for s in ds.sources], tmp / "sources.yaml")
         quarantined = write_quarantine(ds, tmp)
         manifest = write_manifest(
-            tmp, ds, tables, cutoff, to_dict(cfg), quarantined, time.perf_counter() - t0, warnings
+            tmp,
+            ds,
+            tables,
+            rows,
+            cutoff,
+            to_dict(cfg),
+            quarantined,
+            time.perf_counter() - t0,
+            warnings,
         )
         write_report(tmp, ds, tables, history, future, manifest)
     log.info("built %s in %.1fs", out_dir, time.perf_counter() - t0)
@@ -198,97 +211,3 @@ def select_scenarios(ds: Dataset, names: list[str]) -> Dataset:
     return dataclasses.replace(
         ds, scenarios=[s for s in ds.scenarios if s.name in names], labels=labels
     )
-
-
-def _build_tables(
-    ds: Dataset, history: pd.DataFrame, future: pd.DataFrame, cutoff: pd.Timestamp, cfg: BuildConfig
-) -> dict[str, pd.DataFrame]:
-    """The output tables (file name -> frame) of the history and future events."""
-    users = pd.Index(sorted(ds.labels["user_id"].unique()), name="user_id")
-    split = assign_splits(
-        users.to_series(), _given_split(ds.labels), cfg.val_fraction, cfg.test_fraction, cfg.seed
-    )
-    user_tab = pd.DataFrame({"user_id": users, "split": split.to_numpy(), "cutoff": cutoff})
-    user_tab["n_history"] = (
-        history.groupby("user_id").size().reindex(users).fillna(0).astype(int).to_numpy()
-    )
-    user_tab["n_future"] = (
-        future.groupby("user_id").size().reindex(users).fillna(0).astype(int).to_numpy()
-    )
-    labels = ds.labels.drop(columns=["split"], errors="ignore").merge(
-        user_tab[["user_id", "split"]], on="user_id"
-    )
-    capped = snapshots.cap_events(history, cfg.source_caps, cfg.max_events_per_source)
-    tables = {
-        "users.parquet": user_tab,
-        "labels.parquet": labels,
-        "snapshots.parquet": snapshots.snapshot_lists(capped, users, cutoff).merge(
-            snapshots.bag_lists(history, users, cfg.max_bag_texts), on="user_id"
-        ),
-        "aggregates.parquet": snapshots.aggregates(history, users, ds.sources, cutoff),
-        "pairs.parquet": _pairs(ds, history, future, user_tab, cutoff, cfg),
-    }
-    if ds.profiles is not None:
-        prof = ds.profiles[ds.profiles["user_id"].isin(users)].reset_index(drop=True)
-        tables["profiles.parquet"] = prof.assign(snapshot_ts=cutoff)
-    return tables
-
-
-def _given_split(labels: pd.DataFrame) -> pd.Series | None:
-    if "split" not in labels.columns or labels["split"].isna().all():
-        return None
-    return labels.dropna(subset=["split"]).drop_duplicates("user_id").set_index("user_id")["split"]
-
-
-# Users whose pair statistics are computed at once: the per-user tables of all 100,000
-# synthetic users at once (history with action keys, action tables, their rows as tuples) took
-# ~2.4 GB on top of the build's tables.
-PAIR_CHUNK = 10_000
-
-
-def _pairs(
-    ds: Dataset,
-    history: pd.DataFrame,
-    future: pd.DataFrame,
-    users: pd.DataFrame,
-    cutoff: pd.Timestamp,
-    cfg: BuildConfig,
-) -> pd.DataFrame:
-    """D_future for every user, D_uqa topics, and the dataset's own qa pairs.
-
-    Users are taken :data:`PAIR_CHUNK` at a time (the pairs do not depend on it): what a pair
-    says of a user depends only on its own events, the population's count bins and the
-    windows' starts.
-    """
-    hbins = stats.count_bins(stats.source_counts(history)) if len(history) else {}
-    fbins = stats.count_bins(stats.source_counts(future)) if len(future) else {}
-    starts = [h["ts"].min() if len(h) else None for h in (history, future)]
-    profiles = ds.profiles.set_index("user_id").to_dict("index") if ds.profiles is not None else {}
-    gen = pairs_mod.TemplateGenerator(hbins, salt=cfg.seed, sources=ds.source_specs)
-    rows = []
-    for at in range(0, len(users), PAIR_CHUNK):
-        part = users.iloc[at : at + PAIR_CHUNK]
-        hist, fut = (_with_actions(ev[ev["user_id"].isin(part["user_id"])], cfg)
-                     for ev in (history, future))  # fmt: skip
-        hstats = stats.user_stats(hist, cutoff, cfg.recent_days, cfg.top_k, starts[0])
-        fstats = stats.user_stats(fut, cutoff + pd.Timedelta(days=cfg.future_days),
-                                  cfg.recent_days, cfg.future_max_items, starts[1])  # fmt: skip
-        for uid, split in zip(part["user_id"], part["split"], strict=True):
-            answer = pairs_mod.future_answer(fstats.get(uid), fbins, cfg.future_max_items)
-            rows.append((uid, split, "future", "future", pairs_mod.FUTURE_QUERY, answer))
-            st = hstats.get(uid)
-            if st is not None:
-                st.profile = profiles.get(uid, {})
-                rows += [
-                    (uid, split, p.kind, p.topic, p.query, p.answer)
-                    for p in gen.generate(st, cfg.uqa_per_user)
-                ]
-    out = pd.DataFrame(rows, columns=["user_id", "split", "kind", "topic", "query", "answer"])
-    if ds.qa is not None:
-        qa = ds.qa.merge(users[["user_id", "split"]], on="user_id").assign(kind="qa", topic="qa")
-        out = pd.concat([out, qa[out.columns]], ignore_index=True)
-    return out
-
-
-def _with_actions(events: pd.DataFrame, cfg: BuildConfig) -> pd.DataFrame:
-    return events.assign(action=stats.action_keys(events["text"], cfg.action_words))

@@ -21,6 +21,7 @@ def write_manifest(
     out: Path,
     ds: Dataset,
     tables: dict[str, pd.DataFrame],
+    rows: dict[str, int],
     cutoff: pd.Timestamp,
     config: dict[str, Any],
     quarantined: dict[str, int],
@@ -50,7 +51,7 @@ def write_manifest(
         "sources_without_events": sources_without_events(ds),
         "scenarios": [s.name for s in ds.scenarios],
         "has_profiles": ds.profiles is not None,
-        "rows": {name: int(len(df)) for name, df in tables.items()},
+        "rows": {name: int(n) for name, n in rows.items()},
         "users_per_split": {
             k: int(v) for k, v in users["split"].value_counts().sort_index().items()
         },

@@ -213,21 +213,20 @@ def test_a_build_takes_the_caps_of_a_models_feature_spec(
     assert FeatureSpec.from_build(out) == trained
 
 
-def test_pairs_do_not_depend_on_how_many_users_are_taken_at_once(
+def test_tables_do_not_depend_on_how_many_users_are_taken_at_once(
     built_tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The build makes pairs ``PAIR_CHUNK`` users at a time to bound its memory; chunks of 7
-    of the 80 users give the same pairs as all users at once (the trend's window start and
-    the count bins stay the population's)."""
-    from qanchor.data import build
+    """The build makes pairs, bags and aggregates ``USER_CHUNK`` users at a time to bound its
+    memory; chunks of 7 of the 80 users give the same tables as all users at once (the trend's
+    window start and the count bins stay the population's)."""
+    from qanchor.data import build_tables
 
     raw = built_tiny.parent / "raw"
-    monkeypatch.setattr(build, "PAIR_CHUNK", 7)
-    pd.testing.assert_frame_equal(
-        read(
-            build_dataset(raw, tmp_path / "chunked", resolve(BuildConfig, "tiny")), "pairs.parquet"
-        ),
-        read(built_tiny, "pairs.parquet"),
-    )
+    monkeypatch.setattr(build_tables, "USER_CHUNK", 7)
+    chunked = build_dataset(raw, tmp_path / "chunked", resolve(BuildConfig, "tiny"))
+    for table in ("pairs", "snapshots", "aggregates"):
+        pd.testing.assert_frame_equal(
+            read(chunked, f"{table}.parquet"), read(built_tiny, f"{table}.parquet")
+        )
     # Not vacuous: the pairs speak of activity trends, which a chunk's own window would shift.
     assert read(built_tiny, "pairs.parquet")["kind"].nunique() > 1

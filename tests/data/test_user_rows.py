@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from qanchor.data.user_rows import read_user_rows
+from qanchor.data.user_rows import read_user_rows, write_user_rows
 
 
 def _table(n: int) -> pd.DataFrame:
@@ -73,3 +73,19 @@ def test_no_wanted_user_gives_an_empty_frame_of_the_columns(tmp_path: Path) -> N
     _table(10).to_parquet(path, index=False)
     got = read_user_rows(path, ["nobody"])
     assert got.empty and list(got.columns) == list(_table(1).columns)
+
+
+@pytest.mark.parametrize("empty_first", [False, True])
+def test_the_group_wise_writer_writes_what_to_parquet_writes(
+    tmp_path: Path, empty_first: bool
+) -> None:
+    """``write_user_rows`` converts 4 rows at a time and gives the frame ``to_parquet`` gives,
+    in groups of 4; a first group of empty lists (no element type) takes the whole-frame path."""
+    df = _table(10)
+    if empty_first:
+        df["event_text"] = [[] for _ in range(4)] + df["event_text"].tolist()[4:]
+    df.to_parquet(tmp_path / "whole.parquet", index=False, row_group_size=4)
+    assert write_user_rows(df, tmp_path / "groups.parquet", rows=4) == 10
+    _assert_same(pd.read_parquet(tmp_path / "groups.parquet"),
+                 pd.read_parquet(tmp_path / "whole.parquet"))  # fmt: skip
+    assert pq.ParquetFile(tmp_path / "groups.parquet").metadata.num_row_groups == 3
