@@ -51,7 +51,7 @@ def guard(
     ``on_vectors(users, suffixes, vectors)`` receives the pass's vectors (to keep them).
     """
     known = set(emb.user_ids)
-    keep = {split: _sample_users(frame, known, cfg.guard_users, cfg.runtime.seed)
+    keep = {split: sample_users(frame, known, cfg.guard_users, cfg.runtime.seed)
             for split, frame in (("train", train), ("val", val))}  # fmt: skip
     parts = {}
     for a in adapters:
@@ -106,7 +106,7 @@ def _bare(
     return ScenarioAdapter(a.name, a.query, empty, protos, a.meta, a.head)
 
 
-def _sample_users(labels: pd.DataFrame, known: set[str], n: int, seed: int) -> set[str]:
+def sample_users(labels: pd.DataFrame, known: set[str], n: int, seed: int) -> set[str]:
     """At most ``n`` (0: all) of the labelled users that are loaded, a seeded sample
     (:func:`qanchor.eval.probe.ranked`: inside evaluation's sample, which reuses its vectors)."""
     from qanchor.eval.probe import ranked

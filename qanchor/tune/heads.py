@@ -9,14 +9,15 @@ import numpy as np
 import pandas as pd
 
 from qanchor.tune.adapters import ScenarioAdapter
-from qanchor.tune.bag_head import fit_bag_head
+from qanchor.tune.bag_head import HeadInput, fit_bag_head
 
 log = logging.getLogger(__name__)
 
 
-def fit_heads(emb, adapters: list[ScenarioAdapter], train: pd.DataFrame, step: float,
-              seed: int) -> None:  # fmt: skip
-    """Fit each adapter's bag head on its scenario's training users (``adapter.head``).
+def fit_heads(emb, adapters: list[ScenarioAdapter], train: pd.DataFrame,
+              head_inputs: dict[str, HeadInput], step: float, seed: int) -> None:  # fmt: skip
+    """Fit each adapter's bag head on its scenario's training users (``adapter.head``), those
+    of ``head_inputs`` (user -> ``UserInput.head_input()``, :func:`qanchor.tune.inputs.load_users`).
 
     Needs the model's bag vocabulary (a model pretrained with ``bag_dim > 0``); without it the
     adapters keep no head.
@@ -25,11 +26,10 @@ def fit_heads(emb, adapters: list[ScenarioAdapter], train: pd.DataFrame, step: f
     if vectorizer is None:
         log.warning("no bag heads: the model has no bag-of-events vocabulary (bag_dim 0)")
         return
-    known = set(emb.user_ids)
     for a in adapters:
-        tr = train[(train["scenario"] == a.name) & train["user_id"].isin(known)]
+        tr = train[(train["scenario"] == a.name) & train["user_id"].isin(head_inputs)]
         ids = tr["user_id"].astype(str).tolist()
-        inputs = [emb.table.inputs[r].head_input() for r in emb.rows(ids)]
+        inputs = [head_inputs[u] for u in ids]
         a.head = fit_bag_head(
             inputs, tr["label"].to_numpy(), ids, len(vectorizer.terms), a.prototypes, step, seed
         )

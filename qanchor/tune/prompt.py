@@ -138,8 +138,9 @@ def tune_model(
     from qanchor.data.contract import read_scenarios
     from qanchor.errors import QAnchorError
     from qanchor.eval.probe import sample_users
-    from qanchor.model.data import BuiltData, require_built
+    from qanchor.model.data import require_built
     from qanchor.tune.adapters import save_adapter
+    from qanchor.tune.inputs import load_users
 
     torch.manual_seed(cfg.runtime.seed)
     root = require_built(built_dir)
@@ -151,14 +152,10 @@ def tune_model(
     labels = pd.read_parquet(root / "labels.parquet")
     train = labels[labels["split"] == "train"]
     val = labels[labels["split"] == "val"] if cfg.val_guard else labels.iloc[:0]
-    users = set(train["user_id"]) | set(val["user_id"])
     emb = Embedder.from_dir(
         model_dir, cache_bytes=cfg.runtime.cache_mb << 20, bf16=cfg.runtime.bf16
     )
-    # Only tuned users' rows, dropped once built (a whole 100k build left the process at 1.8 GB).
-    data = BuiltData.load(root, cfg.runtime.feature_repo, users=sorted(users))
-    emb.load_users(data.snapshots, data.profiles)
-    del data
+    head_inputs = load_users(emb, root, cfg, train, val)
     # A scenario whose training users hold one class has nothing to separate: its adapter
     # would be noise registered as tuned. It is left without one (served with its query).
     classes = train.groupby("scenario")["label"].nunique()
@@ -179,7 +176,7 @@ def tune_model(
             bar.set_postfix_str(group[0].name, refresh=False)
             adapters += tune_group(emb, group, steps_on, cfg, on_step=bar.update)
     if cfg.bag_head_step > 0:
-        fit_heads(emb, adapters, train, cfg.bag_head_step, cfg.runtime.seed)
+        fit_heads(emb, adapters, train, head_inputs, cfg.bag_head_step, cfg.runtime.seed)
     if cfg.val_guard:
         from qanchor.tune.guard import guard, keeper
 

@@ -170,7 +170,8 @@ def test_the_guard_judges_a_head_and_drops_it_only_if_told(coupon_split, enforce
 
     emb, train, val, coupon = coupon_split
     adapter = ScenarioAdapter(*coupon, torch.zeros(0, 32), _protos())
-    fit_heads(emb, [adapter], train, step=0.1, seed=0)
+    loaded = dict(zip(emb.user_ids, (x.head_input() for x in emb.table.inputs), strict=True))
+    fit_heads(emb, [adapter], train, loaded, step=0.1, seed=0)
     assert adapter.head is not None
     cfg = replace(resolve(TuneConfig, "tiny"), bag_head_guard=enforce)
     (out,) = guard(emb, [adapter], train, val, cfg)
