@@ -169,16 +169,9 @@ def build_dataset(input_dir: str | Path, out_dir: str | Path, cfg: BuildConfig) 
         # Every source of the events with its effective spec (neutral where undeclared).
         write_sources([ds.source_spec(s) for s in ds.sources], tmp / "sources.yaml")
         quarantined = write_quarantine(ds, tmp)
+        seconds = time.perf_counter() - t0
         manifest = write_manifest(
-            tmp,
-            ds,
-            tables,
-            rows,
-            cutoff,
-            to_dict(cfg),
-            quarantined,
-            time.perf_counter() - t0,
-            warnings,
+            tmp, ds, tables, rows, cutoff, to_dict(cfg), quarantined, seconds, warnings
         )
         write_report(tmp, ds, tables, history, future, manifest)
     log.info("built %s in %.1fs", out_dir, time.perf_counter() - t0)

@@ -90,22 +90,21 @@ def _pairs(
     gen = pairs_mod.TemplateGenerator(hbins, salt=cfg.seed, sources=ds.source_specs)
     rows = []
     ids = pd.Index(users["user_id"])
-    at_rows = range(0, len(users), USER_CHUNK)
+    split = dict(zip(ids, users["split"], strict=True))
     hist_chunks, fut_chunks = (snapshots.by_users(ev, ids, USER_CHUNK) for ev in (history, future))
-    for at, (_, hist), (_, fut) in zip(at_rows, hist_chunks, fut_chunks, strict=True):
-        part = users.iloc[at : at + USER_CHUNK]
+    for (part, hist), (_, fut) in zip(hist_chunks, fut_chunks, strict=True):
         hist, fut = _with_actions(hist, cfg), _with_actions(fut, cfg)
         hstats = stats.user_stats(hist, cutoff, cfg.recent_days, cfg.top_k, starts[0])
         fstats = stats.user_stats(fut, cutoff + pd.Timedelta(days=cfg.future_days),
                                   cfg.recent_days, cfg.future_max_items, starts[1])  # fmt: skip
-        for uid, split in zip(part["user_id"], part["split"], strict=True):
+        for uid in part:
             answer = pairs_mod.future_answer(fstats.get(uid), fbins, cfg.future_max_items)
-            rows.append((uid, split, "future", "future", pairs_mod.FUTURE_QUERY, answer))
+            rows.append((uid, split[uid], "future", "future", pairs_mod.FUTURE_QUERY, answer))
             st = hstats.get(uid)
             if st is not None:
                 st.profile = profiles.get(uid, {})
                 rows += [
-                    (uid, split, p.kind, p.topic, p.query, p.answer)
+                    (uid, split[uid], p.kind, p.topic, p.query, p.answer)
                     for p in gen.generate(st, cfg.uqa_per_user)
                 ]
     out = pd.DataFrame(rows, columns=["user_id", "split", "kind", "topic", "query", "answer"])

@@ -139,8 +139,8 @@ def _list_columns(
 def by_users(events: pd.DataFrame, users: pd.Index, chunk: int):
     """``(users, their events)`` for ``chunk`` users of ``users`` at a time, in order; events of
     other users are in no chunk. Each user's events keep their order."""
-    at = users.get_indexer(events["user_id"].to_numpy())
-    at = np.where(at < 0, -1, at // chunk)
+    # An unknown user's index, -1, floors to chunk -1: in no chunk.
+    at = users.get_indexer(events["user_id"].to_numpy()) // chunk
     for k, a in enumerate(range(0, len(users), chunk)):
         yield users[a : a + chunk], events[at == k]
 

@@ -54,9 +54,11 @@ def load_users(
     for a in range(0, len(wanted), HEAD_BLOCK):
         data = BuiltData.load(root, cfg.runtime.feature_repo, users=wanted[a : a + HEAD_BLOCK])
         if heads:
-            table = emb.inputs.table(data.snapshots, data.profiles)
-            inputs |= {u: x.head_input() for u, x in zip(table.user_ids, table.inputs, strict=True)
-                       if u in trained}  # fmt: skip
+            # Sampled training users' tables are built again by load_users below: a few
+            # thousand users' pandas work, against carrying two kinds of input in one table.
+            mine = data.snapshots[data.snapshots["user_id"].isin(trained)]
+            table = emb.inputs.table(mine, data.profiles)
+            inputs |= zip(table.user_ids, (x.head_input() for x in table.inputs), strict=True)
         snapshots.append(data.snapshots[data.snapshots["user_id"].isin(embedded)])
         if data.profiles is not None:
             profiles.append(data.profiles[data.profiles["user_id"].isin(embedded)])
