@@ -15,10 +15,10 @@ user was in evaluation's sample), the finished run's users are embedded again af
 (a size measured earlier is kept unless measured again).
 
 ``--sample-embed K`` (sizes >= ``--steps-from``): the run stops after register, and the embed
-stage is measured on one of its K shards, embedded afresh in one one-thread process (the stage
-runs one such process per core, each streaming its shard in blocks): its seconds, users and peak
-memory are reported beside the row, not as the stage's. At 100,000 users the whole stage would
-take ~1.5 h on 2 fp32 cores (measured: 113 s per 1,000 users in one process).
+stage is measured on a sample, as it runs: from the same process, one one-thread worker per core,
+each embedding one of K shards afresh. Its seconds, users and peak memory (that process and its
+workers) are reported beside the row, not as the stage's. At 100,000 users the whole stage would
+take ~1.5 h on 2 fp32 cores (measured: ~120 s per 1,000 users in one process).
 """
 
 from __future__ import annotations
@@ -60,6 +60,11 @@ def run_one(users: int, bf16: str, steps: int | None, out: Path, sample: int = 0
         "import json, sys; from qanchor.pipeline import run_all; "
         f"run_all({str(raw)!r}, {str(out)!r}, 'small', seed=0, bf16={bf16!r}, "
         f"model_name='qanchor-bench', overrides=json.loads(sys.argv[1]), through={through!r})"
+        + (
+            f"\nfrom benchmarks.chain import embed_sample; embed_sample({str(out)!r}, {sample})"
+            if sample
+            else ""
+        )
     )
     store = out.parent / f"bentoml-{users}"
     for old in (out, Path(f"{out}.ckpt"), store):  # a fresh run: no checkpoint to resume, no
@@ -71,7 +76,7 @@ def run_one(users: int, bf16: str, steps: int | None, out: Path, sample: int = 0
     run = json.loads((out / "run.json").read_text())
     if sample:
         embedded, embed_s = 0, 0.0
-        run["embed_sample"] = embed_sample(out, sample, env)
+        run["embed_sample"] = json.loads((out / "embed_sample.json").read_text())
     else:
         embedded, embed_s = fresh_embedding(out, run["seconds"].get("embed", 0.0), env)
     layers = json.loads((out / "model" / "config.json").read_text())["model"]["backbone_layers"]
@@ -84,23 +89,21 @@ def run_one(users: int, bf16: str, steps: int | None, out: Path, sample: int = 0
             "embed_sample": run.get("embed_sample")}  # fmt: skip
 
 
-def embed_sample(out: Path, shards: int, env: dict) -> dict:
-    """Shard 0 of ``shards`` of the embed stage, afresh, in one one-thread child process: its
-    users, seconds and peak resident memory."""
-    code = "\n".join([
-        "import json, sys, time, torch",
-        "torch.set_num_threads(1)",
-        "from qanchor.orchestrate.embed_stage import embed_shard",
-        "from qanchor.orchestrate.peak import PeakMemory",
-        "t0 = time.perf_counter()",
-        "with PeakMemory() as peak:",
-        "    r = embed_shard(sys.argv[1], 0, int(sys.argv[2]), reuse=False)",
-        "print(json.dumps({'users': r['users'], 'seconds': round(time.perf_counter() - t0, 1),",
-        "                  'peak_mb': peak.mb, 'shards': int(sys.argv[2])}))",
-    ])  # fmt: skip
-    got = subprocess.run([sys.executable, "-c", code, str(out), str(shards)], check=True,
-                         env=env, capture_output=True, text=True)  # fmt: skip
-    return json.loads(got.stdout.strip().splitlines()[-1])
+def embed_sample(out: Path, shards: int) -> None:
+    """The embed stage on a sample, as the pipeline runs it: called in the process that ran the
+    chain through register (what it still holds counts), one one-thread worker per core, each
+    embedding one of ``shards`` shards afresh. Its users, seconds and peak resident memory
+    (this process and the workers) go to ``<out>/embed_sample.json``."""
+    from qanchor.orchestrate.embed_stage import cores, embed_all
+    from qanchor.orchestrate.peak import PeakMemory
+
+    n = cores()
+    t0 = time.perf_counter()
+    with PeakMemory() as peak:
+        got = embed_all(out, reuse=False, num_shards=shards, only=list(range(n)))
+    facts = {"users": sum(r["users"] for r in got), "seconds": round(time.perf_counter() - t0, 1),
+             "peak_mb": peak.mb, "shards": shards, "workers": n}  # fmt: skip
+    (out / "embed_sample.json").write_text(json.dumps(facts) + "\n")
 
 
 def fresh_embedding(out: Path, embed_s: float, env: dict) -> tuple[int, float]:
@@ -170,12 +173,7 @@ def table(rows: list[dict]) -> str:
     for r in rows:
         if r.get("embed_sample"):
             e = r["embed_sample"]
-            lines += ["", f"{r['users']:,} users ran through register; the embed stage was "
-                      f"measured on 1 of its {e['shards']} shards, afresh, in one one-thread "
-                      f"process: {e['users']:,} users in {e['seconds']:,.0f} s "
-                      f"({e['seconds'] / e['users'] * 1000:.1f} s per 1,000 users in that "
-                      f"process), peak {e['peak_mb']:,.0f} MB (the stage runs one such process "
-                      "per core)."]  # fmt: skip
+            lines += ["", f"{r['users']:,} users ran through register; " + _sampled(e)]
     lines += ["", "Peak memory per stage (MB):", "",
               "| users | " + " | ".join(stages) + " |", "|---" * (len(stages) + 1) + "|"]  # fmt: skip
     for r in rows:
@@ -183,6 +181,23 @@ def table(rows: list[dict]) -> str:
                            for s in stages)  # fmt: skip
         lines.append(f"| {r['users']:,} | {cells} |")
     return "\n".join(lines)
+
+
+def _sampled(e: dict) -> str:
+    """The sentence on a row's embed sample (rows before workers were recorded: one shard in
+    one process of its own)."""
+    rate = f"{e['seconds'] / e['users'] * 1000:.1f} s per 1,000 users"
+    if "workers" not in e:
+        return (f"the embed stage was measured on 1 of its {e['shards']} shards, afresh, in one "
+                f"one-thread process: {e['users']:,} users in {e['seconds']:,.0f} s ({rate} in "
+                f"that process), peak {e['peak_mb']:,.0f} MB (the stage runs one such process "
+                "per core).")  # fmt: skip
+    return (
+        f"the embed stage was measured on {e['workers']} of {e['shards']} shards, afresh, "
+        f"as the stage runs them (one one-thread worker per core, started by the process "
+        f"that ran the chain): {e['users']:,} users in {e['seconds']:,.0f} s ({rate}), "
+        f"peak {e['peak_mb']:,.0f} MB, that process and its workers together."
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -193,7 +208,7 @@ def main(argv: list[str] | None = None) -> None:
                    help="pretraining steps of sizes >= --steps-from (default: the preset's)")  # fmt: skip
     p.add_argument("--steps-from", type=int, default=100000)
     p.add_argument("--sample-embed", type=int, default=0, metavar="K",
-                   help="sizes >= --steps-from: through register, then 1 of K embed shards")  # fmt: skip
+                   help="sizes >= --steps-from: through register, then one of K embed shards per core")  # fmt: skip
     p.add_argument("--out", type=Path, default=DATA / "chain-runs")
     args = p.parse_args(argv)
     previous = RESULTS / "chain.json"

@@ -81,25 +81,32 @@ def _load(emb, snapshots: Path, ids: list[str], profiles) -> None:  # noqa: ANN0
     emb.load_users(rows, None if profiles is None else profiles[profiles["user_id"].isin(ids)])
 
 
-def embed_all(run: str | Path, workers: int | None = None, reuse: bool = True) -> list[dict]:
-    """Every user x tuned scenario, in ``workers`` processes of one thread each (one shard each).
+def embed_all(
+    run: str | Path, workers: int | None = None, reuse: bool = True,
+    num_shards: int | None = None, only: list[int] | None = None,
+) -> list[dict]:  # fmt: skip
+    """Every user x tuned scenario, in ``workers`` processes of one thread each.
 
-    Default: one process per core this process may run on (:func:`cores`). Measured on 2 cores
-    (fp32, small model, 2,000 users): two one-thread processes embedded 7.9 users/s together,
-    one two-thread process 6.4 (the suffix passes are too small to keep two threads busy).
-    Each process holds its own model copy.
+    Default: one process per core this process may run on (:func:`cores`), one shard each.
+    ``num_shards`` splits the users finer (each process takes the next shard as it finishes
+    one); ``only`` runs just those shards (a benchmark's sample of the stage). Measured on 2
+    cores (fp32, small model, 2,000 users): two one-thread processes embedded 7.9 users/s
+    together, one two-thread process 6.4 (the suffix passes are too small to keep two threads
+    busy). Each process holds its own model copy.
     """
     n = workers or cores()
-    if n == 1:
-        return [embed_shard(run, 0, 1, reuse=reuse)]
+    k = num_shards or n
+    todo = list(range(k) if only is None else only)
+    if n == 1 or len(todo) == 1:
+        return [embed_shard(run, s, k, reuse=reuse) for s in todo]
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
     from functools import partial
 
     # spawn, not fork: a forked child would inherit this process's torch thread pools.
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(n, mp_context=ctx, initializer=_one_thread) as pool:
-        return list(pool.map(partial(embed_shard, run, num_shards=n, reuse=reuse), range(n)))
+    with ProcessPoolExecutor(min(n, len(todo)), mp_context=ctx, initializer=_one_thread) as pool:
+        return list(pool.map(partial(embed_shard, run, num_shards=k, reuse=reuse), todo))
 
 
 def cores() -> int:

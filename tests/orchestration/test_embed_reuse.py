@@ -94,6 +94,17 @@ def test_embed_copies_evaluated_users_and_matches_a_fresh_embedding(
     np.testing.assert_allclose(np.stack([c[k] for k in b]), np.stack(list(b.values())), atol=1e-5)
 
 
+def test_the_stage_runs_the_chosen_shards_of_a_finer_split(evaluated_run: RunPaths) -> None:
+    # What a benchmark samples of the stage: shards 1 and 3 of 4, every 4th user from each.
+    got = stages.embed_all(evaluated_run.root, workers=1, num_shards=4, only=[1, 3])
+    assert [Path(g["path"]).name for g in got] == [
+        "shard-00001-of-00004.parquet", "shard-00003-of-00004.parquet"
+    ]  # fmt: skip
+    users = sorted(pd.read_parquet(evaluated_run.built / "snapshots.parquet")["user_id"])
+    for g, offset in zip(got, (1, 3), strict=True):
+        assert sorted(set(pd.read_parquet(g["path"])["user_id"])) == users[offset::4]
+
+
 def test_only_current_complete_vectors_are_reusable(tmp_path: Path) -> None:
     path = tmp_path / "e.parquet"
     vec = np.arange(6, dtype=np.float32).reshape(1, 2, 3)
