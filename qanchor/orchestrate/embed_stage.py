@@ -5,12 +5,14 @@ memory is one block's inputs and vectors whatever the number of users (at 20,000
 stage that held a whole shard's inputs and vectors, as Python floats, peaked at 11 GB for the
 pipeline and its two shard processes together).
 
-    embed_all("runs/r1")              # one one-thread process per core
+    embed_all("runs/r1")              # one one-thread share per core: here and in spawned processes
     embed_shard("runs/r1", 0, 2)      # the first of two shards, in this process
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 from qanchor.errors import QAnchorError
@@ -37,7 +39,6 @@ def embed_shard(
 
     from qanchor.infer.engine import Embedder
     from qanchor.infer.shards import EmbeddingWriter, reusable, vectors_file
-    from qanchor.model.profile import built_tables, tabular_frame
     from qanchor.progress import bar
 
     if not 0 <= shard < num_shards:
@@ -45,7 +46,6 @@ def embed_shard(
     p = RunPaths(Path(run))
     snapshots = p.built / "snapshots.parquet"
     users = sorted(pd.read_parquet(snapshots, columns=["user_id"])["user_id"])[shard::num_shards]
-    profiles = tabular_frame(*built_tables(p.built))  # one small row per user
     emb = Embedder.from_dir(p.model)
     names = list(scenarios or sorted(emb.adapters))
     earlier = p.eval / vectors_file(emb.engine.bf16)
@@ -56,7 +56,7 @@ def embed_shard(
         out = EmbeddingWriter(tmp, emb.model_version)
         for b in range(0, len(users), block):
             ids = users[b : b + block]
-            _load(emb, snapshots, ids, profiles)
+            _load(emb, p.built, ids)
             versions = emb.feature_versions()
             done = reusable(earlier, ids, names, versions, emb.model_version) if reuse else {}
             reused += len(done)
@@ -73,26 +73,31 @@ def embed_shard(
                                         "reused": reused})  # fmt: skip
 
 
-def _load(emb, snapshots: Path, ids: list[str], profiles) -> None:  # noqa: ANN001
-    """Load only ``ids``' snapshot rows into ``emb`` (their row groups, not the whole file)."""
+def _load(emb, built: Path, ids: list[str]) -> None:  # noqa: ANN001
+    """Load only ``ids``' snapshot, profile and aggregate rows into ``emb`` (their row groups,
+    not whole files: at 100,000 users the whole tabular frame was ~180 MB per worker)."""
     from qanchor.data.user_rows import read_user_rows
+    from qanchor.model.profile import built_tables, tabular_frame
 
-    rows = read_user_rows(snapshots, ids)
-    emb.load_users(rows, None if profiles is None else profiles[profiles["user_id"].isin(ids)])
+    rows = read_user_rows(built / "snapshots.parquet", ids)
+    emb.load_users(rows, tabular_frame(*built_tables(built, ids)))
 
 
 def embed_all(
     run: str | Path, workers: int | None = None, reuse: bool = True,
     num_shards: int | None = None, only: list[int] | None = None,
 ) -> list[dict]:  # fmt: skip
-    """Every user x tuned scenario, in ``workers`` processes of one thread each.
+    """Every user x tuned scenario, in ``workers`` one-thread shares, one shard each by default.
 
-    Default: one process per core this process may run on (:func:`cores`), one shard each.
-    ``num_shards`` splits the users finer (each process takes the next shard as it finishes
-    one); ``only`` runs just those shards (a benchmark's sample of the stage). Measured on 2
-    cores (fp32, small model, 2,000 users): two one-thread processes embedded 7.9 users/s
-    together, one two-thread process 6.4 (the suffix passes are too small to keep two threads
-    busy). Each process holds its own model copy.
+    Default: one share per core this process may run on (:func:`cores`). This process embeds
+    one share itself and spawned processes the others: a stage process that has run earlier
+    stages (``qanchor run``) holds heap it freed but kept (1.4 GB at 100,000 users), which its
+    own share reuses, where an idle parent beside ``workers`` processes would add it to the
+    stage's memory. ``num_shards`` splits the users finer (shares take shards in turn);
+    ``only`` runs just those shards (a benchmark's sample of the stage). Results come in shard
+    order. Measured on 2 cores (fp32, small model, 2,000 users): two one-thread processes
+    embedded 7.9 users/s together, one two-thread process 6.4 (the suffix passes are too small
+    to keep two threads busy). Each process holds its own model copy.
     """
     n = workers or cores()
     k = num_shards or n
@@ -103,10 +108,16 @@ def embed_all(
     from concurrent.futures import ProcessPoolExecutor
     from functools import partial
 
+    mine, theirs = todo[::n], [s for i, s in enumerate(todo) if i % n]
+    shard = partial(embed_shard, run, num_shards=k, reuse=reuse)
     # spawn, not fork: a forked child would inherit this process's torch thread pools.
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(min(n, len(todo)), mp_context=ctx, initializer=_one_thread) as pool:
-        return list(pool.map(partial(embed_shard, run, num_shards=k, reuse=reuse), todo))
+    with ProcessPoolExecutor(n - 1, mp_context=ctx, initializer=_one_thread) as pool:
+        spawned = pool.map(shard, theirs)
+        with _threads(1):
+            done = {s: shard(s) for s in mine}
+        done.update(zip(theirs, spawned, strict=True))
+    return [done[s] for s in todo]
 
 
 def cores() -> int:
@@ -121,3 +132,16 @@ def _one_thread() -> None:
     import torch
 
     torch.set_num_threads(1)
+
+
+@contextlib.contextmanager
+def _threads(n: int) -> Iterator[None]:
+    """This process's torch threads set to ``n`` for the block."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
