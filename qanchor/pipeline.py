@@ -88,8 +88,8 @@ def run_all(
     The stages are those of :data:`qanchor.orchestrate.chain.CHAIN`, called through the same
     functions (:mod:`qanchor.orchestrate.stages`) as the Kubeflow components and Airflow tasks,
     over the run directory ``out_dir``. Tuning runs its scenario groups one after another;
-    batch embedding runs a one-thread shard process per core. A candidate the gate rejects is neither registered nor
-    embedded (``run.json`` says so).
+    batch embedding runs one one-thread share per core (this process and spawned ones). A
+    candidate the gate rejects is neither registered nor embedded (``run.json`` says so).
 
     Args:
         data_dir: dataset directory in the input contract.
@@ -157,8 +157,8 @@ def _stage_calls(
 ) -> dict[str, Callable[[dict], Any]]:
     """Each stage of the chain as a call in this process, given the results of earlier stages.
 
-    Tuning runs the build's scenario groups one after another; embedding runs a one-thread
-    shard process per core.
+    Tuning runs the build's scenario groups one after another; embedding runs one one-thread
+    share per core, this process's and spawned ones.
     """
     from qanchor.orchestrate import stages
 
