@@ -84,7 +84,7 @@ def test_run_tiny_end_to_end(tmp_path: Path, capsys) -> None:
     assert all(50 < mb < 24_000 for mb in run["peak_rss_mb"].values())
     groups = json.loads((out / "stages" / "build.json").read_text())["tune_groups"]
     shards = sorted((out / "embeddings").glob("shard-*.parquet"))
-    assert len(shards) == len(os.sched_getaffinity(0))  # one one-thread process per core
+    assert len(shards) == len(os.sched_getaffinity(0))  # one one-thread share per core
     per_item = [*(tune_key(g) for g in groups), *(f"embed-{i}" for i in range(len(shards)))]
     results = {p.stem for p in (out / "stages").glob("*.json")}
     assert results == {*chain.NAMES, *per_item} - {"tune", "embed"}
