@@ -89,7 +89,7 @@ def run_one(users: int, bf16: str, steps: int | None, out: Path, sample: int = 0
             "embed_sample": run.get("embed_sample")}  # fmt: skip
 
 
-def embed_sample(out: Path, shards: int) -> None:
+def embed_sample(out: str | Path, shards: int) -> None:
     """The embed stage on a sample, as the pipeline runs it: called in the process that ran the
     chain through register (what it still holds counts), one one-thread worker per core, each
     embedding one of ``shards`` shards afresh. Its users, seconds and peak resident memory
@@ -97,7 +97,7 @@ def embed_sample(out: Path, shards: int) -> None:
     from qanchor.orchestrate.embed_stage import cores, embed_all
     from qanchor.orchestrate.peak import PeakMemory
 
-    n = cores()
+    out, n = Path(out), cores()
     t0 = time.perf_counter()
     with PeakMemory() as peak:
         got = embed_all(out, reuse=False, num_shards=shards, only=list(range(n)))
