@@ -90,10 +90,12 @@ def embed_all(
     """Every user x tuned scenario, in ``workers`` one-thread shares, one shard each by default.
 
     Default: one share per core this process may run on (:func:`cores`). This process embeds
-    one share itself and spawned processes the others: a stage process that has run earlier
-    stages (``qanchor run``) holds heap it freed but kept (1.4 GB at 100,000 users), which its
-    own share reuses, where an idle parent beside ``workers`` processes would add it to the
-    stage's memory. ``num_shards`` splits the users finer (shares take shards in turn);
+    one share itself and spawned processes the others, so the stage starts one process fewer
+    (its imports, ~0.4 GB, and their start-up). It does not reuse what the process kept from
+    earlier stages: after ``qanchor run`` through register at 100,000 users (1.4 GB, native
+    memory no Python object holds), the stage sampled on 2 of 40 shards peaked at 4.4 GB,
+    this process and its worker together. ``num_shards`` splits the users finer (shares take
+    shards in turn);
     ``only`` runs just those shards (a benchmark's sample of the stage). Results come in shard
     order. Measured on 2 cores (fp32, small model, 2,000 users): two one-thread processes
     embedded 7.9 users/s together, one two-thread process 6.4 (the suffix passes are too small
