@@ -5,7 +5,7 @@ memory is one block's inputs and vectors whatever the number of users (at 20,000
 stage that held a whole shard's inputs and vectors, as Python floats, peaked at 11 GB for the
 pipeline and its two shard processes together).
 
-    embed_all("runs/r1")              # one one-thread share per core: here and in spawned processes
+    embed_all("runs/r1")              # one one-thread share per core (here + spawned)
     embed_shard("runs/r1", 0, 2)      # the first of two shards, in this process
 """
 
@@ -94,12 +94,13 @@ def embed_all(
     (its imports, ~0.4 GB, and their start-up). It does not reuse what the process kept from
     earlier stages: after ``qanchor run`` through register at 100,000 users (1.4 GB, native
     memory no Python object holds), the stage sampled on 2 of 40 shards peaked at 4.4 GB,
-    this process and its worker together. ``num_shards`` splits the users finer (shares take
-    shards in turn);
-    ``only`` runs just those shards (a benchmark's sample of the stage). Results come in shard
-    order. Measured on 2 cores (fp32, small model, 2,000 users): two one-thread processes
-    embedded 7.9 users/s together, one two-thread process 6.4 (the suffix passes are too small
-    to keep two threads busy). Each process holds its own model copy.
+    this process and its worker together.
+
+    ``num_shards`` splits the users finer (shares take shards in turn); ``only`` runs just
+    those shards (a benchmark's sample of the stage). Results come in shard order. Measured on
+    2 cores (fp32, small model, 2,000 users): two one-thread processes embedded 7.9 users/s
+    together, one two-thread process 6.4 (the suffix passes are too small to keep two threads
+    busy). Each process holds its own model copy.
     """
     n = workers or cores()
     k = num_shards or n
