@@ -207,8 +207,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=None,
                    help="pretraining steps of sizes >= --steps-from (default: the preset's)")  # fmt: skip
     p.add_argument("--steps-from", type=int, default=100000)
-    p.add_argument("--sample-embed", type=int, default=0, metavar="K",
-                   help="sizes >= --steps-from: through register, then 1 of K shards per core")  # fmt: skip
+    p.add_argument(
+        "--sample-embed",
+        type=int,
+        default=0,
+        metavar="K",
+        help="sizes >= --steps-from: stop at register, embed 1 of K shards per core",
+    )
     p.add_argument("--out", type=Path, default=DATA / "chain-runs")
     args = p.parse_args(argv)
     previous = RESULTS / "chain.json"
