@@ -184,14 +184,8 @@ def table(rows: list[dict]) -> str:
 
 
 def _sampled(e: dict) -> str:
-    """The sentence on a row's embed sample (rows before workers were recorded: one shard in
-    one process of its own)."""
+    """The sentence on a row's embed sample."""
     rate = f"{e['seconds'] / e['users'] * 1000:.1f} s per 1,000 users"
-    if "workers" not in e:
-        return (f"the embed stage was measured on 1 of its {e['shards']} shards, afresh, in one "
-                f"one-thread process: {e['users']:,} users in {e['seconds']:,.0f} s ({rate} in "
-                f"that process), peak {e['peak_mb']:,.0f} MB (the stage runs one such process "
-                "per core).")  # fmt: skip
     return (
         f"the embed stage was measured on {e['workers']} of {e['shards']} shards, afresh, "
         f"as the stage runs them (one one-thread worker per core, started by the process "
