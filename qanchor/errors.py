@@ -21,3 +21,9 @@ class ContractError(QAnchorError):
         if rows:
             text += f"\n  example rows:\n{rows}"
         super().__init__(text)
+        self._fields = (file, message, column, rows)
+
+    def __reduce__(self) -> tuple:
+        # Raised in a spawned stage process, it is pickled to the parent, which rebuilds it from
+        # the constructor's arguments (the default would pass the finished text as ``file``).
+        return type(self), self._fields

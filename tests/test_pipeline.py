@@ -16,8 +16,9 @@ from qanchor.errors import QAnchorError
 REPO = Path(__file__).resolve().parents[1] / "feature_repo"
 
 
-def test_run_tiny_end_to_end(tmp_path: Path, capsys) -> None:
-    """Every stage of the chain, in one process, through the stage functions."""
+def test_run_tiny_end_to_end(tmp_path: Path, capfd) -> None:
+    """Every stage of the chain through the stage functions (those before embed in a spawned
+    process, whose console lines ``capfd`` catches at the file descriptor)."""
     import re
 
     import pandas as pd
@@ -43,7 +44,7 @@ def test_run_tiny_end_to_end(tmp_path: Path, capsys) -> None:
         "qanchor-run-test",  # the gate and registry tests own the session store's "qanchor"
     ]
     assert main(args) == 0
-    printed = capsys.readouterr().out
+    printed = capfd.readouterr().out
     assert f"metrics: {out / 'eval'}/metrics.json" in printed
     metrics = json.loads((out / "eval" / "metrics.json").read_text())
     assert set(metrics["models"]) == {
@@ -145,6 +146,23 @@ def test_run_all_rejects_unknown_stages_and_fields_before_running(tmp_path: Path
     with pytest.raises(KeyError, match="no stage 'train'"):
         run_all(tmp_path / "raw", tmp_path / "run", "tiny", through="train")
     assert not (tmp_path / "run").exists()  # nothing ran
+
+
+def test_a_stage_error_reaches_the_caller_from_the_spawned_stage_process(tmp_path: Path) -> None:
+    """The stages before embed run in a spawned process (what they leave in the heap goes with
+    it); the data owner still gets the build's ContractError, file and column intact."""
+    import pickle
+
+    from qanchor.errors import ContractError
+    from qanchor.pipeline import run_all
+
+    raw = synth(SynthConfig(users=20, seed=1), tmp_path / "raw")
+    (raw / "scenarios.yaml").write_text("- name: churn\n")  # a scenario without a query
+    with pytest.raises(ContractError, match="scenario without a query") as info:
+        run_all(raw, tmp_path / "run", "tiny")
+    assert info.value.file == "scenarios.yaml" and info.value.column == "query"
+    again = pickle.loads(pickle.dumps(info.value))
+    assert str(again) == str(info.value) and again.rows == info.value.rows
 
 
 def test_qanchor_bf16_sets_the_precision_of_every_orchestrated_model_stage(monkeypatch) -> None:

@@ -91,10 +91,10 @@ def embed_all(
 
     Default: one share per core this process may run on (:func:`cores`). This process embeds
     one share itself and spawned processes the others, so the stage starts one process fewer
-    (its imports, ~0.4 GB, and their start-up). It does not reuse what the process kept from
-    earlier stages: after ``qanchor run`` through register at 100,000 users (1.4 GB, native
-    memory no Python object holds), the stage sampled on 2 of 40 shards peaked at 4.4 GB,
-    this process and its worker together.
+    (its imports, ~0.4 GB, and their start-up). ``qanchor run`` calls it from a process that
+    ran no earlier stage (:func:`qanchor.pipeline.run_all`): one that had run them through
+    register at 100,000 users held 1.4 GB of native memory no Python object referenced, and the
+    stage sampled on 2 of 40 shards peaked at 4.4 GB, that process and its worker together.
 
     ``num_shards`` splits the users finer (shares take shards in turn); ``only`` runs just
     those shards (a benchmark's sample of the stage). Results come in shard order. Measured on
