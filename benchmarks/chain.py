@@ -188,9 +188,10 @@ def _sampled(e: dict) -> str:
     rate = f"{e['seconds'] / e['users'] * 1000:.1f} s per 1,000 users"
     return (
         f"the embed stage was measured on {e['workers']} of {e['shards']} shards, afresh, "
-        f"as the stage runs them (one one-thread worker per core, started by the process "
-        f"that ran the chain): {e['users']:,} users in {e['seconds']:,.0f} s ({rate}), "
-        f"peak {e['peak_mb']:,.0f} MB, that process and its workers together."
+        f"as `qanchor run` runs them (one one-thread share per core, from the process that "
+        f"called the chain, whose earlier stages ran in a process of their own): "
+        f"{e['users']:,} users in {e['seconds']:,.0f} s ({rate}), "
+        f"peak {e['peak_mb']:,.0f} MB, that process and the workers it started."
     )
 
 
