@@ -17,11 +17,11 @@ from qanchor.orchestrate import chain
 
 
 def add_run(top: argparse._SubParsersAction) -> None:
-    """``qanchor run``: every stage of the chain in one process."""
+    """``qanchor run``: every stage of the chain on this machine, without a server."""
     p = _add_stage(
         top,
         "run",
-        "the whole chain in one process: build, materialize, pretrain, tune, evaluate, gate, "
+        "the whole chain, no server: build, materialize, pretrain, tune, evaluate, gate, "
         "register, embed",
         _cmd_run,
         required={

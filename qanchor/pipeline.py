@@ -114,7 +114,7 @@ def run_all(
     run = Path(out_dir)
     args = (run, str(data_dir), preset, repo, over, model_name, tolerance)
     head = [s.name for s in plan if s.each != "shard"]
-    results, timings, peaks = _in_fresh_process(_run_head, head, args)
+    results, timings, peaks = _in_fresh_process(head, args)
     if len(head) < len(plan):  # the embed stage, from this process, which holds no model
         _run_stages(plan[len(head) :], _stage_calls(*args), (results, timings, peaks))
     paths = rundir.RunPaths(run)
@@ -133,8 +133,8 @@ def run_all(
 Done = tuple[dict[str, Any], dict[str, float], dict[str, float]]  # results, seconds, peak MB
 
 
-def _in_fresh_process(run_head: Callable, names: list[str], args: tuple) -> Done:
-    """``run_head(names, args, ...)`` in a spawned process: what the stages before batch
+def _in_fresh_process(names: list[str], args: tuple) -> Done:
+    """The stages ``names`` (:func:`_run_head`) in a spawned process: what the stages before batch
     embedding leave in the heap goes when it exits.
 
     At 100,000 users the process that ran them through register still held 1.4 GB that no
@@ -145,9 +145,12 @@ def _in_fresh_process(run_head: Callable, names: list[str], args: tuple) -> Done
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
+    # The CLI quiets third-party noise exactly when it logs below INFO (no -v); a spawned
+    # process inherits the environment, not warning filters or logging setup.
+    level = logging.getLogger().level
     quiet = not logging.getLogger().isEnabledFor(logging.INFO)
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(run_head, names, args, logging.getLogger().level, quiet).result()
+        return pool.submit(_run_head, names, args, level, quiet).result()
 
 
 def _run_head(names: list[str], args: tuple, level: int, quiet: bool) -> Done:

@@ -72,10 +72,11 @@ class PeakMemory:
 def release_memory() -> bool:
     """Hand the memory a finished stage freed back to the system; True if the allocator could.
 
-    ``qanchor run`` calls the stages in one process, and glibc keeps freed heap for reuse: after
-    one stage embedded 3,000 users and dropped every reference, the process still held 1,236 MB,
-    646 MB after ``malloc_trim`` (AMD EPYC). The next stage, and the batch-embedding workers it
-    starts beside this process, would otherwise be measured and run on top of that.
+    ``qanchor run`` calls the stages before embed in one process, and glibc keeps freed heap for
+    reuse: after one stage embedded 3,000 users and dropped every reference, the process still
+    held 1,236 MB, 646 MB after ``malloc_trim`` (AMD EPYC). The next stage would otherwise be
+    measured and run on top of that. (Not all of it comes back: at 100,000 users 1.4 GB stayed
+    after register, which is why embed runs from a process of its own.)
     """
     gc.collect()
     name = ctypes.util.find_library("c")

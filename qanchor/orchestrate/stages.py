@@ -2,7 +2,7 @@
 
 The chain (:mod:`qanchor.orchestrate.chain`) lists them in order. Each Kubeflow component
 (``components/stages.py``) and so each Airflow task calls exactly one of these, and
-``qanchor run`` (:func:`qanchor.pipeline.run_all`) calls them all in one process. A stage reads
+``qanchor run`` (:func:`qanchor.pipeline.run_all`) calls them all on one machine. A stage reads
 and writes fixed places under the run directory (``qanchor.orchestrate.rundir``), writes
 its outputs atomically (``qanchor.io``), and records a small JSON result in
 ``<run>/stages/<stage>.json`` that it also returns. So a retried stage never reads a half-written
