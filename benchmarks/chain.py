@@ -86,7 +86,8 @@ def run_one(users: int, bf16: str, steps: int | None, out: Path, sample: int = 0
             "seconds": run["seconds"], "total_s": run["total_seconds"],
             "peak_rss_mb": run["peak_rss_mb"], "gate": (run.get("gate") or {}).get("reason"),
             "embedded_users": embedded, "embed_fresh_s": embed_s,
-            "embed_sample": run.get("embed_sample")}  # fmt: skip
+            "embed_sample": run.get("embed_sample"),
+            "evaluate_cached": cached_features(out)}  # fmt: skip
 
 
 def embed_sample(out: str | Path, shards: int) -> None:
@@ -104,6 +105,12 @@ def embed_sample(out: str | Path, shards: int) -> None:
     facts = {"users": sum(r["users"] for r in got), "seconds": round(time.perf_counter() - t0, 1),
              "peak_mb": peak.mb, "shards": shards, "workers": n}  # fmt: skip
     (out / "embed_sample.json").write_text(json.dumps(facts) + "\n")
+
+
+def cached_features(out: Path) -> str:
+    """The baseline features evaluation read from the feature cache ("" if it computed all)."""
+    details = json.loads((out / "eval" / "eval_details.json").read_text())
+    return details.get("timings", {}).get("baseline_features_cached", "")
 
 
 def fresh_embedding(out: Path, embed_s: float, env: dict) -> tuple[int, float]:
@@ -150,7 +157,7 @@ def table(rows: list[dict]) -> str:
         "|---" * (len(stages) + 5) + "|",
     ]
     for r in rows:
-        secs = " | ".join(f"{r['seconds'][s]:.0f}" if s in r["seconds"] else "–" for s in stages)
+        secs = " | ".join(_secs(r, s) for s in stages)
         peak = max(r["peak_rss_mb"].values())
         worst = max(r["peak_rss_mb"], key=r["peak_rss_mb"].get)
         made = f"{r.get('commit', '?')} ({r.get('backbone_layers', '?')})"
@@ -171,6 +178,11 @@ def table(rows: list[dict]) -> str:
               "where the stage copied every user from evaluation). Ratios compare rows of "
               "different commits or backbone depths only as far as those allow."]  # fmt: skip
     for r in rows:
+        if r.get("evaluate_cached"):
+            lines += ["", f"\\* {r['users']:,} users: evaluate read its baseline features "
+                      f"({r['evaluate_cached']}) from the feature cache of an earlier run on the "
+                      "same bytes; computed afresh they cost more (`llm_untrained` most)."]  # fmt: skip
+    for r in rows:
         if r.get("embed_sample"):
             e = r["embed_sample"]
             lines += ["", f"{r['users']:,} users ran through register; " + _sampled(e)]
@@ -181,6 +193,14 @@ def table(rows: list[dict]) -> str:
                            for s in stages)  # fmt: skip
         lines.append(f"| {r['users']:,} | {cells} |")
     return "\n".join(lines)
+
+
+def _secs(row: dict, stage: str) -> str:
+    """A stage's seconds in the table; evaluate starred where it read cached features."""
+    if stage not in row["seconds"]:
+        return "–"
+    star = "\\*" if stage == "evaluate" and row.get("evaluate_cached") else ""
+    return f"{row['seconds'][stage]:.0f}{star}"
 
 
 def _sampled(e: dict) -> str:

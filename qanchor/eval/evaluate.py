@@ -88,8 +88,9 @@ def evaluate(
         v = verdict(
             metrics, results, preset, random_parts(mcfg), cfg.bootstrap_resamples, cfg.runtime.seed
         )
-        # The settings (precision, seed, cache) the gate re-scores the served model with.
-        add_details(tmp, verdict=v, config=to_dict(cfg))
+        # The settings (precision, seed, cache) the gate re-scores the served model with, and
+        # the timings (a benchmark tells a fresh evaluation from one that read cached features).
+        add_details(tmp, verdict=v, config=to_dict(cfg), timings=times)
         write_report(tmp, metrics, results, extra, verdict=v)
     return out_dir
 

@@ -50,6 +50,9 @@ def test_a_second_evaluation_reads_the_baseline_features_back(
     assert (
         "Baseline features cached: text_mean_pool, text_mean_pool_recent, llm_untrained" in report
     )
+    cached_names = [json.loads((d / "eval_details.json").read_text())["timings"].get(
+        "baseline_features_cached") for d in (first, second)]  # fmt: skip
+    assert cached_names == [None, ", ".join(base)]
     a, b = (pd.read_parquet(d / SCORES_FILE) for d in (first, second))
     pd.testing.assert_frame_equal(a, b)
     m1, m2 = (json.loads((d / "metrics.json").read_text()) for d in (first, second))
