@@ -88,8 +88,7 @@ def evaluate(
         v = verdict(
             metrics, results, preset, random_parts(mcfg), cfg.bootstrap_resamples, cfg.runtime.seed
         )
-        # The settings (precision, seed, cache) the gate re-scores the served model with, and
-        # the timings (a benchmark tells a fresh evaluation from one that read cached features).
+        # The settings (precision, seed, cache) the gate re-scores the served model with; timings.
         add_details(tmp, verdict=v, config=to_dict(cfg), timings=times)
         write_report(tmp, metrics, results, extra, verdict=v)
     return out_dir
