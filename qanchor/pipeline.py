@@ -139,8 +139,9 @@ def _in_fresh_process(names: list[str], args: tuple) -> Done:
 
     At 100,000 users the process that ran them through register still held 1.4 GB that no
     Python object referenced (native memory ``malloc_trim`` did not return), and the embed stage
-    ran on top of it: 4.4 GB for that process and its worker. One process for all of them, not
-    one per stage as on Airflow: each start imports torch, transformers and peft (~9 s here).
+    ran on top of it: 4.4 GB for that process and its worker, 3.0 GB from a process that ran
+    none. One process for all of them, not one per stage as on Airflow: each start imports
+    torch, transformers and peft (~9 s here).
     """
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
