@@ -15,9 +15,8 @@ user was in evaluation's sample), the finished run's users are embedded again af
 (a size measured earlier is kept unless measured again).
 
 ``--sample-embed K`` (sizes >= ``--steps-from``): the run stops after register, and the embed
-stage is measured on a sample, as it runs: from the same process, one one-thread worker per core,
-each embedding one of K shards afresh. Its seconds, users and peak memory (that process and its
-workers) are reported beside the row, not as the stage's. At 100,000 users the whole stage would
+stage is measured on a sample, as ``qanchor run`` runs it (:func:`embed_sample`). Its seconds,
+users and peak memory are reported beside the row, not as the stage's. At 100,000 users the whole stage would
 take ~1.9 h on 2 fp32 cores (measured on 2 of 40 shards: 70 s per 1,000 users for the stage).
 """
 
@@ -94,7 +93,7 @@ def embed_sample(out: str | Path, shards: int) -> None:
     """The embed stage on a sample, as ``qanchor run`` runs it: called in the process that called
     ``run_all`` through register (the stages ran in a process of their own), one one-thread share
     per core, each embedding one of ``shards`` shards afresh. Its users, seconds and peak
-    resident memory (this process and its worker) go to ``<out>/embed_sample.json``."""
+    resident memory (this process and the workers it starts) go to ``<out>/embed_sample.json``."""
     from qanchor.orchestrate.embed_stage import cores, embed_all
     from qanchor.orchestrate.peak import PeakMemory
 

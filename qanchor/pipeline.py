@@ -146,19 +146,17 @@ def _in_fresh_process(names: list[str], args: tuple) -> Done:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    # The CLI quiets third-party noise exactly when it logs below INFO (no -v); a spawned
-    # process inherits the environment, not warning filters or logging setup.
+    # A spawned process inherits the environment, not the logging setup or warning filters.
     level = logging.getLogger().level
-    quiet = not logging.getLogger().isEnabledFor(logging.INFO)
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(_run_head, names, args, level, quiet).result()
+        return pool.submit(_run_head, names, args, level).result()
 
 
-def _run_head(names: list[str], args: tuple, level: int, quiet: bool) -> Done:
+def _run_head(names: list[str], args: tuple, level: int) -> Done:
     """The named stages in order, in a spawned process set up as the parent's console is."""
     from qanchor.orchestrate import chain
 
-    if quiet:
+    if level > logging.INFO:  # the CLI quiets third-party noise exactly when it is not -v
         from qanchor.noise import quiet_third_party
 
         quiet_third_party()
