@@ -50,6 +50,7 @@ def llm_untrained_features(
         bf16: autocast setting (auto/on/off), the same as our model's evaluation uses.
     """
     from qanchor.infer.kv import KVEngine
+    from qanchor.infer.threads import split_rows, workers
     from qanchor.model.backbones import load_backbone
     from qanchor.model.precision import use_bf16
     from qanchor.progress import bar as progress
@@ -69,11 +70,18 @@ def llm_untrained_features(
     # most rows carried padding (positions follow the mask, so the states do not change).
     order = sorted(users, key=lambda u: len(ids[u]))
     feats = {s: [] for s in queries}
+
+    def run(part: list[list[int]]) -> dict[str, torch.Tensor]:
+        return _last_states(engine, embed, part, q_ids, pad)
+
+    # One batch per core side by side (qanchor.infer.threads).
+    step = batch * workers(model.device, len(order), batch)
     with progress(total=len(users), desc="embed llm_untrained", unit="user") as bar:
-        for k in range(0, len(order), batch):
-            chunk = [ids[u] for u in order[k : k + batch]]
-            for s, h in _last_states(engine, embed, chunk, q_ids, pad).items():
-                feats[s].append(h)
+        for k in range(0, len(order), step):
+            chunk = [ids[u] for u in order[k : k + step]]
+            for got in split_rows(run, chunk, model.device, min_rows=batch):
+                for s, h in got.items():
+                    feats[s].append(h)
             bar.update(len(chunk))
     index = pd.Index(order, name="user_id")
     return {

@@ -195,12 +195,17 @@ def embed_rows_shown(
     use_cache: bool = True,
 ) -> np.ndarray:  # fmt: skip
     """[rows, suffixes, d] :meth:`Embedder.embed_rows`, ``chunk`` users at a time behind a
-    progress bar (evaluation and the tuning guard embed thousands of users x 24 suffixes)."""
+    progress bar (evaluation and the tuning guard embed thousands of users x 24 suffixes),
+    each chunk split over the CPU's cores (:func:`qanchor.infer.threads.split_rows`)."""
+    from qanchor.infer.threads import split_rows
     from qanchor.progress import bar as progress
+
+    def run(part: list[int]) -> np.ndarray:
+        return emb.embed_rows(part, suffixes, use_cache).numpy()
 
     parts = []
     with progress(total=len(rows), desc=desc, unit="user") as bar:
         for k in range(0, len(rows), chunk):
-            parts.append(emb.embed_rows(rows[k : k + chunk], suffixes, use_cache).numpy())
+            parts += split_rows(run, rows[k : k + chunk], emb.device)
             bar.update(len(rows[k : k + chunk]))
     return np.concatenate(parts) if parts else np.zeros((0, len(suffixes), 1), np.float32)

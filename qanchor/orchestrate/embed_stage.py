@@ -11,11 +11,10 @@ pipeline and its two shard processes together).
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 
 from qanchor.errors import QAnchorError
+from qanchor.infer.threads import cores, split_rows, torch_threads
 from qanchor.io import atomic_file
 from qanchor.orchestrate.rundir import RunPaths, record
 
@@ -35,6 +34,7 @@ def embed_shard(
     every user afresh (the same vectors: for measuring the embedding rate). ``block`` users are
     loaded at a time (the result does not depend on it).
     """
+    import numpy as np
     import pandas as pd
 
     from qanchor.infer.engine import Embedder
@@ -65,7 +65,8 @@ def embed_shard(
             for k in range(0, len(todo), EMBED_BLOCK):
                 part = todo[k : k + EMBED_BLOCK]
                 # No prefix cache: each user is embedded once, every scenario in one call.
-                done.update(zip(part, emb.embed(part, names, use_cache=False), strict=True))
+                vecs = split_rows(lambda u: emb.embed(u, names, use_cache=False), part, emb.device)
+                done.update(zip(part, np.concatenate(vecs), strict=True))
                 shown.update(len(part))
             out.write(ids, names, [done[u] for u in ids], versions)
         out.close()
@@ -117,34 +118,13 @@ def embed_all(
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(n - 1, mp_context=ctx, initializer=_one_thread) as pool:
         spawned = pool.map(shard, theirs)
-        with _threads(1):
+        with torch_threads(1):
             done = {s: shard(s) for s in mine}
         done.update(zip(theirs, spawned, strict=True))
     return [done[s] for s in todo]
-
-
-def cores() -> int:
-    """The cores this process may run on (its CPU affinity; a container's share, not the
-    host's count where the platform reports it)."""
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _one_thread() -> None:
     import torch
 
     torch.set_num_threads(1)
-
-
-@contextlib.contextmanager
-def _threads(n: int) -> Iterator[None]:
-    """This process's torch threads set to ``n`` for the block."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from qanchor.data.contract import Scenario
 from qanchor.infer.engine import Embedder, Suffix
+from qanchor.infer.threads import map_threads
 from qanchor.progress import bar as progress
 from qanchor.tune.adapters import ScenarioAdapter
 from qanchor.tune.config import TuneConfig
@@ -166,15 +167,9 @@ def tune_model(
         chosen = [s for s in chosen if s.name not in one_class]
     positives = train[train["label"] == 1].groupby("scenario").size().to_dict()
     encoder = emb.model.text_encoder
-    adapters = []
     groups = groups_for(chosen, positives, cfg, lambda t: encoder.encode(t).numpy())
     steps_on = sample_users(train, cfg.train_users, cfg.runtime.seed)
-    # One bar for the whole stage (not one per group): a line per scenario would be noise.
-    with progress(total=len(groups) * cfg.steps, desc="tune", unit="step") as bar:
-        for group in groups:
-            log.info("tuning %s", [s.name for s in group])
-            bar.set_postfix_str(group[0].name, refresh=False)
-            adapters += tune_group(emb, group, steps_on, cfg, on_step=bar.update)
+    adapters = _tune_groups(emb, groups, steps_on, cfg)
     if cfg.bag_head_step > 0:
         fit_heads(emb, adapters, train, head_inputs, cfg.bag_head_step, cfg.runtime.seed)
     if cfg.val_guard:
@@ -185,3 +180,19 @@ def tune_model(
     for adapter in adapters:
         save_adapter(model_dir, adapter)
     return adapters
+
+
+def _tune_groups(
+    emb: Embedder, groups: list[list[Scenario]], labels: pd.DataFrame, cfg: TuneConfig
+) -> list[ScenarioAdapter]:
+    """:func:`tune_group` over ``groups``, adapters in group order. Groups are independent (own
+    prompt, prototypes, optimiser and seeded sampler), so one runs per core side by side
+    (:mod:`qanchor.infer.threads`; the prefix cache they share is locked)."""
+    # One bar for the whole stage (not one per group): a line per scenario would be noise.
+    with progress(total=len(groups) * cfg.steps, desc="tune", unit="step") as bar:
+
+        def run(group: list[Scenario]) -> list[ScenarioAdapter]:
+            log.info("tuning %s", [s.name for s in group])
+            return tune_group(emb, group, labels, cfg, on_step=bar.update)
+
+        return [a for got in map_threads(run, groups, emb.device) for a in got]

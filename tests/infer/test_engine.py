@@ -6,13 +6,15 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from qanchor.infer.engine import Embedder, Suffix
+from qanchor.infer.engine import Embedder, Suffix, embed_rows_shown
 from qanchor.infer.explain import explain
 from qanchor.infer.prefix_cache import PrefixCache, PrefixEntry
+from qanchor.infer.threads import torch_threads
 
 
 @pytest.fixture(scope="module")
@@ -281,3 +283,24 @@ def _check_empty_history(emb: Embedder, snaps: pd.DataFrame, prof: pd.DataFrame)
     alone = emb.embed_rows([0], sfx, use_cache=False)
     torch.testing.assert_close(alone[0], together[0], atol=1e-4, rtol=0)
     assert (together[0] - together[1]).abs().max() > 1e-4
+
+
+def test_batch_embedding_split_over_cores_equals_one_part(
+    embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Evaluation and the tuning guard embed a chunk's users in one part per torch thread."""
+    rows, sfx = list(range(64)), suffixes(embedder)
+    with torch_threads(1):
+        one = embed_rows_shown(embedder, rows, sfx, "one part", use_cache=False)
+    threads, embed_rows = set(), embedder.embed_rows
+
+    def spy(*args, **kwargs) -> torch.Tensor:
+        threads.add(threading.current_thread().name)
+        return embed_rows(*args, **kwargs)
+
+    monkeypatch.setattr(embedder, "embed_rows", spy)
+    with torch_threads(2):
+        split = embed_rows_shown(embedder, rows, sfx, "two parts", use_cache=False)
+    assert len(threads) == 2
+    np.testing.assert_allclose(split, one, atol=1e-5, rtol=0)
+    assert one[:, 0].std(0).mean() > 1e-4

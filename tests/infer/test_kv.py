@@ -8,6 +8,7 @@ import torch
 
 from qanchor.eval.llm_baseline import llm_untrained_features
 from qanchor.infer.kv import KVEngine, PrefixKV
+from qanchor.infer.threads import torch_threads
 from qanchor.model.tiny import tiny_backbone
 
 CPU = torch.device("cpu")
@@ -59,9 +60,11 @@ def test_prefix_then_suffix_equals_the_full_forward(engine: KVEngine) -> None:
     torch.testing.assert_close(engine.suffix(states, *padded(sfx, left=False)), h, atol=0, rtol=0)
 
 
-def test_the_llm_baseline_is_the_last_state_of_text_then_query() -> None:
+@pytest.mark.parametrize("batch", [2, 1])
+def test_the_llm_baseline_is_the_last_state_of_text_then_query(batch: int) -> None:
     """``llm_untrained`` through the engine = one uncached pass over the user's text + query,
-    whatever batch (of similar lengths, not input order) the user was run in."""
+    whatever batch (of similar lengths, not input order) the user was run in; batches of one
+    user run two at a time on two threads."""
     snaps = pd.DataFrame(
         {
             "user_id": ["a", "b", "c"],
@@ -70,7 +73,8 @@ def test_the_llm_baseline_is_the_last_state_of_text_then_query() -> None:
         }
     )
     queries = {"buys": "Will they buy?", "reads": "Do they mostly read the news?"}
-    feats = llm_untrained_features("tiny", None, snaps, queries, per_source=2, batch=2)
+    with torch_threads(2):
+        feats = llm_untrained_features("tiny", None, snaps, queries, per_source=2, batch=batch)
     model, tok = tiny_backbone()
     texts = {
         "a": "shop: bought shoes\nweb: read news",

@@ -14,6 +14,7 @@ import torch
 from qanchor.config import resolve
 from qanchor.data.contract import Scenario
 from qanchor.infer.engine import Embedder
+from qanchor.infer.threads import torch_threads
 from qanchor.tune.adapters import ScenarioAdapter, load_adapters
 from qanchor.tune.clusters import cluster_scenarios
 from qanchor.tune.config import TuneConfig
@@ -206,3 +207,34 @@ def test_an_adapter_path_never_leaves_the_model(tmp_path: Path, name: str) -> No
     with pytest.raises(ContractError, match="invalid scenario name"):
         adapter_dir(tmp_path, name)
     assert adapter_dir(tmp_path, "churn_30d.v2") == tmp_path / "scenarios" / "churn_30d.v2"
+
+
+def test_scenarios_tuned_side_by_side_equal_one_at_a_time(
+    tiny_model: Path, built_tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On two torch threads each scenario group tunes in its own thread (one torch thread):
+    the same adapters as one after the other, to float rounding."""
+    import threading
+
+    from qanchor.tune import prompt
+
+    cfg = resolve(TuneConfig, "tiny", overrides={"share": "none", "val_guard": False})
+    threads, tune_group = {}, prompt.tune_group
+
+    def spy(emb, group, *args, **kwargs):  # noqa: ANN001, ANN202
+        threads.setdefault(len(out), set()).add(threading.current_thread().name)
+        return tune_group(emb, group, *args, **kwargs)
+
+    monkeypatch.setattr(prompt, "tune_group", spy)
+    out = {}
+    for n in (1, 2):
+        model = tmp_path / f"threads{n}"
+        shutil.copytree(tiny_model, model)
+        with torch_threads(n):
+            out[n] = tune_model(model, built_tiny, cfg, ["cash_loan_default", "churn_next_month"])
+    assert [len(threads[0]), len(threads[1])] == [1, 2]
+    assert [a.name for a in out[2]] == ["cash_loan_default", "churn_next_month"]
+    for one, two in zip(out[1], out[2], strict=True):
+        torch.testing.assert_close(two.prompt, one.prompt, atol=1e-4, rtol=0)
+        torch.testing.assert_close(two.prototypes, one.prototypes, atol=1e-4, rtol=0)
+    assert not torch.allclose(out[2][0].prompt, out[2][1].prompt)  # two different scenarios
