@@ -6,14 +6,16 @@ GIL inside its kernels, so the parts run side by side. The suffix passes' matric
 576 columns) are too small to keep two threads of one matmul busy. Measured on 2 cores
 (AMD EPYC, fp32, the `small` model, 256 users x 12 tuned suffixes): one thread 6.9 users/s,
 one process with two torch threads 11.5, two Python threads of one torch thread each 14.7.
-Each part is batched on its own, so results equal the unsplit call's to float rounding.
+Each part is batched on its own, so results equal the unsplit call's to float rounding
+(:func:`qanchor.infer.engine.embed_rows_shown` gives each part a share of one block, so the
+users in flight and the memory they hold stay one block's).
 
     vecs = split_rows(lambda part: emb.embed_rows(part, suffixes).numpy(), rows, emb.device)
     np.concatenate(vecs)
 
 Inputs must be read-only while the parts run (tables, loaded vectors, frozen weights); the
-prefix cache is not thread-safe, so batch callers pass ``use_cache=False``. Serving does not use
-this: its requests already run concurrently.
+prefix cache locks its own state. Serving does not use this: its requests already run
+concurrently.
 """
 
 from __future__ import annotations
@@ -66,6 +68,8 @@ def split_rows(
     """``fn`` over contiguous parts of ``rows``, side by side (:func:`workers` parts), in order."""
     rows = list(rows)
     n = workers(device, len(rows), min_rows)
+    if n == 1:
+        return [fn(rows)]
     size = -(-len(rows) // n)
     return map_threads(fn, [rows[k : k + size] for k in range(0, len(rows), size)], device)
 

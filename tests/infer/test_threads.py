@@ -39,6 +39,7 @@ def test_one_part_on_a_gpu_on_one_thread_or_for_few_rows() -> None:
         assert split_rows(lambda r: threading.current_thread().name, range(10), CPU) == [
             threading.current_thread().name
         ]
+        assert split_rows(len, [], CPU) == [0]  # no rows: one call, as unsplit
     with torch_threads(1):
         assert workers(CPU, 1000) == 1
 
