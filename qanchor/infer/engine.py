@@ -194,22 +194,32 @@ def embed_rows_shown(
     emb: Embedder, rows: list[int], suffixes: list[Suffix], desc: str, chunk: int = 256,
     use_cache: bool = True,
 ) -> np.ndarray:  # fmt: skip
-    """[rows, suffixes, d] :meth:`Embedder.embed_rows`, ``chunk`` users at a time behind a
-    progress bar (evaluation and the tuning guard embed thousands of users x 24 suffixes),
-    each chunk split over the CPU's cores (:func:`qanchor.infer.threads.split_rows`)."""
-    from qanchor.infer.threads import split_rows, workers
+    """[rows, suffixes, d] :func:`embed_rows_split`, ``chunk`` users at a time behind a
+    progress bar (evaluation and the tuning guard embed thousands of users x 24 suffixes)."""
     from qanchor.progress import bar as progress
-
-    # Each part takes its share of one 64-user block: the users in flight, and the memory they
-    # hold, stay one block's (2 parts of 64: +250 MB peak for +20% users/s; of 32: +40 MB, +15%).
-    block = max(1, 64 // workers(emb.device, chunk))
-
-    def run(part: list[int]) -> np.ndarray:
-        return emb.embed_rows(part, suffixes, use_cache, block).numpy()
 
     parts = []
     with progress(total=len(rows), desc=desc, unit="user") as bar:
         for k in range(0, len(rows), chunk):
-            parts += split_rows(run, rows[k : k + chunk], emb.device)
+            parts.append(embed_rows_split(emb, rows[k : k + chunk], suffixes, use_cache))
             bar.update(len(rows[k : k + chunk]))
     return np.concatenate(parts) if parts else np.zeros((0, len(suffixes), 1), np.float32)
+
+
+def embed_rows_split(
+    emb: Embedder, rows: list[int], suffixes: list[Suffix], use_cache: bool = True
+) -> np.ndarray:
+    """[rows, suffixes, d] :meth:`Embedder.embed_rows` split over the CPU's cores
+    (:func:`qanchor.infer.threads.split_rows`; batch jobs: evaluation, the guard, embed shards).
+
+    Each part takes its share of one 64-user block: the users in flight, and the memory they
+    hold, stay one block's (2 parts of 64: +250 MB peak for +20% users/s; of 32: +40 MB, +15%).
+    """
+    from qanchor.infer.threads import split_rows, workers
+
+    block = max(1, 64 // workers(emb.device, len(rows)))
+
+    def run(part: list[int]) -> np.ndarray:
+        return emb.embed_rows(part, suffixes, use_cache, block).numpy()
+
+    return np.concatenate(split_rows(run, rows, emb.device))

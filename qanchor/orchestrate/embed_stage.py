@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from qanchor.errors import QAnchorError
-from qanchor.infer.threads import cores, split_rows, torch_threads
+from qanchor.infer.threads import cores, torch_threads
 from qanchor.io import atomic_file
 from qanchor.orchestrate.rundir import RunPaths, record
 
@@ -34,10 +34,9 @@ def embed_shard(
     every user afresh (the same vectors: for measuring the embedding rate). ``block`` users are
     loaded at a time (the result does not depend on it).
     """
-    import numpy as np
     import pandas as pd
 
-    from qanchor.infer.engine import Embedder
+    from qanchor.infer.engine import Embedder, embed_rows_split
     from qanchor.infer.shards import EmbeddingWriter, reusable, vectors_file
     from qanchor.progress import bar
 
@@ -48,6 +47,7 @@ def embed_shard(
     users = sorted(pd.read_parquet(snapshots, columns=["user_id"])["user_id"])[shard::num_shards]
     emb = Embedder.from_dir(p.model)
     names = list(scenarios or sorted(emb.adapters))
+    suffixes = [emb.suffix(s) for s in names]
     earlier = p.eval / vectors_file(emb.engine.bf16)
     path = p.embeddings / f"shard-{shard:05d}-of-{num_shards:05d}.parquet"
     reused = 0
@@ -65,8 +65,8 @@ def embed_shard(
             for k in range(0, len(todo), EMBED_BLOCK):
                 part = todo[k : k + EMBED_BLOCK]
                 # No prefix cache: each user is embedded once, every scenario in one call.
-                vecs = split_rows(lambda u: emb.embed(u, names, use_cache=False), part, emb.device)
-                done.update(zip(part, np.concatenate(vecs), strict=True))
+                vecs = embed_rows_split(emb, emb.rows(part), suffixes, use_cache=False)
+                done.update(zip(part, vecs, strict=True))
                 shown.update(len(part))
             out.write(ids, names, [done[u] for u in ids], versions)
         out.close()
