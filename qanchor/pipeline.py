@@ -87,8 +87,8 @@ def run_all(
 
     The stages are those of :data:`qanchor.orchestrate.chain.CHAIN`, called through the same
     functions (:mod:`qanchor.orchestrate.stages`) as the Kubeflow components and Airflow tasks,
-    over the run directory ``out_dir``. The stages before batch embedding run in one spawned
-    process (:func:`_in_fresh_process`); tuning runs its scenario groups one after another;
+    over the run directory ``out_dir``. The stages before batch embedding run in three spawned
+    processes, one after another (:data:`FRESH_AT`); tuning runs its scenario groups in turn;
     batch embedding runs one one-thread share per core (this process and spawned ones). A
     candidate the gate rejects is neither registered nor embedded (``run.json`` says so).
 
@@ -114,7 +114,10 @@ def run_all(
     run = Path(out_dir)
     args = (run, str(data_dir), preset, repo, over, model_name, tolerance)
     head = [s.name for s in plan if s.each != "shard"]
-    results, timings, peaks = _in_fresh_process(head, args)
+    done: Done = ({}, {}, {})
+    for names in process_groups(head):
+        done = _in_fresh_process(names, args, done)
+    results, timings, peaks = done
     if len(head) < len(plan):  # the embed stage, from this process, which holds no model
         _run_stages(plan[len(head) :], _stage_calls(*args), (results, timings, peaks))
     paths = rundir.RunPaths(run)
@@ -133,15 +136,32 @@ def run_all(
 Done = tuple[dict[str, Any], dict[str, float], dict[str, float]]  # results, seconds, peak MB
 
 
-def _in_fresh_process(names: list[str], args: tuple) -> Done:
-    """The stages ``names`` (:func:`_run_head`) in a spawned process: what the stages before batch
-    embedding leave in the heap goes when it exits.
+# Stages that start a process of their own (the stages after each share it, until the next).
+# A process keeps native memory its stages freed, and the next stage ran on top of it: at
+# 100,000 users evaluate peaked at 4.7 GB after tune in the same process and 2.9 GB alone, tune
+# at 5.1 GB after pretraining and 4.3 GB alone. The others share a process (each start imports
+# torch, transformers and peft: ~9 s here).
+FRESH_AT = ("build", "tune", "evaluate")
 
-    At 100,000 users the process that ran them through register still held 1.4 GB that no
-    Python object referenced (native memory ``malloc_trim`` did not return), and the embed stage
-    ran on top of it: 4.4 GB for that process and its worker, 3.0 GB from a process that ran
-    none. One process for all of them, not one per stage as on Airflow: each start imports
-    torch, transformers and peft (~9 s here).
+
+def process_groups(names: list[str]) -> list[list[str]]:
+    """``names`` cut into the runs of stages that share a process (:data:`FRESH_AT`)."""
+    groups: list[list[str]] = []
+    for n in names:
+        if not groups or n in FRESH_AT:
+            groups.append([])
+        groups[-1].append(n)
+    return groups
+
+
+def _in_fresh_process(names: list[str], args: tuple, done: Done) -> Done:
+    """The stages ``names`` (:func:`_run_head`) in a spawned process, after the stages ``done``:
+    what they leave in the heap goes when it exits.
+
+    At 100,000 users the process that ran every stage through register still held 1.4 GB that
+    no Python object referenced (native memory ``malloc_trim`` did not return), and the embed
+    stage ran on top of it: 4.4 GB for that process and its worker, 3.0 GB from a process that
+    ran none.
     """
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
@@ -149,11 +169,12 @@ def _in_fresh_process(names: list[str], args: tuple) -> Done:
     # A spawned process inherits the environment, not the logging setup or warning filters.
     level = logging.getLogger().level
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(_run_head, names, args, level).result()
+        return pool.submit(_run_head, names, args, level, done).result()
 
 
-def _run_head(names: list[str], args: tuple, level: int) -> Done:
-    """The named stages in order, in a spawned process set up as the parent's console is."""
+def _run_head(names: list[str], args: tuple, level: int, done: Done) -> Done:
+    """The named stages in order, after ``done``, in a spawned process set up as the parent's
+    console is."""
     from qanchor.orchestrate import chain
 
     if level > logging.INFO:  # the CLI quiets third-party noise exactly when it is not -v
@@ -161,13 +182,14 @@ def _run_head(names: list[str], args: tuple, level: int) -> Done:
 
         quiet_third_party()
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    return _run_stages([chain.stage(n) for n in names], _stage_calls(*args))
+    return _run_stages([chain.stage(n) for n in names], _stage_calls(*args), done)
 
 
 def _run_stages(plan: list, calls: dict, done: Done | None = None) -> Done:
     """Call each stage of ``plan`` in order: its result, seconds and peak memory (MB) by name,
     added to ``done`` (the results of the stages before it)."""
-    from qanchor.orchestrate.peak import PeakMemory, release_memory
+    from qanchor.memory import release_memory
+    from qanchor.orchestrate.peak import PeakMemory
 
     results, timings, peaks = done or ({}, {}, {})
     for s in plan:

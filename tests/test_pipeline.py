@@ -182,3 +182,18 @@ def test_qanchor_bf16_sets_the_precision_of_every_orchestrated_model_stage(monke
     monkeypatch.setenv("QANCHOR_BF16", "fast")
     with pytest.raises(ValueError, match="QANCHOR_BF16"):
         stage_config(TuneConfig, "small")
+
+
+def test_tune_and_evaluate_each_start_a_process_of_their_own() -> None:
+    """What a stage leaves in the heap must not count towards the next big one's peak."""
+    from qanchor.orchestrate import chain
+    from qanchor.pipeline import process_groups
+
+    head = [s.name for s in chain.through("register")]
+    assert process_groups(head) == [
+        ["build", "materialize", "pretrain"],
+        ["tune"],
+        ["evaluate", "gate", "register"],
+    ]
+    assert process_groups(["build", "materialize"]) == [["build", "materialize"]]
+    assert process_groups([]) == []

@@ -15,9 +15,6 @@ so can a child process that lives less than a second (children are listed once a
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
-import gc
 import itertools
 import threading
 
@@ -67,24 +64,3 @@ class PeakMemory:
         self._stop.set()
         self._thread.join()
         self.bytes = max(self.bytes, self._rss())
-
-
-def release_memory() -> bool:
-    """Hand the memory a finished stage freed back to the system; True if the allocator could.
-
-    ``qanchor run`` calls the stages before embed in one process, and glibc keeps freed heap for
-    reuse: after one stage embedded 3,000 users and dropped every reference, the process still
-    held 1,236 MB, 646 MB after ``malloc_trim`` (AMD EPYC). The next stage would otherwise be
-    measured and run on top of that. (Not all of it comes back: at 100,000 users 1.4 GB stayed
-    after register, which is why embed runs from a process of its own.)
-    """
-    gc.collect()
-    name = ctypes.util.find_library("c")
-    try:
-        trim = ctypes.CDLL(name).malloc_trim if name else None
-    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
-        return False
-    if trim is None:
-        return False
-    trim(0)
-    return True

@@ -139,6 +139,7 @@ def tune_model(
     from qanchor.data.contract import read_scenarios
     from qanchor.errors import QAnchorError
     from qanchor.eval.probe import sample_users
+    from qanchor.memory import release_memory
     from qanchor.model.data import require_built
     from qanchor.tune.adapters import save_adapter
     from qanchor.tune.inputs import load_users
@@ -157,6 +158,9 @@ def tune_model(
         model_dir, cache_bytes=cfg.runtime.cache_mb << 20, bf16=cfg.runtime.bf16
     )
     head_inputs = load_users(emb, root, cfg, train, val)
+    # Between phases the freed heap goes back to the system: the next phase's threads allocate
+    # from arenas of their own and would not reuse it.
+    release_memory()
     # A scenario whose training users hold one class has nothing to separate: its adapter
     # would be noise registered as tuned. It is left without one (served with its query).
     classes = train.groupby("scenario")["label"].nunique()
@@ -170,8 +174,10 @@ def tune_model(
     groups = groups_for(chosen, positives, cfg, lambda t: encoder.encode(t).numpy())
     steps_on = sample_users(train, cfg.train_users, cfg.runtime.seed)
     adapters = _tune_groups(emb, groups, steps_on, cfg)
+    release_memory()
     if cfg.bag_head_step > 0:
         fit_heads(emb, adapters, train, head_inputs, cfg.bag_head_step, cfg.runtime.seed)
+        release_memory()
     if cfg.val_guard:
         from qanchor.tune.guard import guard, keeper
 

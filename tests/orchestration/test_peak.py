@@ -34,7 +34,7 @@ def test_freed_heap_goes_back_to_the_system() -> None:
     # cannot shrink from its top, so the freed ~200 MiB stay resident until trimmed.
     import psutil
 
-    from qanchor.orchestrate.peak import release_memory
+    from qanchor.memory import release_memory
 
     proc = psutil.Process()
     chunks = [bytearray(b"x" * 2000) for _ in range(100_000)]

@@ -200,3 +200,48 @@ def test_a_head_that_cannot_raise_the_val_auc_is_dropped_only_if_enforced(enforc
     assert verdict["val_auc"]["without"] == 1.0  # so no head can raise it
     assert verdict["kept"] is (not enforce)
     assert (adapter.head is None) is enforce
+
+
+def test_heads_fitted_side_by_side_equal_one_at_a_time(
+    coupon_split, built_tiny, monkeypatch
+) -> None:
+    from threading import get_ident
+
+    from threadpoolctl import threadpool_info
+
+    from qanchor.infer.threads import torch_threads
+    from qanchor.tune import heads
+    from qanchor.tune.adapters import ScenarioAdapter
+
+    emb = coupon_split[0]
+    labels = pd.read_parquet(built_tiny / "labels.parquet")
+    train = labels[labels["split"] == "train"]
+    names = sorted(train["scenario"].unique())[:4]
+    loaded = dict(zip(emb.user_ids, (x.head_input() for x in emb.table.inputs), strict=True))
+    seen: set[int] = set()
+
+    def spy(*args, **kwargs):
+        seen.add(get_ident())
+        return fit_bag_head(*args, **kwargs)
+
+    monkeypatch.setattr(heads, "fit_bag_head", spy)
+    blas = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    fitted = {}
+    # (torch threads, memory budget for two fits side by side, threads expected to fit them)
+    for cores, budget, used in ((1, heads.SIDE_BY_SIDE_BYTES, 1), (2, heads.SIDE_BY_SIDE_BYTES, 2),
+                                (2, 0, 1)):  # fmt: skip
+        seen.clear()
+        monkeypatch.setattr(heads, "SIDE_BY_SIDE_BYTES", budget)
+        adapters = [ScenarioAdapter(s, s, torch.zeros(0, 32), _protos()) for s in names]
+        with torch_threads(cores):
+            heads.fit_heads(emb, adapters, train, loaded, step=0.1, seed=0)
+        assert len(seen) == used  # one per core, unless two fits would not fit in the budget
+        fitted[(cores, budget)] = adapters
+    assert [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"] == blas
+    first, *others = fitted.values()
+    for one, two in ((a, b) for other in others for a, b in zip(first, other, strict=True)):
+        assert one.head is not None and two.head is not None
+        np.testing.assert_allclose(one.head.coef, two.head.coef, atol=1e-8)
+        np.testing.assert_allclose(one.head.weights, two.head.weights, atol=1e-8)
+        assert one.head.trees == two.head.trees
+        assert one.meta["bag_head"] == two.meta["bag_head"]
