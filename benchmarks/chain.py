@@ -208,7 +208,7 @@ def _sampled(e: dict) -> str:
     return (
         f"the embed stage was measured on {e['workers']} of {e['shards']} shards, afresh, "
         f"as `qanchor run` runs them (one one-thread share per core, from the process that "
-        f"called the chain, whose earlier stages ran in a process of their own): "
+        f"called the chain, whose earlier stages ran in processes of their own): "
         f"{e['users']:,} users in {e['seconds']:,.0f} s ({rate}), "
         f"peak {e['peak_mb']:,.0f} MB, that process and the workers it started."
     )

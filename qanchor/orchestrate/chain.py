@@ -8,7 +8,8 @@ Three runners follow this list and a test holds them to it
 - the Airflow DAG (``dags/qanchor_retrain.py``) has one task per stage with these names, edges,
   retries and timeouts (plus ``notify`` and ``outcome``, which report to the operator);
 - ``qanchor run`` (:func:`qanchor.pipeline.run_all`) calls the same stage functions on one
-  machine: the stages before ``embed`` in one spawned process, ``embed`` from the caller's.
+  machine: the stages before ``embed`` in spawned processes (a new one at build, tune and
+  evaluate), ``embed`` from the caller's.
 
 Each stage is a function of :mod:`qanchor.orchestrate.stages` over one run directory. This module
 imports only the standard library: the DAG file reads it at parse time.
