@@ -91,7 +91,7 @@ def run_one(users: int, bf16: str, steps: int | None, out: Path, sample: int = 0
 
 def embed_sample(out: str | Path, shards: int) -> None:
     """The embed stage on a sample, as ``qanchor run`` runs it: called in the process that called
-    ``run_all`` through register (the stages ran in a process of their own), one one-thread share
+    ``run_all`` through register (the stages ran in processes of their own), one one-thread share
     per core, each embedding one of ``shards`` shards afresh. Its users, seconds and peak
     resident memory (this process and the workers it starts) go to ``<out>/embed_sample.json``."""
     from qanchor.orchestrate.embed_stage import cores, embed_all
