@@ -158,8 +158,8 @@ def tune_model(
         model_dir, cache_bytes=cfg.runtime.cache_mb << 20, bf16=cfg.runtime.bf16
     )
     head_inputs = load_users(emb, root, cfg, train, val)
-    # Between phases the freed heap goes back to the system: the next phase's threads allocate
-    # from arenas of their own and would not reuse it.
+    # Freed heap goes back to the system between phases: the threads of the next phase allocate
+    # from arenas of their own, so what this one freed is not necessarily reused.
     release_memory()
     # A scenario whose training users hold one class has nothing to separate: its adapter
     # would be noise registered as tuned. It is left without one (served with its query).
