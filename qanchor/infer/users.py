@@ -18,6 +18,7 @@ import hashlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -25,6 +26,11 @@ import torch
 
 from qanchor.infer.prefix_cache import PrefixEntry
 from qanchor.model.data import UserTable
+
+if TYPE_CHECKING:
+    from qanchor.data.bag import BagVectorizer
+    from qanchor.model.config import ModelConfig
+    from qanchor.model.profile import ProfileFeaturizer
 
 # (user id, feature version) -> the cached prefix, if any (without counting a hit)
 Peek = Callable[[str, str], PrefixEntry | None]
@@ -131,8 +137,7 @@ class InputBuilder:
     def load(self, snapshots: pd.DataFrame, profiles: pd.DataFrame | None = None) -> UserInputs:
         """All users of ``snapshots`` (rows as built by ``data build``), texts encoded up front."""
         table = self.table(snapshots, profiles)
-        versions = [_input_version(table, i) for i in range(len(table.user_ids))]
-        return UserInputs(table, versions, self.vectors.all(table.texts))
+        return UserInputs(table, input_versions(table), self.vectors.all(table.texts))
 
     def request(
         self, snapshots: pd.DataFrame, profiles: pd.DataFrame | None, versions: dict[str, str],
@@ -167,11 +172,25 @@ class InputBuilder:
         return UserInputs(table, [versions[u] for u in ids], None, pinned)
 
     def table(self, snapshots: pd.DataFrame, profiles: pd.DataFrame | None) -> UserTable:
-        cfg = self.model.cfg
-        return UserTable.from_snapshots(
-            snapshots, cfg.sources, cfg.events_per_source, cfg.source_caps, profiles,
-            self.featurizer, cfg.whole_history, self.model.bag_vectorizer, cfg.text_numbers,
-        )  # fmt: skip
+        return user_table(self.model.cfg, self.featurizer, self.model.bag_vectorizer, snapshots,
+                          profiles)  # fmt: skip
+
+
+def user_table(
+    cfg: ModelConfig, featurizer: ProfileFeaturizer, bag_vectorizer: BagVectorizer | None,
+    snapshots: pd.DataFrame, profiles: pd.DataFrame | None,
+) -> UserTable:  # fmt: skip
+    """A model's inputs for ``snapshots``' users from its config, featurizer and bag vectorizer
+    (:func:`qanchor.model.artifact.load_inputs` reads them without the model)."""
+    return UserTable.from_snapshots(
+        snapshots, cfg.sources, cfg.events_per_source, cfg.source_caps, profiles,
+        featurizer, cfg.whole_history, bag_vectorizer, cfg.text_numbers,
+    )  # fmt: skip
+
+
+def input_versions(table: UserTable) -> list[str]:
+    """Each row's feature version: :meth:`UserInputs.feature_versions` of a loaded table."""
+    return [_input_version(table, i) for i in range(len(table.user_ids))]
 
 
 def _input_version(table: UserTable, row: int) -> str:

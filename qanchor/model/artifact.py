@@ -18,7 +18,7 @@ import dataclasses
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -27,6 +27,9 @@ from qanchor.errors import QAnchorError
 from qanchor.model.config import ModelConfig
 from qanchor.model.network import QAnchorModel
 from qanchor.model.profile import ProfileFeaturizer
+
+if TYPE_CHECKING:
+    from qanchor.data.bag import BagVectorizer
 
 log = logging.getLogger(__name__)
 
@@ -148,8 +151,18 @@ def load_model(model_dir: str | Path) -> tuple[QAnchorModel, ProfileFeaturizer, 
             f"{model_dir}: weights do not match the config (missing {missing}, unexpected {extra})"
         )
     model.load_state_dict(state, strict=False)
-    if model.cfg.bag_dim:
-        from qanchor.data.bag import BagVectorizer
+    _, featurizer, model.bag_vectorizer = load_inputs(model_dir, config)
+    return model.eval(), featurizer, config
 
-        model.bag_vectorizer = BagVectorizer.load(Path(model_dir) / BAG_FILE)
-    return model.eval(), ProfileFeaturizer.from_dict(config["profile_featurizer"]), config
+
+def load_inputs(
+    model_dir: str | Path, config: dict[str, Any] | None = None
+) -> tuple[ModelConfig, ProfileFeaturizer, BagVectorizer | None]:
+    """What a saved model builds its users' inputs from: its config, profile featurizer and bag
+    vectorizer (None without a bag channel), without its weights, backbone or encoder."""
+    from qanchor.data.bag import BagVectorizer
+
+    config = config or read_config(model_dir)
+    cfg = ModelConfig(**config["model"])
+    bag = BagVectorizer.load(Path(model_dir) / BAG_FILE) if cfg.bag_dim else None
+    return cfg, ProfileFeaturizer.from_dict(config["profile_featurizer"]), bag

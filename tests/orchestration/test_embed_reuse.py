@@ -13,6 +13,7 @@ import pytest
 
 from qanchor.config import resolve
 from qanchor.eval.evaluate import EvalConfig, evaluate
+from qanchor.infer.engine import Embedder
 from qanchor.infer.shards import reusable, vectors_file, write_embeddings
 from qanchor.orchestrate import stages
 from qanchor.orchestrate.rundir import RunPaths
@@ -92,6 +93,40 @@ def test_embed_copies_evaluated_users_and_matches_a_fresh_embedding(
     c = _vectors(pd.read_parquet(again["path"]))
     assert c.keys() == b.keys()
     np.testing.assert_allclose(np.stack([c[k] for k in b]), np.stack(list(b.values())), atol=1e-5)
+
+
+def test_a_shard_evaluation_covers_is_copied_without_loading_the_model(
+    evaluated_run: RunPaths, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Evaluated on every user (a build no larger than max_users): the shard needs no model.
+    run = RunPaths(tmp_path / "all")
+    for part in ("built", "model"):
+        shutil.copytree(getattr(evaluated_run, part), getattr(run, part))
+    stages.evaluate(run.root, "tiny", overrides=EVAL | {"max_users": 0})
+    fresh = stages.embed_shard(run.root, 1, 2, reuse=False)
+    computed = pd.read_parquet(fresh["path"])
+
+    def no_model(*args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        raise AssertionError("the shard loaded the model")
+
+    monkeypatch.setattr(Embedder, "from_dir", no_model)
+    copied = stages.embed_shard(run.root, 1, 2)
+    assert copied["reused"] == copied["users"] == computed["user_id"].nunique() > 0
+    got = pd.read_parquet(copied["path"])
+    # Feature versions computed without the model are the model's own.
+    columns = ["user_id", "scenario", "feature_version", "model_version"]
+    assert got[columns].equals(computed[columns])
+    a, b = _vectors(got), _vectors(computed)
+    np.testing.assert_allclose(np.stack([a[k] for k in b]), np.stack(list(b.values())), atol=1e-5)
+    # One user whose events changed since evaluation: that shard loads the model and embeds.
+    snaps = pd.read_parquet(run.built / "snapshots.parquet")
+    mine = snaps.index[snaps["user_id"] == got["user_id"].iloc[0]][0]
+    other = snaps.index[snaps["user_id"] != got["user_id"].iloc[0]][0]
+    for column in [c for c in snaps.columns if c.startswith(("event_", "bag_"))]:
+        snaps.at[mine, column] = snaps.at[other, column]
+    snaps.to_parquet(run.built / "snapshots.parquet")
+    with pytest.raises(AssertionError, match="loaded the model"):
+        stages.embed_shard(run.root, 1, 2)
 
 
 def test_the_stage_runs_the_chosen_shards_of_a_finer_split(evaluated_run: RunPaths) -> None:
