@@ -260,3 +260,26 @@ def test_cache_root_from_the_environment(tmp_path: Path, monkeypatch) -> None:
     # An empty variable is unset: the default under the home read now, not at import.
     monkeypatch.setenv("QANCHOR_CACHE", "")
     assert backbones.cache_root() == tmp_path / "home" / ".cache" / "qanchor"
+
+
+def test_a_gguf_file_is_parsed_once_while_converting_and_gguf_is_restored(tmp_path: Path):
+    import gguf
+    import numpy as np
+
+    path = tmp_path / "t.gguf"
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_uint32("answer", 42)
+    w.add_tensor("t", np.arange(4, dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    reader, names = gguf.GGUFReader, gguf.get_tensor_name_map
+    with backbones._gguf_parsed_once():
+        first = gguf.GGUFReader(path)
+        assert gguf.GGUFReader(str(path)) is first  # transformers passes str or Path
+        assert first.fields["answer"].contents() == 42
+        assert np.array_equal(first.tensors[0].data, np.arange(4, dtype=np.float32))
+        arch = gguf.MODEL_ARCH.LLAMA
+        assert gguf.get_tensor_name_map(arch, 2) is gguf.get_tensor_name_map(arch, 2)
+    assert (gguf.GGUFReader, gguf.get_tensor_name_map) == (reader, names)
