@@ -80,7 +80,10 @@ lock: ## Regenerate requirements.lock from requirements.in in a throwaway venv
 synth: setup ## Synthesise USERS users into DATA/synthetic
 	$(VENV)/bin/qanchor data synth --users $(USERS) --seed $(SEED) --out $(SYNTH)
 
+# The model stages' imports, compiled in the background while build and materialize use one core
+# (qanchor/warm.py): on a fresh machine pretraining otherwise compiled them, ~35 s.
 run: synth ## Main job: the qanchor_retrain DAG through Airflow (dag.test, no server) with PRESET
+	@$(PY) -m qanchor.warm >/dev/null 2>&1 &
 	$(PY) dags/local.py test --dataset $(SYNTH) --preset $(PRESET) $(if $(V),-v)
 
 airflow: setup ## Airflow UI + scheduler on 127.0.0.1:AIRFLOW_PORT, login required; scheduled runs: QANCHOR_PRESET (tiny)
