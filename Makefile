@@ -80,8 +80,9 @@ lock: ## Regenerate requirements.lock from requirements.in in a throwaway venv
 synth: setup ## Synthesise USERS users into DATA/synthetic
 	$(VENV)/bin/qanchor data synth --users $(USERS) --seed $(SEED) --out $(SYNTH)
 
-# The model stages' imports, compiled in the background while build and materialize use one core
-# (qanchor/warm.py): on a fresh machine pretraining otherwise compiled them, ~35 s.
+# The model stages' imports, compiled in the background while build and materialize use one
+# core (qanchor/warm.py): on a fresh machine pretraining reached the model conversion after
+# 60 s, after 37 s with it.
 run: synth ## Main job: the qanchor_retrain DAG through Airflow (dag.test, no server) with PRESET
 	@$(PY) -m qanchor.warm >/dev/null 2>&1 &
 	$(PY) dags/local.py test --dataset $(SYNTH) --preset $(PRESET) $(if $(V),-v)

@@ -3,8 +3,9 @@
 ``make run`` starts ``python -m qanchor.warm`` in the background beside the first stages (build
 and materialize keep one core busy, not two). Bytecode is written by the first process to import
 a module, and no earlier stage imports torch, transformers, peft or scikit-learn: on a fresh
-machine the pretraining process compiled them itself, ~35 s before its first step (AMD EPYC,
-2 cores). Importing is all this does; nothing is loaded or computed.
+machine the pretraining process compiled them itself and reached the model conversion 60 s
+after it started; with this beside build and materialize, 37 s (AMD EPYC, 2 cores, two fresh
+`make run`s an hour apart). Importing is all this does; nothing is loaded or computed.
 """
 
 from __future__ import annotations
